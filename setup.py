@@ -1,0 +1,37 @@
+"""vidsme: one distribution, one import namespace.
+
+The stage folders live at the top of the repository (train/, attack/, benchmark/)
+so a newcomer finds them by name, but they install under the `vidsme` namespace:
+nothing generic like `attack` ever lands in site-packages.
+"""
+from setuptools import setup
+
+PACKAGES = {
+    "vidsme": "core",
+    "vidsme.attack": "attack",
+    "vidsme.attack.attacks": "attack/attacks",
+    "vidsme.train": "train",
+    "vidsme.benchmark": "benchmark",
+}
+
+setup(
+    name="vidsme",
+    version="0.1.0",
+    description="Benchmark and target-training pipeline for membership inference "
+    "attacks against video-understanding LLMs (Vid-SME and baselines).",
+    python_requires=">=3.10",
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    # Ranges here; the exact torch/torchvision pins live in scripts/constraints.txt,
+    # which the Makefile, CI and docker image all install through.
+    install_requires=[
+        "torch>=2.4",
+        "numpy>=1.26",
+        "pyyaml>=6.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "scikit-learn>=1.4"],
+    },
+    entry_points={"console_scripts": ["vidsme = vidsme.cli:main"]},
+)
