@@ -32,6 +32,7 @@ Why it is written this way (see docs/ATTACKS.md for the deviations from the refe
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +86,11 @@ def expm1_over_x(t: torch.Tensor) -> torch.Tensor:
 
 
 def sharma_mittal_from_parts(
-    entropy: torch.Tensor, tilted_sum: torch.Tensor, q: torch.Tensor, r: torch.Tensor
+    entropy: torch.Tensor,
+    tilted_sum: torch.Tensor,
+    q: torch.Tensor,
+    r: torch.Tensor,
+    power_sum: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sharma-Mittal entropy from per-row sums, exact at every limit.
 
@@ -98,10 +103,15 @@ def sharma_mittal_from_parts(
         entropy: Shannon entropy per row (float64).
         tilted_sum: S = sum_v p_v expm1((q - 1) log p_v) per row (float64).
         q, r: Sharma-Mittal orders per row (float64), q > 0.
+        power_sum: optionally sum p^q itself; where it is below 1/2, log of it is more
+            accurate than log1p(S) (1 + S would cancel), so it is used there.
     """
     delta = q - 1.0
     safe_delta = torch.where(delta == 0, torch.ones_like(delta), delta)
-    renyi_q = torch.where(delta == 0, entropy, -torch.log1p(tilted_sum) / safe_delta)
+    log_power_sum = torch.log1p(tilted_sum)
+    if power_sum is not None:
+        log_power_sum = torch.where(power_sum < 0.5, torch.log(power_sum), log_power_sum)
+    renyi_q = torch.where(delta == 0, entropy, -log_power_sum / safe_delta)
     return renyi_q * expm1_over_x((1.0 - r) * renyi_q)
 
 
@@ -119,7 +129,7 @@ def _chunk_features(
     target: torch.Tensor | None,
     q: torch.Tensor | None,
     r: torch.Tensor | None,
-    buf: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    buf: tuple[torch.Tensor, ...],
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features for rows x [R, V] (any float dtype). Returns (features, p, argmax, p_max).
 
@@ -127,7 +137,7 @@ def _chunk_features(
     the next call reuses the buffer); p_max (float64) is the argmax probability.
     """
     rows, vocab = x.shape
-    a, b, c = (t[:rows] for t in buf)  # s = x - max ; p ; scratch
+    a, b, c, d = (t[:rows] for t in buf)  # s = x - max ; p ; scratch ; scratch
     f64 = torch.float64
 
     top = torch.topk(x, 2, dim=-1) if vocab > 1 else None
@@ -166,17 +176,19 @@ def _chunk_features(
             raise InvalidLogitsError("NaN logits")
     entropy = log_z - mu
 
-    sum_sq = _rowdot(b, b).to(f64) + p_max * p_max
+    # Sums over the non-argmax entries ("others"); the argmax term is added per row from
+    # exact quantities. Never add a term and subtract it again: with p_max -> 1 the
+    # argmax term of sum p log(1 - p) is ~log(1 - p_max) and would swamp the rest.
+    others_sq = _rowdot(b, b).to(f64)
     torch.sqrt(b, out=c)
-    sum_sqrt = c.sum(-1).to(f64) + torch.sqrt(p_max)
-
-    # sum_v p log(1 - p) over non-argmax entries; the argmax term from exact 1 - p_max.
+    others_sqrt = c.sum(-1).to(f64)
+    # f(p) = p log(1 - p), via log1p: accurate for the small p of the non-argmax entries.
     torch.neg(b, out=c).log1p_()
-    sum_p_log1m = _rowdot(b, c).to(f64) + p_max * torch.log(one_minus_p_max)
-    # sum_v p (sqrt(1 - p) - 1) = -sum_v p^2 / (1 + sqrt(1 - p)): no cancellation.
+    others_log1m = _rowdot(b, c).to(f64)
+    # g(p) = p (sqrt(1 - p) - 1) = -p^2 / (1 + sqrt(1 - p)): the second form has no cancellation.
     torch.sub(1.0, b, out=c).sqrt_().add_(1.0)
     torch.div(b, c, out=c)
-    sum_sqrt1m = -_rowdot(b, c).to(f64) - p_max * p_max / (1.0 + torch.sqrt(one_minus_p_max))
+    others_sqrt1m = -_rowdot(b, c).to(f64)
 
     feats: dict[str, torch.Tensor] = {}
     if q is not None and r is not None:
@@ -195,11 +207,19 @@ def _chunk_features(
             c = torch.where(big, direct, c)
             c[rows_idx, amax] = 0.0
             tilted = c.sum(-1).to(f64)
+            # sum p^q >= 1 for q < 1, so log1p(S) never cancels there. (Rows with q >= 1
+            # that share a chunk with q < 1 rows also take this path: still exact in
+            # the limits, ~1e-6 relative where sum p^q << 1.)
+            power = None
         else:
+            # Both sum p^q (accurate when it is far below 1) and S = sum p expm1(u)
+            # (accurate when sum p^q is near 1, i.e. q -> 1): one cheap exp pass more.
+            torch.exp(c, out=d)
+            power = _rowdot(b, d).to(f64) + p_max * torch.exp(delta * log_p_max)
             c.expm1_()
             tilted = _rowdot(b, c).to(f64)
         tilted = tilted + p_max * torch.expm1(delta * log_p_max)
-        feats["sharma_mittal"] = sharma_mittal_from_parts(entropy, tilted, q, r)
+        feats["sharma_mittal"] = sharma_mittal_from_parts(entropy, tilted, q, r, power_sum=power)
 
     # Centre on mu only now (the SME pass above needed s): variance without cancellation.
     a.sub_(mu.to(torch.float32).unsqueeze(1))
@@ -213,23 +233,35 @@ def _chunk_features(
     is_max = target == amax
     p_y = torch.where(is_max, p_max, torch.exp(log_p_y))
     one_minus_p_y = torch.where(is_max, one_minus_p_max, -torch.expm1(log_p_y))
-    # Exclude the target's own term from the "v != y" sums (it is in them unless y is
-    # the argmax, whose term we added separately above).
-    y_in_sum = p_y * torch.log1p(-p_y)
-    y_in_sum = torch.where(is_max, p_max * torch.log(one_minus_p_max), y_in_sum)
-    y_sqrt1m = -p_y * p_y / (1.0 + torch.sqrt(one_minus_p_y))
+
+    def f_log1m(p: torch.Tensor, one_minus_p: torch.Tensor) -> torch.Tensor:
+        return p * torch.log(one_minus_p)
+
+    def g_sqrt1m(p: torch.Tensor, one_minus_p: torch.Tensor) -> torch.Tensor:
+        return -p * p / (1.0 + torch.sqrt(one_minus_p))
+
+    def excluding_target(others: torch.Tensor, term: Callable[..., torch.Tensor]) -> torch.Tensor:
+        # sum over v != y: the "others" sum if y is the argmax, else swap y's term for the argmax's.
+        swapped = others + term(p_max, one_minus_p_max) - term(p_y, one_minus_p_y)
+        return torch.where(is_max, others, swapped)
+
     sigma = torch.sqrt(var.clamp(min=0.0))
     centred_y = s_y - mu
 
     feats.update(
         target_logprob=log_p_y,
         entropy=entropy,
-        renyi_05=2.0 * torch.log(sum_sqrt),
-        renyi_2=-torch.log(sum_sq),
+        # log(sum) as log1p(sum - 1), with sum - 1 formed from exact 1 - p_max: keeps
+        # the O(1 - p_max) value of near-one-hot rows instead of rounding it to 0.
+        renyi_05=2.0 * torch.log1p(others_sqrt - one_minus_p_max / (1.0 + torch.sqrt(p_max))),
+        renyi_2=-torch.log1p(others_sq - one_minus_p_max * (1.0 + p_max)),
         renyi_inf=log_z,
-        modified_entropy=-one_minus_p_y * log_p_y - (sum_p_log1m - y_in_sum),
-        modified_renyi_05=-2.0 * (one_minus_p_y * (torch.sqrt(p_y) - 1.0) + (sum_sqrt1m - y_sqrt1m)),
-        modified_renyi_2=one_minus_p_y * one_minus_p_y + (sum_sq - p_y * p_y),
+        modified_entropy=-one_minus_p_y * log_p_y - excluding_target(others_log1m, f_log1m),
+        modified_renyi_05=-2.0
+        # sqrt(p_y) - 1 = -(1 - p_y) / (1 + sqrt(p_y)): exact as p_y -> 1
+        * (-one_minus_p_y * one_minus_p_y / (1.0 + torch.sqrt(p_y)) + excluding_target(others_sqrt1m, g_sqrt1m)),
+        modified_renyi_2=one_minus_p_y * one_minus_p_y
+        + excluding_target(others_sq, lambda p, _: p * p),
         max_prob_gap=gap,
         # sigma = 0 only when p is uniform on its support: then log p_y = mu, z := 0.
         mink_pp_z=torch.where(sigma > 0, centred_y / torch.where(sigma > 0, sigma, 1.0), torch.zeros_like(mu)),
@@ -293,7 +325,7 @@ def token_features(
     flat_logits = logits.reshape(batch * positions, vocab)
     flat_rows = mask.reshape(-1).nonzero().squeeze(1)
     rows_per_chunk = max(1, min(chunk_elements // vocab, flat_rows.numel()))
-    buf = tuple(torch.empty(rows_per_chunk, vocab, dtype=torch.float32, device=device) for _ in range(3))
+    buf = tuple(torch.empty(rows_per_chunk, vocab, dtype=torch.float32, device=device) for _ in range(4))
     flat_out = {n: t.view(-1) for n, t in out.items()}
 
     for start in range(0, flat_rows.numel(), rows_per_chunk):

@@ -1,0 +1,354 @@
+"""Benchmark of vidsme.attack.features.token_features against its cost floor and the slow loop.
+
+What it measures, in ONE run on IDENTICAL seeded logits [2, positions, vocab]
+(2 = natural + reversed frame order; default 16 frames x 144 tokens = 2304 positions,
+vocab 32000) with realistic peaked next-token distributions and per-sample
+Sharma-Mittal orders q in [1, 2], r in [1, 1.1]:
+
+1. features  - `token_features(logits, q=q, r=r)`: every token feature, Sharma-Mittal
+               included (best of --repeats, after one warm-up call).
+2. floor     - the "transcendental floor": one `torch.log_softmax(logits, -1)` plus one
+               `.exp()` of its result, over the same logits (best of --repeats).
+3. loop      - the per-token reference-style loop, `features_one_position` (float64, in
+               the style of the Vid-SME reference) for each position with its sample's
+               (q, r) and target = argmax, over --loop-tokens positions (default: all).
+               With fewer positions than the total, the per-token time is measured on
+               an evenly spaced subset and the full-loop time is scaled from it (the
+               output says so).
+4. agreement - for every position the loop ran on, every feature of `token_features`
+               against the loop's float64 value: relative error
+               max over positions of |a - b| / max(1, |b|). Exit code 1 if any
+               feature's worst error exceeds 1e-4 (also for the bf16 check below).
+5. bf16      - `token_features` on the same logits cast to bfloat16, timed against the
+               float32 floor, and its values checked against the loop run on the
+               bf16-rounded logits (on a subset of at most --bf16-check-tokens positions).
+
+All figures that matter are ratios measured side by side in this one run (the timed
+calls are interleaved repeat by repeat, so machine noise hits them alike); absolute
+times are printed for context only.
+
+Targets (CPU, vocab 32k):  features <= 2.5x the floor;  >= 5x faster per token than
+the loop.  GPU (vocab 152,064):  >= 100x faster than the loop.
+
+Run (from the repository root):
+
+    .venv/bin/python perf/bench_features.py                       # full default size
+    .venv/bin/python perf/bench_features.py --loop-tokens 256     # quick run
+    .venv/bin/python perf/bench_features.py --vocab 152064 --json perf_gpu.json   # on a GPU
+
+The device is CUDA when available (override with --device); the loop then runs on the
+same device as the logits, as the reference implementation would.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from vidsme.attack.features import TOKEN_FEATURES, token_features
+from vidsme.attack.features_reference import features_one_position
+
+TOLERANCE = 1e-4
+TARGET_FLOOR_RATIO = 2.5
+TARGET_SPEEDUP_CPU = 5.0
+TARGET_SPEEDUP_GPU = 100.0
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_logits(batch: int, positions: int, vocab: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded float32 logits [batch, positions, vocab] with peaked next-token distributions.
+
+    Background: a scaled Gaussian (std 1.5). On top, each row gets a few boosted tokens:
+    the top one is raised so that its probability hits a per-row target drawn
+    log-uniformly in [0.05, 0.99]; three runners-up get smaller random probabilities
+    (below the top one and below a quarter of the remaining mass each). Returns
+    (logits, q, r) with per-sample q ~ U[1, 2], r ~ U[1, 1.1].
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rows = batch * positions
+    sigma = 1.5
+    logits = torch.randn(rows, vocab, generator=gen) * sigma
+    # log of the background partition sum, per row (exact, not the V e^{sigma^2/2} estimate)
+    log_bg = torch.logsumexp(logits, -1)
+    # per-row target max probability, log-uniform in [0.05, 0.99]
+    u = torch.rand(rows, generator=gen)
+    p_top = torch.exp(math.log(0.05) + u * (math.log(0.99) - math.log(0.05)))
+    n_boost = min(4, vocab)
+    # distinct boosted ids per row: a random id plus evenly spaced offsets
+    idx = (torch.randint(0, vocab, (rows, 1), generator=gen) + torch.arange(n_boost) * (vocab // n_boost)) % vocab
+    # runners-up: each below the top token and below a quarter of the remaining mass
+    rest = 1.0 - p_top
+    cap = torch.minimum(p_top, rest / 4).unsqueeze(1)
+    p_runners = torch.rand(rows, n_boost - 1, generator=gen) * 0.95 * cap
+    p_boost = torch.cat([p_top.unsqueeze(1), p_runners], 1)
+    p_bg = 1.0 - p_boost.sum(1, keepdim=True)
+    # logit that gives probability p_i given the background mass p_bg: log(p_i / p_bg) + log_bg
+    boost_logits = torch.log(p_boost / p_bg) + log_bg.unsqueeze(1)
+    logits.scatter_(1, idx, boost_logits)
+    logits = logits.view(batch, positions, vocab).contiguous()
+    q = 1.0 + torch.rand(batch, generator=gen, dtype=torch.float64)
+    r = 1.0 + 0.1 * torch.rand(batch, generator=gen, dtype=torch.float64)
+    return logits, q, r
+
+
+# ----------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    dt = time.perf_counter() - t0
+    del out
+    return dt
+
+
+def floor_op(logits: torch.Tensor) -> torch.Tensor:
+    """The transcendental floor: one log_softmax and one exp over the logits."""
+    return torch.log_softmax(logits, -1).exp()
+
+
+# ----------------------------------------------------------------------------- loop
+def run_loop(
+    logits: torch.Tensor, flat_ids: torch.Tensor, q: torch.Tensor, r: torch.Tensor, positions: int
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """features_one_position over the given flat row ids; returns (seconds, name -> [n] float64)."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    qs, rs = q.tolist(), r.tolist()
+    ids = flat_ids.tolist()
+    # target = argmax, computed up front (as the reference loop gets its targets)
+    targets = flat[flat_ids].argmax(-1).tolist()
+    vals = {n: [] for n in TOKEN_FEATURES}
+    _sync(flat.device)
+    t0 = time.perf_counter()
+    for i, y in zip(ids, targets):
+        s = i // positions
+        f = features_one_position(flat[i], y, qs[s], rs[s])
+        for n in TOKEN_FEATURES:
+            vals[n].append(f[n])
+    _sync(flat.device)
+    dt = time.perf_counter() - t0
+    return dt, {n: torch.tensor(v, dtype=torch.float64) for n, v in vals.items()}
+
+
+def worst_errors(token: dict[str, torch.Tensor], flat_ids: torch.Tensor, ref: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per feature: max over positions of |a - b| / max(1, |b|) (inf if any NaN/inf mismatch)."""
+    out = {}
+    for n in TOKEN_FEATURES:
+        a = token[n].reshape(-1)[flat_ids.to(token[n].device)].to(torch.float64).cpu()
+        b = ref[n]
+        err = (a - b).abs() / b.abs().clamp(min=1.0)
+        both_same_inf = torch.isinf(a) & torch.isinf(b) & (a == b)
+        err = torch.where(both_same_inf, torch.zeros_like(err), err)
+        err = torch.where(torch.isnan(err), torch.full_like(err, math.inf), err)
+        out[n] = float(err.max()) if err.numel() else 0.0
+    return out
+
+
+def spaced_ids(total: int, n: int) -> torch.Tensor:
+    """n evenly spaced flat row ids out of total (all of them when n >= total)."""
+    if n >= total:
+        return torch.arange(total)
+    return torch.linspace(0, total - 1, n).round().long().unique()
+
+
+# ----------------------------------------------------------------------------- provenance
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return (res.stdout.strip() or None) if res.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fmt_s(t: float) -> str:
+    return f"{t * 1e3:10.1f} ms" if t >= 1e-3 else f"{t * 1e6:10.1f} us"
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Time token_features against the log_softmax+exp floor and the per-token "
+        "reference-style loop, on identical seeded logits, and check their values agree.",
+        epilog="example: .venv/bin/python perf/bench_features.py --loop-tokens 512 --json /tmp/bench.json",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--positions", type=int, default=2304, help="positions per sample (16 frames x 144 tokens)")
+    parser.add_argument("--vocab", type=int, default=32000, help="vocabulary size")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (best is kept) for features/floor/bf16")
+    parser.add_argument(
+        "--loop-tokens", type=int, default=None,
+        help="positions the reference loop runs on (evenly spaced; default: all 2 x positions); "
+        "fewer makes the loop time a scaled estimate",
+    )
+    parser.add_argument("--bf16-check-tokens", type=int, default=256, help="positions for the bf16 value check")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the logits and (q, r)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto = cuda if available")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write all figures and provenance here")
+    args = parser.parse_args(argv)
+    if args.positions < 1 or args.vocab < 2 or args.repeats < 1:
+        parser.error("need --positions >= 1, --vocab >= 2, --repeats >= 1")
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    batch = 2
+    total = batch * args.positions
+    loop_n = total if args.loop_tokens is None else max(1, min(args.loop_tokens, total))
+    torch.set_grad_enabled(False)
+
+    print(f"# bench_features: logits [{batch}, {args.positions}, {args.vocab}] on {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}", flush=True)
+    logits, q, r = make_logits(batch, args.positions, args.vocab, args.seed)
+    logits, q, r = logits.to(device), q.to(device), r.to(device)
+    logits_bf16 = logits.to(torch.bfloat16)
+    pmax = torch.softmax(logits.reshape(-1, args.vocab), -1).amax(-1).cpu()
+    pmax_q = torch.quantile(pmax.double(), torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)).tolist()
+    print(f"# max probability per row: min {pmax_q[0]:.3f}, median {pmax_q[1]:.3f}, max {pmax_q[2]:.3f}; "
+          f"q = {[round(v, 4) for v in q.tolist()]}, r = {[round(v, 4) for v in r.tolist()]}", flush=True)
+    del pmax
+
+    run_features = lambda: token_features(logits, q=q, r=r)  # noqa: E731
+    run_floor = lambda: floor_op(logits)  # noqa: E731
+    run_bf16 = lambda: token_features(logits_bf16, q=q, r=r)  # noqa: E731
+
+    # warm-up (allocator, thread pool, kernels), then interleaved timed repeats
+    features_out = run_features()
+    floor_op(logits)
+    bf16_out = run_bf16()
+    times = {"features": [], "floor": [], "bf16": []}
+    for k in range(args.repeats):
+        times["features"].append(timed(run_features, device))
+        times["floor"].append(timed(run_floor, device))
+        times["bf16"].append(timed(run_bf16, device))
+        print(f"# repeat {k + 1}/{args.repeats}: features {times['features'][-1]:.3f} s, "
+              f"floor {times['floor'][-1]:.3f} s, bf16 {times['bf16'][-1]:.3f} s", flush=True)
+    t_feat, t_floor, t_bf16 = (min(times[k]) for k in ("features", "floor", "bf16"))
+
+    # reference-style loop
+    loop_ids = spaced_ids(total, loop_n)
+    loop_n = loop_ids.numel()
+    scaled = loop_n < total
+    print(f"# loop over {loop_n} of {total} positions ...", flush=True)
+    t_loop, ref = run_loop(logits, loop_ids.to(device), q, r, args.positions)
+    loop_per_token = t_loop / loop_n
+    loop_full = loop_per_token * total  # == t_loop when not scaled
+    feat_per_token = t_feat / total
+    speedup = loop_per_token / feat_per_token
+    errors = worst_errors(features_out.token, loop_ids, ref)
+
+    # bf16 value check: the loop on the bf16-rounded logits (upcast exactly to float64)
+    bf16_ids = spaced_ids(total, min(args.bf16_check_tokens, total))
+    _, ref_bf16 = run_loop(logits_bf16, bf16_ids.to(device), q, r, args.positions)
+    errors_bf16 = worst_errors(bf16_out.token, bf16_ids, ref_bf16)
+
+    ratio_floor = t_feat / t_floor
+    ratio_bf16 = t_bf16 / t_floor
+    target_speedup = TARGET_SPEEDUP_GPU if device.type == "cuda" else TARGET_SPEEDUP_CPU
+    ok_values = all(e <= TOLERANCE for e in errors.values()) and all(e <= TOLERANCE for e in errors_bf16.values())
+
+    # ------------------------------------------------------------------ report
+    w = 44
+    print()
+    print(f"{'figure':<{w}} {'value':>16}  target")
+    print("-" * (w + 28))
+    print(f"{'token_features, float32 (best of ' + str(args.repeats) + ')':<{w}} {fmt_s(t_feat):>16}")
+    print(f"{'floor: log_softmax + exp, float32':<{w}} {fmt_s(t_floor):>16}")
+    print(f"{'ratio features / floor':<{w}} {ratio_floor:15.2f}x  <= {TARGET_FLOOR_RATIO}x "
+          f"{'OK' if ratio_floor <= TARGET_FLOOR_RATIO else 'MISSED'}")
+    print(f"{'token_features, bf16 logits':<{w}} {fmt_s(t_bf16):>16}")
+    print(f"{'ratio bf16 features / float32 floor':<{w}} {ratio_bf16:15.2f}x")
+    print(f"{'loop, per token (' + str(loop_n) + ' tokens timed)':<{w}} {fmt_s(loop_per_token):>16}")
+    loop_label = f"loop, all {total} tokens" + (" (SCALED from per-token)" if scaled else " (measured)")
+    print(f"{loop_label:<{w}} {fmt_s(loop_full):>16}")
+    print(f"{'token_features, per token':<{w}} {fmt_s(feat_per_token):>16}")
+    print(f"{'speed-up over the loop, per token':<{w}} {speedup:15.1f}x  >= {target_speedup:g}x "
+          f"{'OK' if speedup >= target_speedup else 'MISSED'}")
+    print(f"{'threads (torch.get_num_threads)':<{w}} {torch.get_num_threads():>16}")
+    print()
+    print(f"worst relative error |a-b|/max(1,|b|) vs the float64 loop (tolerance {TOLERANCE:g}):")
+    print(f"  {'feature':<20} {'float32 (' + str(loop_n) + ' pos)':>20} {'bf16 (' + str(bf16_ids.numel()) + ' pos)':>18}")
+    for n in TOKEN_FEATURES:
+        flag = "" if errors[n] <= TOLERANCE and errors_bf16[n] <= TOLERANCE else "  FAIL"
+        print(f"  {n:<20} {errors[n]:20.2e} {errors_bf16[n]:18.2e}{flag}")
+    print()
+    if scaled:
+        print(f"note: the loop ran on {loop_n} evenly spaced positions; its all-token time is "
+              f"per-token time x {total}, not measured.")
+    print("values:", "OK" if ok_values else f"FAIL (some feature's worst error exceeds {TOLERANCE:g})")
+
+    if args.json is not None:
+        record = {
+            "figures": {
+                "features_s": t_feat,
+                "floor_s": t_floor,
+                "ratio_features_over_floor": ratio_floor,
+                "bf16_features_s": t_bf16,
+                "ratio_bf16_features_over_float32_floor": ratio_bf16,
+                "loop_tokens_timed": loop_n,
+                "loop_timed_s": t_loop,
+                "loop_per_token_s": loop_per_token,
+                "loop_all_tokens_s": loop_full,
+                "loop_all_tokens_scaled": scaled,
+                "features_per_token_s": feat_per_token,
+                "speedup_per_token": speedup,
+                "all_times_s": times,
+                "worst_rel_error_float32": errors,
+                "worst_rel_error_bf16": errors_bf16,
+                "bf16_check_tokens": bf16_ids.numel(),
+                "values_ok": ok_values,
+            },
+            "targets": {
+                "ratio_features_over_floor_max": TARGET_FLOOR_RATIO,
+                "speedup_per_token_min": target_speedup,
+                "tolerance": TOLERANCE,
+            },
+            "inputs": {
+                "logits_shape": [batch, args.positions, args.vocab],
+                "dtype": "float32 (bf16 cast for the bf16 figure)",
+                "seed": args.seed,
+                "q": q.tolist(),
+                "r": r.tolist(),
+                "max_prob_min_median_max": pmax_q,
+            },
+            "provenance": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                "torch_threads": torch.get_num_threads(),
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                "git_commit": git_commit(),
+                "command": [sys.executable, *sys.argv],
+                "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if ok_values else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Pinned metrics: hand-computed ROC cases, sklearn agreement, bootstrap properties, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from vidsme.attack.direction import Direction
+from vidsme.attack.metrics import (
+    Evaluation,
+    _bootstrap,
+    _group_ties,
+    _replicate_metrics,
+    auc_from_roc,
+    balanced_accuracy_from_roc,
+    evaluate_scores,
+    roc_points,
+    tpr_at_fpr,
+)
+from vidsme.errors import InvalidScoresError
+
+
+def ids(n: int) -> list[str]:
+    return [f"vid_{i:03d}" for i in range(n)]
+
+
+def evaluate(scores, labels, direction="higher", **kw) -> Evaluation:
+    kw.setdefault("n_bootstrap", 200)
+    return evaluate_scores(
+        np.asarray(scores, dtype=float), np.asarray(labels), direction=direction,
+        attack="loss", sample_ids=ids(len(scores)), **kw,
+    )
+
+
+def random_case(n: int = 300, seed: int = 3, decimals: int = 1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    scores = np.round(rng.normal(size=n) + 0.8 * labels, decimals)  # rounding makes ties
+    return scores, labels
+
+
+# ------------------------------------------------------------- hand-computed cases
+def test_hand_computed_roc_with_ties():
+    # members [3, 2, 2], non-members [2, 1]. Thresholds 3, 2, 1:
+    # >=3: TP 1 FP 0; >=2: TP 3 FP 1; >=1: TP 3 FP 2  (P = 3, N = 2)
+    scores = np.array([3, 2, 2, 2, 1.0])
+    labels = np.array([1, 1, 1, 0, 0])
+    fpr, tpr = roc_points(scores, labels)
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 1, 1])
+    # AUC: 0 + 0.5 * (1/3 + 1) / 2 + 0.5 * 1 = 5/6 (Mann-Whitney: 5 of 6 pairs, ties 1/2)
+    assert auc_from_roc(fpr, tpr) == pytest.approx(5 / 6)
+    # BA per point: 0.5, 2/3, 0.75, 0.5
+    assert balanced_accuracy_from_roc(fpr, tpr) == pytest.approx(0.75)
+    for level in (0.001, 0.01, 0.05):
+        assert tpr_at_fpr(fpr, tpr, level) == pytest.approx(1 / 3)
+    assert tpr_at_fpr(fpr, tpr, 0.5) == pytest.approx(1.0)
+
+    ev = evaluate(scores, labels)
+    assert ev.auc.value == pytest.approx(5 / 6)
+    assert ev.balanced_accuracy.value == pytest.approx(0.75)
+    assert ev.tpr_at_fpr[0.05].value == pytest.approx(1 / 3)
+    assert (ev.n_members, ev.n_nonmembers) == (3, 2)
+
+
+def test_perfect_separation():
+    ev = evaluate([5, 6, 7, 1, 2, 3], [1, 1, 1, 0, 0, 0])
+    assert ev.auc.value == 1.0
+    assert ev.balanced_accuracy.value == 1.0
+    assert ev.tpr_at_fpr[0.001].value == 1.0
+    # every resample of a perfectly separated set is still perfect
+    assert ev.auc.ci_low == ev.auc.ci_high == 1.0
+
+
+def test_lower_direction_inverts():
+    scores, labels = [1, 2, 3, 5, 6, 7], [1, 1, 1, 0, 0, 0]
+    assert evaluate(scores, labels, direction=Direction.LOWER).auc.value == 1.0
+    assert evaluate(scores, labels, direction="lower").direction == "lower"
+    assert evaluate(scores, labels, direction="higher").auc.value == 0.0
+
+
+def test_all_tied_scores():
+    ev = evaluate([4.0] * 6, [1, 0, 1, 0, 0, 1])
+    fpr, tpr = roc_points(np.full(6, 4.0), np.array([1, 0, 1, 0, 0, 1]))
+    np.testing.assert_array_equal(fpr, [0, 1])
+    np.testing.assert_array_equal(tpr, [0, 1])
+    assert ev.auc.value == 0.5
+    assert ev.balanced_accuracy.value == 0.5
+    assert ev.tpr_at_fpr[0.05].value == 0.0
+
+
+def test_tpr_at_fpr_is_inclusive():
+    # N = 20 non-members, so one false positive is FPR = 1/20 = 0.05 exactly.
+    # Points: (0, 1/3) at 11, (0.05, 1/3) at 10, (0.05, 1) at 9, (1, 1) at 0.
+    scores = [11, 9, 9] + [10] + [0] * 19
+    labels = [1, 1, 1] + [0] * 20
+    fpr, tpr = roc_points(np.array(scores, float), np.array(labels))
+    assert tpr_at_fpr(fpr, tpr, 0.05) == 1.0
+    assert tpr_at_fpr(fpr, tpr, 0.0499) == pytest.approx(1 / 3)
+    ev = evaluate(scores, labels)
+    assert ev.tpr_at_fpr[0.05].value == 1.0
+    assert ev.tpr_at_fpr[0.01].value == pytest.approx(1 / 3)
+
+
+# ------------------------------------------------------------------------ sklearn
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agrees_with_sklearn(seed):
+    scores, labels = random_case(seed=seed)
+    fpr, tpr = roc_points(scores, labels)
+    sk_fpr, sk_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    expected = roc_auc_score(labels, scores)
+    assert auc_from_roc(fpr, tpr) == pytest.approx(expected, abs=1e-12)
+    assert evaluate(scores, labels).auc.value == pytest.approx(expected, abs=1e-12)
+    assert evaluate(-scores, labels, direction="lower").auc.value == pytest.approx(expected, abs=1e-12)
+
+
+def test_point_estimate_matches_roc_functions():
+    scores, labels = random_case(n=500, seed=7)
+    fpr, tpr = roc_points(scores, labels)
+    ev = evaluate(scores, labels, fpr_levels=(0.001, 0.01, 0.05, 0.2))
+    assert ev.auc.value == pytest.approx(auc_from_roc(fpr, tpr), abs=1e-12)
+    assert ev.balanced_accuracy.value == pytest.approx(balanced_accuracy_from_roc(fpr, tpr), abs=1e-12)
+    for level in (0.001, 0.01, 0.05, 0.2):
+        assert ev.tpr_at_fpr[level].value == pytest.approx(tpr_at_fpr(fpr, tpr, level), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- bootstrap
+def test_weighted_formula_equals_explicit_resample():
+    # Integer weights per sample must give the metrics of the data repeated that often.
+    scores, labels = random_case(n=60, seed=11)
+    groups, n_groups = _group_ties(scores)
+    rng = np.random.default_rng(5)
+    levels = (0.01, 0.05, 0.3)
+    for _ in range(5):
+        w = rng.integers(0, 4, len(scores))
+        w[np.flatnonzero(labels == 1)[0]] += 1  # keep both classes present
+        w[np.flatnonzero(labels == 0)[0]] += 1
+        pos = np.bincount(groups, weights=w * (labels == 1), minlength=n_groups).astype(np.int64)
+        neg = np.bincount(groups, weights=w * (labels == 0), minlength=n_groups).astype(np.int64)
+        auc, ba, tpr = _replicate_metrics(pos[None], neg[None], int(pos.sum()), int(neg.sum()), levels)
+        fpr_r, tpr_r = roc_points(np.repeat(scores, w), np.repeat(labels, w))
+        assert auc[0] == pytest.approx(auc_from_roc(fpr_r, tpr_r), abs=1e-12)
+        assert ba[0] == pytest.approx(balanced_accuracy_from_roc(fpr_r, tpr_r), abs=1e-12)
+        for j, level in enumerate(levels):
+            assert tpr[0, j] == pytest.approx(tpr_at_fpr(fpr_r, tpr_r, level), abs=1e-12)
+
+
+def test_point_estimate_is_formula_with_unit_weights():
+    scores, labels = random_case(n=400, seed=4)
+    groups, n_groups = _group_ties(scores)
+    ones = np.ones(len(scores))
+    pos = np.bincount(groups, weights=ones * (labels == 1), minlength=n_groups).astype(np.int64)
+    neg = np.bincount(groups, weights=ones * (labels == 0), minlength=n_groups).astype(np.int64)
+    levels = (0.001, 0.01, 0.05)
+    auc, ba, tpr = _replicate_metrics(pos[None], neg[None], int(pos.sum()), int(neg.sum()), levels)
+    ev = evaluate(scores, labels)
+    assert ev.auc.value == auc[0]
+    assert ev.balanced_accuracy.value == ba[0]
+    assert [ev.tpr_at_fpr[lv].value for lv in levels] == list(tpr[0])
+
+
+def test_bootstrap_deterministic_and_seed_dependent():
+    scores, labels = random_case(n=400, seed=9)
+    a = evaluate(scores, labels, seed=123, n_bootstrap=300).to_dict()
+    b = evaluate(scores, labels, seed=123, n_bootstrap=300).to_dict()
+    c = evaluate(scores, labels, seed=124, n_bootstrap=300).to_dict()
+    assert a == b
+    assert a["auc"]["value"] == c["auc"]["value"]
+    assert (a["auc"]["ci_low"], a["auc"]["ci_high"]) != (c["auc"]["ci_low"], c["auc"]["ci_high"])
+
+
+def test_bootstrap_independent_of_block_size():
+    scores, labels = random_case(n=200, seed=2)
+    groups, n_groups = _group_ties(scores)
+    member = labels == 1
+    whole = _bootstrap(groups, member, n_groups, (0.01, 0.05), 50, seed=3)
+    blocked = _bootstrap(groups, member, n_groups, (0.01, 0.05), 50, seed=3, block_bytes=96 * 200 * 7)
+    for x, y in zip(whole, blocked):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_bootstrap_is_stratified_and_varies():
+    # A class-size-preserving resample keeps n_members fixed: TPR values are k / n_pos.
+    scores, labels = random_case(n=90, seed=6)
+    groups, n_groups = _group_ties(scores)
+    member = labels == 1
+    auc, ba, tpr = _bootstrap(groups, member, n_groups, (0.05,), 400, seed=0)
+    n_pos = int(member.sum())
+    np.testing.assert_allclose(tpr * n_pos, np.round(tpr * n_pos), atol=1e-9)
+    assert auc.std() > 0 and ba.std() > 0
+    assert np.all((auc >= 0) & (auc <= 1)) and np.all((ba >= 0.5) & (ba <= 1))
+
+
+def test_ci_contains_point_estimate():
+    scores, labels = random_case(n=600, seed=8, decimals=3)
+    ev = evaluate(scores, labels, n_bootstrap=500)
+    for m in (ev.auc, ev.balanced_accuracy, ev.tpr_at_fpr[0.05]):
+        assert m.ci_low <= m.value <= m.ci_high
+        assert m.ci_low < m.ci_high
+    narrow = evaluate(scores, labels, n_bootstrap=500, confidence=0.5)
+    assert ev.auc.ci_low < narrow.auc.ci_low < narrow.auc.ci_high < ev.auc.ci_high
+
+
+# --------------------------------------------------------------- non-finite input
+def test_nan_raises_with_attack_and_ids():
+    scores = np.array([0.1, np.nan, 0.3, 0.2, np.nan, 0.5])
+    with pytest.raises(InvalidScoresError) as err:
+        evaluate(scores, [1, 1, 1, 0, 0, 0])
+    msg = str(err.value)
+    assert "'loss'" in msg and "vid_001" in msg and "vid_004" in msg and "2 samples" in msg
+    assert "vid_000" not in msg
+
+
+def test_nan_message_truncates_ids():
+    scores = np.full(20, np.nan)
+    with pytest.raises(InvalidScoresError, match=r"20 samples \(vid_000, .*vid_004, \.\.\.\)"):
+        evaluate(scores, [1, 0] * 10)
+
+
+@pytest.mark.parametrize("direction", ["higher", "lower"])
+def test_inf_clipped_and_counted(direction):
+    scores = np.array([np.inf, 2.0, 0.5, -np.inf, 1.0, np.inf, -1.0, 3.0])
+    labels = np.array([1, 1, 0, 0, 1, 0, 0, 1])
+    ev = evaluate(scores, labels, direction=direction, seed=1)
+    manual = evaluate(np.clip(scores, -1.0, 3.0), labels, direction=direction, seed=1)
+    assert (ev.n_posinf_clipped, ev.n_neginf_clipped) == (2, 1)
+    assert (manual.n_posinf_clipped, manual.n_neginf_clipped) == (0, 0)
+    drop = ("n_posinf_clipped", "n_neginf_clipped")
+    assert {k: v for k, v in ev.to_dict().items() if k not in drop} == {
+        k: v for k, v in manual.to_dict().items() if k not in drop
+    }
+
+
+def test_all_infinite_raises():
+    with pytest.raises(InvalidScoresError, match="'loss'"):
+        evaluate([np.inf, -np.inf, np.inf], [1, 0, 1])
+
+
+# ------------------------------------------------------------------ input errors
+def test_length_mismatches_raise():
+    with pytest.raises(InvalidScoresError, match="'loss'"):
+        evaluate_scores(np.ones(4), np.array([1, 0, 1]), direction="higher", attack="loss", sample_ids=ids(4))
+    with pytest.raises(InvalidScoresError, match="'loss'.*sample ids"):
+        evaluate_scores(np.ones(4), np.array([1, 0, 1, 0]), direction="higher", attack="loss", sample_ids=ids(3))
+
+
+@pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0, 0]])
+def test_single_class_raises(labels):
+    with pytest.raises(InvalidScoresError, match="'loss'.*both classes"):
+        evaluate([0.1, 0.2, 0.3], labels)
+
+
+@pytest.mark.parametrize("labels", [[1, 2, 0], [1, 0.5, 0], ["a", "b", "a"]])
+def test_bad_labels_raise(labels):
+    with pytest.raises(InvalidScoresError, match="'loss'.*0/1"):
+        evaluate([0.1, 0.2, 0.3], labels)
+
+
+def test_bool_labels_accepted():
+    a = evaluate([3, 2, 2, 2, 1], np.array([True, True, True, False, False]))
+    b = evaluate([3, 2, 2, 2, 1], np.array([1, 1, 1, 0, 0]))
+    assert a.to_dict() == b.to_dict()
+
+
+# ------------------------------------------------------------------------- output
+def test_to_dict_json_and_keys():
+    scores, labels = random_case(n=100, seed=1)
+    d = evaluate(scores, labels).to_dict()
+    back = json.loads(json.dumps(d, allow_nan=False))
+    assert back == d
+    for key in ("auc", "balanced_accuracy", "tpr@0.1%fpr", "tpr@1%fpr", "tpr@5%fpr"):
+        assert set(d[key]) == {"value", "ci_low", "ci_high"}
+    assert d["attack"] == "loss" and d["direction"] == "higher"
+    assert d["n_bootstrap"] == 200 and d["seed"] == 0 and d["confidence"] == 0.95
