@@ -33,4 +33,7 @@ def masked_k_mean(values: torch.Tensor, mask: torch.Tensor, percent: int, *, lar
     k = k_count(mask.sum(1), percent)
     # Masked-out fills sort last, so the first k entries are real values.
     kept = torch.arange(v.shape[1], device=v.device) < k.unsqueeze(1)
-    return torch.where(kept, ordered, 0.0).sum(1) / k
+    result = torch.where(kept, ordered, 0.0).sum(1) / k
+    # A NaN at a real position must surface (metrics name the sample), whatever the sort did with it.
+    has_nan = (torch.isnan(v) & mask).any(1)
+    return torch.where(has_nan, float("nan"), result)

@@ -77,12 +77,11 @@ class AttackSpec:
             )
         raw = self.fn(inputs)
         scores = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
-        scores = scores.astype(np.float64, copy=False).reshape(-1) if scores.ndim <= 1 else scores
         if scores.shape != (inputs.n,):
             raise InvalidScoresError(
                 f"attack {self.name!r} returned shape {tuple(np.shape(raw))}, expected one score per sample ({inputs.n},)"
             )
-        return scores
+        return scores.astype(np.float64, copy=False)
 
     def describe(self) -> dict:
         """JSON-ready metadata (what results and `vidsme attacks --json` record)."""

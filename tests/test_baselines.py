@@ -60,7 +60,8 @@ REFERENCE_LOGPROB = _t(
         [NAN, -2, -2, -4, -8, -6, NAN, NAN],
     ]
 )
-# Min-K%++ z. Sorted valid: a = -3, -1, -0.5, 0, 0.5, 1.5, 2 (sum -0.5); b = -2, 0, 1; c = -1.75, -0.25, 0.25, 0.75, 1.25.
+# Min-K%++ z. Sorted valid: a = -3, -1, -0.5, 0, 0.5, 1.5, 2 (sum -0.5); b = -2, 0, 1;
+# c = -1.75, -0.25, 0.25, 0.75, 1.25.
 MINK_PP_Z = _t(
     [
         [0.5, -1.0, 2.0, -3.0, 1.5, 0.0, -0.5, -1e6],
@@ -253,10 +254,14 @@ EXPECTED_SPECS = {
 }
 for _k in K_PERCENTS:
     EXPECTED_SPECS[f"min_k_prob_k{_k}"] = ("min_k_prob", Direction.HIGHER, LOGPROB, SLICES, "Shi")
-    EXPECTED_SPECS[f"min_k_pp_k{_k}"] = ("min_k_plus_plus", Direction.HIGHER, ("natural.mink_pp_z",), SLICES, "2404.02936")
+    EXPECTED_SPECS[f"min_k_pp_k{_k}"] = (
+        "min_k_plus_plus", Direction.HIGHER, ("natural.mink_pp_z",), SLICES, "2404.02936"
+    )
     for _alpha, (_feature, _) in RENYI_MAPS.items():
         for _how in ("max", "min"):
-            EXPECTED_SPECS[f"{_how}_k_renyi_a{_alpha}_k{_k}"] = ("renyi", Direction.LOWER, (_feature,), SLICES, "VL-MIA")
+            EXPECTED_SPECS[f"{_how}_k_renyi_a{_alpha}_k{_k}"] = (
+                "renyi", Direction.LOWER, (_feature,), SLICES, "VL-MIA"
+            )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_SPECS))

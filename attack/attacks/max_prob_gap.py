@@ -31,4 +31,4 @@ GAP = "natural.max_prob_gap"
 )
 def max_prob_gap(inputs: AttackInputs) -> torch.Tensor:
     """Mean over the slice of log p_(1) - log p_(2), the gap between the two top predictions."""
-    return masked_mean(inputs.tokens(GAP), inputs.mask)*1.0001
+    return masked_mean(inputs.tokens(GAP), inputs.mask)

@@ -23,7 +23,10 @@ from vidsme.attack.direction import Direction
 from vidsme.attack.inputs import AttackInputs
 from vidsme.attack.registry import register_attack
 
-SONG_MITTAL = "Song, Mittal. Systematic Evaluation of Privacy Risks of Machine Learning Models, USENIX Security 2021, Sec. 3 (Mentr)"
+SONG_MITTAL = (
+    "Song, Mittal. Systematic Evaluation of Privacy Risks of Machine Learning Models, "
+    "USENIX Security 2021, Sec. 3 (Mentr)"
+)
 VL_MIA = (
     "Li et al. Membership Inference Attacks against Large Vision-Language Models (VL-MIA), "
     "NeurIPS 2024, Sec. 4 (ModRenyi)"
