@@ -16,13 +16,16 @@ attacks/ (one file per attack family).
 """
 from vidsme.attack.direction import Direction
 from vidsme.attack.inputs import AttackInputs, build_attack_inputs
+from vidsme.attack.metrics import Evaluation, evaluate_scores
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks, load_attack_source, register_attack
 
 __all__ = [
     "AttackInputs",
     "AttackSpec",
     "Direction",
+    "Evaluation",
     "build_attack_inputs",
+    "evaluate_scores",
     "get_attack",
     "list_attacks",
     "load_attack_source",
