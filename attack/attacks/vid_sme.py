@@ -73,46 +73,27 @@ def _aggregate(inputs: AttackInputs, aligned_by: str, how: str, k: int = 0) -> t
     return masked_k_mean(diff, inputs.mask, k, largest=(how == "max"))
 
 
+def _summary(how: str, k: int, aligned_by: str) -> str:
+    what = how if k == 0 else f"{how.capitalize()}-{k}% mean"
+    return f"{what} over positions of SME(natural) - SME(reversed), {aligned_by}-aligned"
+
+
+# suffix -> (aggregate, K); "max"/"min" are the reference's Max/Min_vetp, equal to K = 0.
+VARIANTS: dict[str, tuple[str, int]] = {"max": ("max", 0), "min": ("min", 0), "mean": ("mean", 0)}
+VARIANTS.update({f"{how}_k{k}": (how, k) for k in K_PERCENTS for how in ("max", "min")})
+
 for aligned_by, prefix in (("position", "vid_sme"), ("frame", "vid_sme_frame")):
     needs = (NATURAL, REVERSED) + (("frame_slot",) if aligned_by == "frame" else ())
-    register_attack(
-        f"{prefix}_max",
-        direction=Direction.LOWER,
-        needs=needs,
-        slices=("video",),
-        citation=CITATION,
-        family="vid_sme",
-        summary=f"max over positions of SME(natural) - SME(reversed), {aligned_by}-aligned",
-    )(partial(_aggregate, aligned_by=aligned_by, how="max", k=0))
-    register_attack(
-        f"{prefix}_min",
-        direction=Direction.LOWER,
-        needs=needs,
-        slices=("video",),
-        citation=CITATION,
-        family="vid_sme",
-        summary=f"min over positions of SME(natural) - SME(reversed), {aligned_by}-aligned",
-    )(partial(_aggregate, aligned_by=aligned_by, how="min", k=0))
-    register_attack(
-        f"{prefix}_mean",
-        direction=Direction.LOWER,
-        needs=needs,
-        slices=("video",),
-        citation=CITATION,
-        family="vid_sme",
-        summary=f"mean over positions of SME(natural) - SME(reversed), {aligned_by}-aligned",
-    )(partial(_aggregate, aligned_by=aligned_by, how="mean"))
-    for k in K_PERCENTS:
-        for how in ("max", "min"):
-            register_attack(
-                f"{prefix}_{how}_k{k}",
-                direction=Direction.LOWER,
-                needs=needs,
-                slices=("video",),
-                citation=CITATION,
-                family="vid_sme",
-                summary=f"{how.capitalize()}-{k}% mean of SME(natural) - SME(reversed), {aligned_by}-aligned",
-            )(partial(_aggregate, aligned_by=aligned_by, how=how, k=k))
+    for suffix, (how, k) in VARIANTS.items():
+        register_attack(
+            f"{prefix}_{suffix}",
+            direction=Direction.LOWER,
+            needs=needs,
+            slices=("video",),
+            citation=CITATION,
+            family="vid_sme",
+            summary=_summary(how, k, aligned_by),
+        )(partial(_aggregate, aligned_by=aligned_by, how=how, k=k))
 
 
 @register_attack(
