@@ -238,3 +238,15 @@ def test_logits_are_not_modified():
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         token_features(torch.randn(2, 3, 10), **kwargs)
+
+
+@pytest.mark.parametrize("vocab", [1, 7, 128, 300, 32000])
+def test_row_argmax_matches_torch_including_ties(vocab):
+    from vidsme.attack.features import _row_argmax
+
+    g = torch.Generator().manual_seed(vocab)
+    x = torch.randint(0, 5, (64, vocab), generator=g).float()  # many ties on purpose
+    assert torch.equal(_row_argmax(x), x.argmax(-1))
+    y = torch.randn(16, vocab, generator=g)
+    assert torch.equal(_row_argmax(y), y.argmax(-1))
+    assert torch.equal(_row_argmax(y.bfloat16()), y.bfloat16().argmax(-1))
