@@ -26,7 +26,7 @@ demo: $(STAMP)
 	@echo "has not landed yet (issues 3-5). This demo runs what exists: the attack registry"
 	@echo "and the token-feature core, checked against the per-token reference loop."
 	$(VENV)/bin/vidsme attacks
-	$(PY) perf/bench_features.py --positions 512 --vocab 8192 --repeats 2 --loop-tokens 256
+	$(PY) perf/bench_features.py --repeats 2 --loop-tokens 512 --check-tokens 256
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
