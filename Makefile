@@ -18,6 +18,7 @@ $(STAMP): setup.py pyproject.toml scripts/install.sh scripts/constraints.txt
 install: $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

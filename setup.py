@@ -31,7 +31,7 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "scikit-learn>=1.4"],
+        "test": ["pytest>=8.0", "scikit-learn>=1.4", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["vidsme = vidsme.cli:main"]},
 )

@@ -1,0 +1,34 @@
+"""The perf scripts stay runnable (tiny sizes; their figures live in docs/PERFORMANCE.md)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "perf" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and friends look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+def test_bench_features_runs_and_checks_values(tmp_path: Path):
+    bench = _load("bench_features")
+    out = tmp_path / "bench.json"
+    args = ["--positions", "16", "--vocab", "512", "--repeats", "1", "--loop-tokens", "16",
+            "--check-tokens", "16", "--bf16-check-tokens", "8", "--device", "cpu", "--json", str(out)]
+    assert bench.main(args) == 0
+    record = json.loads(out.read_text())
+    figures = record["figures"]
+    assert figures["values_ok"] is True
+    assert figures["speedup_per_token"] > 0 and figures["ratio_features_over_floor"] > 0
+    assert max(figures["worst_rel_error_float32"].values()) <= 1e-4
+    assert record["provenance"]["source_sha256"]["features.py"]
