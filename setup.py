@@ -29,9 +29,15 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6.0",
         "tqdm>=4.66",
+        # video: decord is the reader of choice where it has wheels; PyAV reads the same
+        # frames everywhere else and encodes the synthetic mp4s; OpenCV computes optical flow
+        "decord>=0.6; sys_platform == 'linux' and platform_machine == 'x86_64'",
+        "av>=12",
+        "opencv-python-headless>=4.8",
+        "scikit-learn>=1.4",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "scikit-learn>=1.4", "ruff>=0.5"],
+        "test": ["pytest>=8.0", "ruff>=0.5", "datasets>=2.19"],
     },
     entry_points={"console_scripts": ["vidsme = vidsme.cli:main"]},
 )

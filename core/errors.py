@@ -22,3 +22,31 @@ class MissingFeatureError(VidsmeError):
 
 class InvalidScoresError(VidsmeError):
     """Scores that cannot be evaluated (NaN, wrong length, single class...)."""
+
+
+class VideoError(VidsmeError):
+    """A video that cannot be used; the message names its path. Never replaced by another."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}. {fix}")
+
+
+class VideoNotFoundError(VideoError):
+    """The file does not exist."""
+
+
+class CorruptVideoError(VideoError):
+    """The file exists but cannot be decoded (truncated, damaged, zero bytes)."""
+
+
+class EmptyVideoError(VideoError):
+    """The container decodes but holds no video frames."""
+
+
+class UnsupportedVideoError(VideoError):
+    """Not a video container we can read (e.g. a text or image file, or no video stream)."""
+
+
+class SplitError(VidsmeError):
+    """A split that fails verification or cannot be built/created."""
