@@ -12,6 +12,7 @@ PACKAGES = {
     "vidsme.attack.attacks": "attack/attacks",
     "vidsme.train": "train",
     "vidsme.benchmark": "benchmark",
+    "vidsme.data_splits": "data_splits",
 }
 
 setup(
@@ -39,5 +40,7 @@ setup(
     extras_require={
         "test": ["pytest>=8.0", "ruff>=0.5", "datasets>=2.19"],
     },
+    # The committed splits (paper-*) ship with the package.
+    package_data={"vidsme.data_splits": ["*/manifest.jsonl", "*/card.json"]},
     entry_points={"console_scripts": ["vidsme = vidsme.cli:main"]},
 )

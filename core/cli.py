@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vidsme import __version__
 from vidsme.errors import VidsmeError
@@ -54,6 +55,73 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
     return 0
 
 
+SPLITS_EPILOG = """examples:
+  vidsme splits list
+  vidsme splits build synth-mcqa --video-root runs/videos
+  vidsme splits verify synth-mcqa --video-root runs/videos
+  vidsme splits create my-split --annotations qa.json --video-root ~/videos --member-fraction 0.5 --seed 0
+  vidsme splits create my-split --members train.json --nonmembers test.json --video-root ~/videos
+  vidsme splits audit synth-mcqa --video-root runs/videos
+"""
+
+
+def _cmd_splits(args: argparse.Namespace) -> int:
+    from vidsme.data_splits.registry import SYNTHETIC_SPLITS, known_split_names, load_split
+    from vidsme.errors import SplitError
+
+    if args.action == "list":
+        print(f"{'split':<18} {'kind':<6} {'status':<11} {'rows (member/non-member)':<26} videos (member/non-member)")
+        for name in known_split_names():
+            try:
+                split = load_split(name)
+            except SplitError:
+                print(f"{name:<18} {'':<6} {'not built':<11} run `vidsme splits build {name}`")
+                continue
+            rows, videos = split.card.counts["rows"], split.card.counts["videos"]
+            status = "built" if name in SYNTHETIC_SPLITS else ("incomplete" if not split.card.members_available
+                                                                else "ready")
+            if split.is_pool:
+                counts, vids = f"{rows.get('pool', 0)} (pool)", f"{videos.get('pool', 0)} (pool)"
+            else:
+                counts = f"{rows.get('member', 0)}/{rows.get('nonmember', 0)}"
+                vids = f"{videos.get('member', 0)}/{videos.get('nonmember', 0)}"
+            print(f"{name:<18} {split.card.kind:<6} {status:<11} {counts:<26} {vids}")
+        return 0
+    if args.action == "build":
+        from vidsme.data_splits.build import build_synthetic_split
+
+        for name in args.names:
+            split, rebuilt = build_synthetic_split(name, args.video_root, seed=args.seed, n_videos=args.n_videos)
+            what = "built" if rebuilt else "up to date"
+            print(f"{name}: {what} at {split.path} ({split.card.counts}); videos under {args.video_root}")
+        return 0
+    if args.action == "verify":
+        from vidsme.data_splits.verify import verify_split
+
+        failed = 0
+        for name in args.names:
+            report = verify_split(load_split(name), args.video_root, decode=not args.no_decode)
+            print(report.format())
+            failed += not report.ok
+        return 1 if failed else 0
+    if args.action == "create":
+        from vidsme.data_splits.create import create_split
+
+        split = create_split(args.name, args.video_root, annotations=args.annotations,
+                             member_fraction=args.member_fraction, seed=args.seed, members=args.members,
+                             nonmembers=args.nonmembers, task=args.task, force=args.force)
+        print(f"created {split.name} at {split.path}: {split.card.counts}")
+        return 0
+    if args.action == "audit":
+        from vidsme.data_splits.audit import audit_split
+
+        for name in args.names:
+            result = audit_split(load_split(name), args.video_root, folds=args.folds, seed=args.seed)
+            print(result.format())
+        return 0
+    raise AssertionError(args.action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `vidsme` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -82,6 +150,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attacks.add_argument("--json", action="store_true", help="print JSON metadata instead of a table")
     attacks.set_defaults(func=_cmd_attacks)
+
+    splits = sub.add_parser(
+        "splits",
+        help="list, build, verify, create and audit member/non-member splits",
+        description="Member/non-member splits: manifests + split cards under data_splits/.",
+        epilog=SPLITS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = splits.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="every known split with its counts and status")
+    build = actions.add_parser("build", help="generate synthetic videos and draw the split")
+    build.add_argument("names", nargs="+", metavar="NAME", help="synth-mcqa, synth-oeqa, synth-caption, synth-pretrain")
+    build.add_argument("--video-root", type=Path, default=Path("runs/videos"), help="where videos are written")
+    build.add_argument("--seed", type=int, default=0, help="generator and member-draw seed")
+    build.add_argument("--n-videos", type=int, default=None, help="override the pool's default size")
+    verify = actions.add_parser("verify", help="check checksums, disjointness, presence and decodability")
+    verify.add_argument("names", nargs="+", metavar="NAME")
+    verify.add_argument("--video-root", type=Path, default=None, help="folder the manifest's video paths are under")
+    verify.add_argument("--no-decode", action="store_true", help="check presence and checksums only")
+    create = actions.add_parser("create", help="a split from your own videos and reference-format JSON")
+    create.add_argument("name")
+    create.add_argument("--video-root", type=Path, required=True)
+    create.add_argument("--annotations", type=Path, help="one JSON list, split i.i.d. by video")
+    create.add_argument("--member-fraction", type=float, help="with --annotations: share of videos that are members")
+    create.add_argument("--seed", type=int, help="with --annotations: seed of the draw")
+    create.add_argument("--members", type=Path, help="JSON list of member rows")
+    create.add_argument("--nonmembers", type=Path, help="JSON list of non-member rows")
+    create.add_argument("--task", choices=("mcqa", "oeqa", "caption"), help="force a task (default: from candidates)")
+    create.add_argument("--force", action="store_true", help="replace an existing split of that name")
+    audit = actions.add_parser("audit", help="blind (model-free) baseline: can metadata alone predict membership?")
+    audit.add_argument("names", nargs="+", metavar="NAME")
+    audit.add_argument("--video-root", type=Path, required=True)
+    audit.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    audit.add_argument("--seed", type=int, default=0, help="seed of folds, model and bootstrap")
+    splits.set_defaults(func=_cmd_splits)
     return parser
 
 

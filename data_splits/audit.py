@@ -1,0 +1,141 @@
+"""`vidsme splits audit`: the blind baseline. Can metadata alone tell members apart?
+
+A model-free classifier on per-video features — duration, resolution, fps, frame
+count, file size and bitrate, Vid-SME's motion (k1) and brightness (k3) statistics,
+text length, rows per video — is cross-validated to predict membership. A sound split
+gives AUC ≈ 0.5. Where it does not, an MIA's AUC on that split is not evidence of
+leakage from the model: the split itself separates members (Das et al., "Blind
+Baselines Beat Membership Inference Attacks for Foundation Models", 2024).
+
+Unit: the video (a video's rows share its label in a sound split; mixed videos are an
+error, as verify reports). Classifier: scikit-learn's HistGradientBoostingClassifier,
+stratified K-fold out-of-fold probabilities averaged over `repeats` seeded shuffles,
+scored with the pinned metrics (AUC with a bootstrap CI). "Most telling" features are
+ranked by their own AUC's distance from 0.5.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vidsme.attack.metrics import MetricValue, evaluate_scores
+from vidsme.data_splits.registry import Split
+from vidsme.errors import SplitError
+
+FEATURES: tuple[str, ...] = (
+    "duration_s",
+    "fps",
+    "num_frames",
+    "width",
+    "height",
+    "size_bytes",
+    "bytes_per_second",
+    "k1_motion",
+    "k3_brightness",
+    "text_chars",
+    "rows_per_video",
+)
+SOUND_RANGE = (0.4, 0.6)
+AUDIT_FILE = "audit.json"
+
+
+@dataclass
+class AuditResult:
+    """Blind-baseline outcome for one split."""
+
+    split: str
+    n_videos: dict
+    auc: MetricValue
+    feature_auc: dict  # feature -> its own AUC, most telling first
+    folds: int
+    repeats: int
+    seed: int
+
+    @property
+    def sound(self) -> bool:
+        return SOUND_RANGE[0] <= self.auc.value <= SOUND_RANGE[1]
+
+    def format(self) -> str:
+        verdict = "sound" if self.sound else "LEAKY: metadata alone separates members from non-members"
+        top = ", ".join(f"{k} {v:.3f}" for k, v in list(self.feature_auc.items())[:5])
+        return (
+            f"split {self.split!r}: blind AUC {self.auc.value:.3f} "
+            f"[{self.auc.ci_low:.3f}, {self.auc.ci_high:.3f}] over {self.n_videos} videos -> {verdict}\n"
+            f"  most telling features (own AUC): {top}"
+        )
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["auc"] = self.auc.to_dict()
+        data["sound"] = self.sound
+        data["sound_range"] = list(SOUND_RANGE)
+        return data
+
+
+def video_features(split: Split, video_root: Path, *, progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(videos, features [n_videos, len(FEATURES)], labels [n_videos] 1 = member)."""
+    from vidsme.video import probe_video
+    from vidsme.video_stats import StatsConfig, compute_video_stats
+
+    rows_by_video: dict[str, list[dict]] = defaultdict(list)
+    for row in split.rows():
+        rows_by_video[row["video"]].append(row)
+    videos = sorted(rows_by_video)
+    mixed = [v for v in videos if len({r["label"] for r in rows_by_video[v]}) > 1]
+    if mixed:
+        raise SplitError(f"{len(mixed)} video(s) have both member and non-member rows (e.g. {mixed[0]}); "
+                         "run `vidsme splits verify` and fix the split first")
+    paths = [Path(video_root) / v for v in videos]
+    stats = compute_video_stats(paths, StatsConfig(), progress=progress)
+    table = []
+    for video, path, stat in zip(videos, paths, stats):
+        info = probe_video(path)
+        rows = rows_by_video[video]
+        texts = [" ".join(t for t in (r["question"], r["answer"], r["caption"]) if t) for r in rows]
+        table.append([
+            info.duration_s, info.fps, info.num_frames, info.width, info.height, info.size_bytes,
+            info.size_bytes / max(info.duration_s, 1e-9), stat.k1, stat.k3,
+            float(np.mean([len(t) for t in texts])), float(len(rows)),
+        ])
+    labels = np.array([rows_by_video[v][0]["label"] == "member" for v in videos], dtype=int)
+    return videos, np.asarray(table, dtype=np.float64), labels
+
+
+def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int = 5, seed: int = 0,
+                progress: bool = True, write: bool = True) -> AuditResult:
+    """Cross-validated blind classifier on `split`'s videos; writes <split>/audit.json."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold
+
+    if split.is_pool:
+        raise SplitError(f"{split.name!r} is a pool (no members or non-members): nothing to audit")
+    if not split.card.members_available:
+        raise SplitError(f"{split.name!r} has no member list (incomplete split): a blind audit needs both sides")
+    videos, x, y = video_features(split, video_root, progress=progress)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if min(n_pos, n_neg) < folds:
+        raise SplitError(f"{split.name!r}: {n_pos} member and {n_neg} non-member videos, too few for {folds} folds")
+    oof = np.zeros(len(y))
+    for repeat in range(repeats):
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        for train, test in cv.split(x, y):
+            model = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1,
+                                                   random_state=seed + repeat)
+            model.fit(x[train], y[train])
+            oof[test] += model.predict_proba(x[test])[:, 1] / repeats
+    ids = [f"video:{v}" for v in videos]
+    auc = evaluate_scores(oof, y, direction="higher", attack="blind_audit", sample_ids=ids, seed=seed).auc
+    own = {}
+    for j, name in enumerate(FEATURES):
+        own[name] = evaluate_scores(x[:, j], y, direction="higher", attack=f"blind_{name}", sample_ids=ids,
+                                    n_bootstrap=1, seed=seed).auc.value
+    ranked = dict(sorted(own.items(), key=lambda kv: -abs(kv[1] - 0.5)))
+    result = AuditResult(split=split.name, n_videos={"member": n_pos, "nonmember": n_neg}, auc=auc,
+                         feature_auc=ranked, folds=folds, repeats=repeats, seed=seed)
+    if write:
+        (split.path / AUDIT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return result
