@@ -100,7 +100,7 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 
         failed = 0
         for name in args.names:
-            report = verify_split(load_split(name), args.video_root, decode=not args.no_decode)
+            report = verify_split(load_split(name), args.video_root, decode=not args.no_decode, thorough=args.thorough)
             print(report.format())
             failed += not report.ok
         return 1 if failed else 0
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("names", nargs="+", metavar="NAME")
     verify.add_argument("--video-root", type=Path, default=None, help="folder the manifest's video paths are under")
     verify.add_argument("--no-decode", action="store_true", help="check presence and checksums only")
+    verify.add_argument("--thorough", action="store_true", help="decode every frame (slow on long videos)")
     create = actions.add_parser("create", help="a split from your own videos and reference-format JSON")
     create.add_argument("name")
     create.add_argument("--video-root", type=Path, required=True)

@@ -45,7 +45,7 @@ class EmptyVideoError(VideoError):
 
 
 class UnsupportedVideoError(VideoError):
-    """Not a video container we can read (e.g. a text or image file, or no video stream)."""
+    """Not a video container we can read (e.g. a text or image file renamed .mp4, a directory)."""
 
 
 class SplitError(VidsmeError):

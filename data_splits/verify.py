@@ -7,7 +7,8 @@ Checks, each reported with how many rows and which ids:
   overlap    no video is on both sides, by path and by content checksum
   complete   the member list is available (the paper's caption split is not)
   videos     (with a video root) every video exists, matches its recorded checksum,
-             and decodes (probe + first and last sampled frame)
+             and decodes (probe + first and last frame; with thorough=True every frame,
+             with PyAV, which also catches damaged frame data that decord conceals)
 """
 from __future__ import annotations
 
@@ -67,7 +68,9 @@ def _overlaps(rows: list[dict], key: str) -> list[str]:
     return [row["id"] for row in rows if row[key] in shared]
 
 
-def verify_split(split: Split, video_root: Path | None = None, *, decode: bool = True, progress: bool = True) -> VerifyReport:
+def verify_split(
+    split: Split, video_root: Path | None = None, *, decode: bool = True, thorough: bool = False, progress: bool = True
+) -> VerifyReport:
     """Run every check on `split`; video checks need `video_root`."""
     report = VerifyReport(split.name)
     card = split.card
@@ -126,11 +129,13 @@ def verify_split(split: Split, video_root: Path | None = None, *, decode: bool =
         report.checked.append("videos: NOT checked (no --video-root)")
         return report
     report.checked.append(f"videos under {video_root}")
-    _check_videos(report, rows, Path(video_root), decode=decode, progress=progress)
+    _check_videos(report, rows, Path(video_root), decode=decode, thorough=thorough, progress=progress)
     return report
 
 
-def _check_videos(report: VerifyReport, rows: list[dict], video_root: Path, *, decode: bool, progress: bool) -> None:
+def _check_videos(
+    report: VerifyReport, rows: list[dict], video_root: Path, *, decode: bool, thorough: bool, progress: bool
+) -> None:
     from vidsme.video import probe_video, read_frames
 
     by_video: dict[str, list[dict]] = defaultdict(list)
@@ -156,7 +161,10 @@ def _check_videos(report: VerifyReport, rows: list[dict], video_root: Path, *, d
         if decode:
             try:
                 info = probe_video(path)
-                read_frames(path, 2 if info.num_frames > 1 else 1)
+                if thorough:
+                    read_frames(path, info.num_frames, backend="pyav")
+                else:
+                    read_frames(path, 2 if info.num_frames > 1 else 1)
             except VideoError as err:
                 undecodable += ids
                 if len(reasons) < 3:

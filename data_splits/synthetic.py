@@ -1,0 +1,961 @@
+"""Deterministic synthetic videos with temporal structure and idiosyncratic text.
+
+The embedded default benchmark: four pools of short mp4 clips (default 64x64 px, 24
+frames at 8 fps) in which 1-3 coloured shapes appear and disappear at different times,
+move left/right/up/down at varied speeds, bounce off the edges, blink a countable number
+of times, over a per-video background (colour, texture, sometimes sliding) whose global
+brightness may ramp up/down and/or flicker. Every clip gets text with per-video detail
+that only memorisation can predict (a unique title like "amber falcon 319", a fictional
+filming note, a descriptive phrase), grounded in its content.
+
+Pools (disjoint videos: each pool hashes its own namespace):
+
+    synth-mcqa      multiple choice (CinePile-like), 1 row per video, 4-5 candidates
+    synth-oeqa      open-ended temporal QA (NExT-QA-like), 2 rows per video
+    synth-caption   detailed captions (VDC-like), 1 row per video
+    synth-pretrain  pretraining pool (never member nor non-member): 1 caption + 1 QA row
+
+Reversal. Most questions are about order and direction, so reversing the frames changes
+their answer. `reverse_spec(spec)` is the exact time-reverse of a scene (appear <->
+disappear, velocities negated, brightness ramp reversed...), `render_video(spec,
+reverse=True)` renders it and equals `render_video(spec)[::-1]` bit for bit, and every
+row records `reversal_changes_answer` plus `reversed_answer`, the target text for the
+reversed video (for caption rows: the caption of the reversed video), computed from the
+reversed scene the same way as `answer` from the natural one.
+
+Determinism. A video is a pure function of (seed, pool, index): its random generator is
+seeded from a sha256 of those (never Python's per-process `hash`), so adding videos never
+changes earlier ones. Rendering uses integer positions (quarter pixels) and only IEEE-exact
+float operations (no sin/exp), so frames are the same on every machine; the mp4 bytes
+then depend only on `vidsme.video.write_mp4` (one x264 thread, fixed settings).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vidsme.errors import UnknownNameError, VidsmeError
+from vidsme.names import did_you_mean
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "POOLS",
+    "ROW_KEYS",
+    "ObjectSpec",
+    "PoolSpec",
+    "VideoSpec",
+    "generate_all",
+    "generate_pool",
+    "render_video",
+    "reverse_spec",
+    "rows_for_video",
+    "sample_video_spec",
+]
+
+#: Bumped whenever a change alters any generated video or text (it is part of every hash).
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One synthetic pool.
+
+    Attributes:
+        name: pool name, also the folder under the video root and the rows' `source`.
+        task: "mcqa" | "oeqa" | "caption" | "pretrain" (caption row + one QA row).
+        n_videos: default number of videos.
+        rows_per_video: rows generated per video.
+        namespace: hashed with (seed, index) to seed each video: pools never share a video.
+        title_slot: residue of every title number modulo 4, so titles never repeat across pools.
+    """
+
+    name: str
+    task: str
+    n_videos: int
+    rows_per_video: int
+    namespace: str
+    title_slot: int
+
+
+POOLS: dict[str, PoolSpec] = {
+    p.name: p
+    for p in (
+        PoolSpec("synth-mcqa", "mcqa", 120, 1, "mcqa", 0),
+        PoolSpec("synth-oeqa", "oeqa", 80, 2, "oeqa", 1),
+        PoolSpec("synth-caption", "caption", 120, 1, "caption", 2),
+        PoolSpec("synth-pretrain", "pretrain", 240, 2, "pretrain", 3),
+    )
+}
+
+#: Keys of every row, in this order.
+ROW_KEYS: tuple[str, ...] = (
+    "id", "video", "task", "question", "candidates", "answer", "caption", "source",
+    "video_sha256", "reversal_changes_answer", "reversed_answer",
+)
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (225, 45, 45),
+    "green": (45, 200, 70),
+    "blue": (60, 105, 240),
+    "yellow": (240, 220, 50),
+    "purple": (165, 75, 215),
+    "orange": (250, 145, 35),
+    "white": (240, 240, 240),
+    "cyan": (50, 220, 225),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "charcoal": (40, 42, 48),
+    "navy": (24, 34, 80),
+    "slate": (70, 80, 95),
+    "olive": (70, 75, 30),
+    "maroon": (80, 25, 35),
+    "teal": (20, 75, 80),
+    "plum": (75, 40, 80),
+    "forest": (30, 70, 40),
+    "brown": (85, 60, 40),
+    "indigo": (45, 35, 100),
+    "grey": (95, 95, 95),
+    "black": (12, 12, 14),
+}
+TEXTURES: tuple[str, ...] = ("plain", "stripes", "checker", "dots", "grain", "gradient")
+_TEXTURE_P = (0.3, 0.2, 0.12, 0.12, 0.14, 0.12)
+_TEXTURE_WORDS = {
+    "plain": "",
+    "stripes": " with faint stripes",
+    "checker": " with a faint checker pattern",
+    "dots": " with faint dots",
+    "grain": " with fine grain",
+    "gradient": " with a soft gradient",
+}
+ORIENTATIONS: tuple[str, ...] = ("horizontal", "vertical", "diagonal", "antidiagonal")
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_TIMES = ("never", "once", "twice", "three times", "four times", "five times", "six times",
+          "seven times", "eight times", "nine times")
+_OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+# Idiosyncratic text material.
+_TITLE_ADJ = (
+    "amber", "velvet", "silent", "copper", "hollow", "crimson", "lunar", "misty", "rustic", "golden",
+    "frosty", "gentle", "quiet", "restless", "scarlet", "silver", "sleepy", "stormy", "sunny", "twilight",
+    "wild", "wooden", "ancient", "bright", "clever", "dusky", "eager", "fading", "hidden", "ivory",
+    "jade", "nimble", "marble", "pale", "rapid", "salty", "tidal", "umber", "vivid", "wandering",
+)
+_TITLE_NOUN = (
+    "falcon", "harbour", "comet", "lantern", "meadow", "otter", "pebble", "quarry", "raven", "sparrow",
+    "thistle", "willow", "badger", "beacon", "canyon", "dune", "ember", "fjord", "glacier", "heron",
+    "island", "juniper", "kestrel", "lagoon", "marsh", "nebula", "orchard", "pine", "quill", "reef",
+    "summit", "tundra", "valley", "walrus", "yarrow", "zephyr", "bramble", "cinder", "delta", "ferry",
+)
+_FIRST = (
+    "Orla", "Bram", "Ines", "Tobias", "Maren", "Kofi", "Lena", "Ravi", "Sunniva", "Teo", "Yara", "Elio",
+    "Mika", "Noor", "Pavel", "Ada", "Joss", "Liesl", "Hamid", "Cleo", "Dario", "Freya", "Gus", "Ilse",
+    "Jun", "Kasia", "Lorcan", "Mira", "Nils", "Odile",
+)
+_LAST = (
+    "Quince", "Farrow", "Ashdown", "Pellham", "Varga", "Okafor", "Lindqvist", "Moreau", "Castell",
+    "Brandt", "Yoshida", "Mercer", "Halloran", "Dube", "Sato", "Ferreira", "Novak", "Ekdahl", "Rowe",
+    "Tanaka", "Albescu", "Kerrigan", "Bell", "Ostrom", "Vance",
+)
+_PLACES = (
+    "Port Maren", "Kellside", "Ashford", "Lindholm", "Corran Bay", "Velden", "Saltmarsh", "Brightwater",
+    "Oakhollow", "Dunmere", "Fenwick", "Harrowgate", "Millbrook", "Ravensholt", "Stonehaven", "Thornbury",
+    "Westmere", "Zell", "Glenrock", "Halden", "Kirra Point", "Larkspur", "Mistral Cove", "Northam",
+)
+_ANIMALS = ("heron", "gull", "dog", "cricket", "owl", "goat", "crow", "frog", "wren", "donkey", "cat", "lark")
+_SOUNDS = ("calls", "sings", "barks", "hums", "croaks", "chirps", "cries", "whistles", "snores", "yawns")
+_SKY_ADJ = ("copper", "violet", "pearl", "smoky", "lemon", "ashen", "rosy", "hazy", "inky", "milky")
+_SKIES = ("sky", "moon", "cloud", "dawn", "dusk", "haze")
+_SPOT_ADJ = ("old", "empty", "busy", "quiet", "red", "crooked", "sunken", "blue")
+_SPOTS = ("lighthouse", "bakery", "tram stop", "mill", "fountain", "market", "bridge", "chapel", "kiosk")
+_AS_THE = (
+    "as the kettle whistles", "as the tide turns", "as the bells ring", "as the radio hisses",
+    "as the rain starts", "as the wind drops", "as the ferry sounds", "as the lamps flicker on",
+    "as the choir rehearses", "as the gate creaks", "as the clock strikes", "as the snow melts",
+)
+_CAPTION_PROMPTS = (
+    "Describe this clip in detail.",
+    "Describe what happens in the video, in order.",
+    "Give a detailed description of the video.",
+    "Narrate the clip from start to end.",
+)
+
+
+def _pool(pool: str) -> PoolSpec:
+    if pool not in POOLS:
+        raise UnknownNameError(
+            f"unknown synthetic pool {pool!r}.{did_you_mean(pool, POOLS)} Known pools: {', '.join(POOLS)}."
+        )
+    return POOLS[pool]
+
+
+def _stable_int(*parts: object) -> int:
+    """A 128-bit integer from a sha256 of the parts (stable across processes and machines)."""
+    text = "\x1f".join(str(p) for p in ("vidsme.synthetic", GENERATOR_VERSION, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:16], "little")
+
+
+def _rng(seed: int, namespace: str, index: int, stream: str) -> np.random.Generator:
+    return np.random.default_rng(_stable_int(seed, namespace, index, stream))
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One coloured shape. Positions are integers in quarter pixels (exact arithmetic).
+
+    Attributes:
+        shape: "circle" | "square" | "triangle".
+        colour: a PALETTE name.
+        radius: size in pixels (circle radius; squares and triangles are of similar size).
+        axis: "x" | "y", the axis of motion (irrelevant when velocity == 0).
+        start: (x, y) centre at frame 0, quarter pixels; the `axis` coordinate is "unfolded"
+            (for bouncing objects it is folded back into the frame when rendering).
+        velocity: quarter pixels per frame along `axis`, signed (+ is right/down); 0 = still.
+        bounce: whether the object reflects off the frame edges (else it never reaches them).
+        appear: first frame where it is visible (0 = there from the start).
+        disappear: first frame after it is gone for good (n_frames = stays to the end).
+        blinks: hidden intervals [start, end) inside (appear, disappear): each is one blink.
+    """
+
+    shape: str
+    colour: str
+    radius: int
+    axis: str
+    start: tuple[int, int]
+    velocity: int
+    bounce: bool
+    appear: int
+    disappear: int
+    blinks: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """E.g. "red square"."""
+        return f"{self.colour} {self.shape}"
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """Everything needed to render one video and write its text (see module docstring).
+
+    Attributes:
+        pool, index, seed: where it comes from; the video is a pure function of these
+            (and the frame format).
+        video_id: e.g. "v0007"; the file is `<pool>/<video_id>.mp4`.
+        width, height, n_frames, fps: frame format.
+        background: BACKGROUNDS name; background_rgb: its per-video jittered colour.
+        texture: TEXTURES name; texture_period (px), texture_orientation (ORIENTATIONS),
+            texture_strength (grey levels, +-), texture_seed (for "grain").
+        pan: (dx, dy) pixels per frame the background pattern slides; (0, 0) = static.
+        objects: the shapes, drawn in this order.
+        lighting: "steady" | "brightening" | "darkening" (global ramp over the clip).
+        flicker: whether a random global brightness flicker is applied.
+        gains: per-frame brightness multiplier in 1/256 (256 = unchanged).
+        title, filmed_by, place, phrase: the idiosyncratic text details.
+        time_reversed: True for the output of `reverse_spec` (toggles).
+    """
+
+    pool: str
+    index: int
+    seed: int
+    video_id: str
+    width: int
+    height: int
+    n_frames: int
+    fps: int
+    background: str
+    background_rgb: tuple[int, int, int]
+    texture: str
+    texture_period: int
+    texture_orientation: str
+    texture_strength: int
+    texture_seed: int
+    pan: tuple[int, int]
+    objects: tuple[ObjectSpec, ...]
+    lighting: str
+    flicker: bool
+    gains: tuple[int, ...]
+    title: str
+    filmed_by: str
+    place: str
+    phrase: str
+    time_reversed: bool = field(default=False)
+
+
+def _bounds(obj: ObjectSpec, axis: str, width: int, height: int) -> tuple[int, int]:
+    """Allowed centre range along `axis`, quarter pixels."""
+    size = width if axis == "x" else height
+    return 4 * obj.radius, 4 * (size - obj.radius)
+
+
+def _fold(u: int, lo: int, hi: int) -> int:
+    span = hi - lo
+    m = (u - lo) % (2 * span)
+    return lo + (m if m <= span else 2 * span - m)
+
+
+def _unfolded(obj: ObjectSpec, t: int) -> int:
+    return obj.start[0 if obj.axis == "x" else 1] + obj.velocity * t
+
+
+def _position(obj: ObjectSpec, t: int, width: int, height: int) -> tuple[int, int]:
+    """Centre (x, y) at frame t, quarter pixels."""
+    x, y = obj.start
+    u = _unfolded(obj, t)
+    if obj.bounce:
+        u = _fold(u, *_bounds(obj, obj.axis, width, height))
+    return (u, y) if obj.axis == "x" else (x, u)
+
+
+def _visible(obj: ObjectSpec, t: int) -> bool:
+    return obj.appear <= t < obj.disappear and not any(s <= t < e for s, e in obj.blinks)
+
+
+def reverse_spec(spec: VideoSpec) -> VideoSpec:
+    """The exact time-reverse of a scene: render(reverse_spec(s)) == render(s)[::-1].
+
+    An involution: reverse_spec(reverse_spec(s)) == s.
+    """
+    n = spec.n_frames
+    objects = []
+    for obj in spec.objects:
+        x, y = obj.start
+        end = _unfolded(obj, n - 1)
+        start = (end, y) if obj.axis == "x" else (x, end)
+        objects.append(replace(
+            obj,
+            start=start,
+            velocity=-obj.velocity,
+            appear=n - obj.disappear,
+            disappear=n - obj.appear,
+            blinks=tuple(sorted((n - e, n - s) for s, e in obj.blinks)),
+        ))
+    lighting = {"steady": "steady", "brightening": "darkening", "darkening": "brightening"}[spec.lighting]
+    return replace(
+        spec,
+        objects=tuple(objects),
+        pan=(-spec.pan[0], -spec.pan[1]),
+        lighting=lighting,
+        gains=spec.gains[::-1],
+        time_reversed=not spec.time_reversed,
+    )
+
+
+def _sample_times(rng: np.random.Generator, k: int, n: int) -> list[tuple[int, int]]:
+    """(appear, disappear) per object: at most one there from the start, at most one
+    staying to the end, every other appear/disappear event on its own grid slot (events
+    are >= n/8 frames apart, so "what happens next" is well defined and visible)."""
+    gap = max(2, n // 8)
+    grid = list(range(gap, n - gap + 1, gap))
+    min_len = max(4, n // 4)
+    while True:
+        for _ in range(400):
+            times = []
+            for _ in range(k):
+                a = 0 if rng.random() < 0.35 else int(grid[rng.integers(len(grid))])
+                b = n if rng.random() < 0.35 else int(grid[rng.integers(len(grid))])
+                times.append((a, b))
+            inner = [a for a, _ in times if a > 0] + [b for _, b in times if b < n]
+            if (
+                all(b - a >= min_len for a, b in times)
+                and sum(a == 0 for a, _ in times) <= 1
+                and sum(b == n for _, b in times) <= 1
+                and len(set(inner)) == len(inner)
+            ):
+                return times
+        k -= 1  # practically unreachable for n >= 12; keeps the sampler total
+
+
+def _sample_blinks(rng: np.random.Generator, a: int, b: int, n: int) -> tuple[tuple[int, int], ...]:
+    """0-3 hidden intervals strictly inside [a, b), separated by visible frames."""
+    if rng.random() >= 0.3:
+        return ()
+    off = max(2, n // 12)
+    on = 2
+    k = int(rng.integers(1, 4))
+    avail = (b - 2) - (a + 2)
+    while k > 0 and k * off + (k - 1) * on > avail:
+        k -= 1
+    if k == 0:
+        return ()
+    slack = avail - (k * off + (k - 1) * on)
+    cuts = sorted(int(c) for c in rng.integers(0, slack + 1, size=k))
+    return tuple((a + 2 + j * (off + on) + cuts[j], a + 2 + j * (off + on) + cuts[j] + off) for j in range(k))
+
+
+def _sample_motion(rng: np.random.Generator, kind: str, radius: int, width: int, height: int, n: int
+                   ) -> tuple[str, tuple[int, int], int, bool]:
+    axis = "x" if rng.random() < 0.6 else "y"
+    los = {"x": 4 * radius, "y": 4 * radius}
+    his = {"x": 4 * (width - radius), "y": 4 * (height - radius)}
+    pos = {ax: int(rng.integers(los[ax], his[ax] + 1)) for ax in ("x", "y")}
+    velocity, bounce = 0, False
+    lo, hi = los[axis], his[axis]
+    span = hi - lo
+    if kind == "linear":
+        frac = 0.3 + 0.55 * rng.random()  # fraction of the free span travelled over the clip
+        speed = min(max(1, round(frac * span / (n - 1))), span // (n - 1))
+        velocity = speed if rng.random() < 0.5 else -speed
+        travel = speed * (n - 1)
+        u0 = int(rng.integers(lo, hi - travel + 1))
+        pos[axis] = u0 if velocity > 0 else u0 + travel
+    elif kind == "bounce":
+        frac = 1.3 + 1.7 * rng.random()
+        speed = max(1, round(frac * span / (n - 1)))
+        velocity = speed if rng.random() < 0.5 else -speed
+        pos[axis] = int(rng.integers(lo, lo + 2 * span))
+        bounce = True
+    return axis, (pos["x"], pos["y"]), velocity, bounce
+
+
+def _clean_ends(obj: ObjectSpec, width: int, height: int) -> bool:
+    """First and last visible steps are free of wall reflections (direction well defined)."""
+    if obj.velocity == 0:
+        return True
+    ax = 0 if obj.axis == "x" else 1
+    p = [_position(obj, t, width, height)[ax] for t in (obj.appear, obj.appear + 1, obj.disappear - 2,
+                                                        obj.disappear - 1)]
+    return abs(p[1] - p[0]) == abs(obj.velocity) and abs(p[3] - p[2]) == abs(obj.velocity)
+
+
+def _clearance(objects: Sequence[ObjectSpec], width: int, height: int, n: int) -> float:
+    """Min over frames where two objects are both on screen of distance / (r1 + r2)."""
+    best = math.inf
+    for o1, o2 in itertools.combinations(objects, 2):
+        for t in range(max(o1.appear, o2.appear), min(o1.disappear, o2.disappear)):
+            (x1, y1), (x2, y2) = _position(o1, t, width, height), _position(o2, t, width, height)
+            d = math.sqrt((x1 - x2) ** 2 + (y1 - y2) ** 2) / 4
+            best = min(best, d / (o1.radius + o2.radius))
+    return best
+
+
+def _title_number(seed: int, pool: PoolSpec, index: int) -> int:
+    """Unique within a pool (an affine permutation of the index), never shared across pools."""
+    m = 2475  # 100 + 4 * 2475 <= 10000: mostly 3-4 digit numbers
+    if index >= m:
+        return 10000 + 4 * index + pool.title_slot
+    rng = np.random.default_rng(_stable_int(seed, pool.namespace, "title-permutation"))
+    a = int(rng.integers(100, m))
+    while math.gcd(a, m) != 1:
+        a += 1
+    b = int(rng.integers(m))
+    return 100 + 4 * ((a * index + b) % m) + pool.title_slot
+
+
+def _a(word: str) -> str:
+    """"a" or "an" before `word`."""
+    return "an" if word[0].lower() in "aeiou" else "a"
+
+
+def _phrase(rng: np.random.Generator) -> str:
+    kind = int(rng.integers(4))
+    if kind == 0:
+        animal = _ANIMALS[rng.integers(len(_ANIMALS))]
+        return f"while {_a(animal)} {animal} {_SOUNDS[rng.integers(len(_SOUNDS))]}"
+    if kind == 1:
+        sky = _SKY_ADJ[rng.integers(len(_SKY_ADJ))]
+        return f"under {_a(sky)} {sky} {_SKIES[rng.integers(len(_SKIES))]}"
+    if kind == 2:
+        return f"near the {_SPOT_ADJ[rng.integers(len(_SPOT_ADJ))]} {_SPOTS[rng.integers(len(_SPOTS))]}"
+    return _AS_THE[rng.integers(len(_AS_THE))]
+
+
+def sample_video_spec(
+    pool: str, index: int, seed: int, *, width: int = 64, height: int = 64, n_frames: int = 24, fps: int = 8
+) -> VideoSpec:
+    """The scene of video `index` of `pool`: a pure function of (pool, index, seed, format).
+
+    Adding videos to a pool never changes earlier ones; different pools or seeds give
+    different videos. Width and height must be even (yuv420p) and >= 32; n_frames >= 12.
+    """
+    p = _pool(pool)
+    if width < 32 or height < 32 or width % 2 or height % 2:
+        raise VidsmeError(f"synthetic videos need even width and height >= 32, got {width}x{height}")
+    if n_frames < 12:
+        raise VidsmeError(f"synthetic videos need n_frames >= 12 for distinct events, got {n_frames}")
+    if index < 0 or seed < 0:
+        raise VidsmeError(f"index and seed must be >= 0, got index={index}, seed={seed}")
+    n = n_frames
+    rng = _rng(seed, p.namespace, index, "video")
+
+    # Background.
+    bg_names = list(BACKGROUNDS)
+    background = bg_names[rng.integers(len(bg_names))]
+    jitter = rng.integers(-10, 11, size=3)
+    background_rgb = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(BACKGROUNDS[background], jitter))
+    texture = TEXTURES[rng.choice(len(TEXTURES), p=_TEXTURE_P)]
+    period = int(rng.integers(6, 15))
+    orientation = ORIENTATIONS[rng.integers(len(ORIENTATIONS))]
+    strength = int(rng.integers(8, 23))
+    texture_seed = int(rng.integers(2**31))
+    pan = (0, 0)
+    if texture in ("stripes", "checker", "dots", "grain") and rng.random() < 0.35:
+        axis = "x" if rng.random() < 0.5 else "y"
+        if texture == "stripes" and orientation in ("horizontal", "vertical"):
+            axis = "y" if orientation == "horizontal" else "x"  # slide across the stripes
+        step = int(rng.integers(1, 3)) * (1 if rng.random() < 0.5 else -1)
+        pan = (step, 0) if axis == "x" else (0, step)
+
+    # Objects: colours distinct within a video, so "the red square" is unambiguous.
+    k = int(rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4]))
+    colour_names = list(PALETTE)
+    colours = [colour_names[i] for i in rng.choice(len(colour_names), size=3, replace=False)]
+    shapes = [SHAPES[i] for i in rng.integers(len(SHAPES), size=3)]
+    m = min(width, height)
+    radii = [int(r) for r in rng.integers(max(3, round(0.08 * m)), round(0.14 * m) + 1, size=3)]
+    times = _sample_times(rng, k, n)
+    k = len(times)
+    blinks = [_sample_blinks(rng, a, b, n) for a, b in times]
+    kinds_p = [0.0, 0.65, 0.35] if k == 1 else [0.2, 0.5, 0.3]  # a lone object always moves
+    kinds = [("still", "linear", "bounce")[i] for i in rng.choice(3, size=k, p=kinds_p)]
+    best, best_score = None, -math.inf
+    for _ in range(200):
+        objects = []
+        for i in range(k):
+            axis, start, velocity, bounce = _sample_motion(rng, kinds[i], radii[i], width, height, n)
+            objects.append(ObjectSpec(shapes[i], colours[i], radii[i], axis, start, velocity, bounce,
+                                      times[i][0], times[i][1], blinks[i]))
+        if not all(_clean_ends(o, width, height) for o in objects):
+            continue
+        score = min(_clearance(objects, width, height, n), 1.0)
+        if score > best_score:
+            best, best_score = objects, score
+        if score >= 1.0:  # no two shapes overlap while both on screen
+            break
+    if best is None:  # only bouncing objects can fail _clean_ends; keep them linear then
+        kinds = ["linear" if kd == "bounce" else kd for kd in kinds]
+        best = [ObjectSpec(shapes[i], colours[i], radii[i], *_sample_motion(rng, kinds[i], radii[i], width,
+                                                                              height, n),
+                           times[i][0], times[i][1], blinks[i]) for i in range(k)]
+
+    # Global brightness: a ramp and/or a random flicker, in 1/256.
+    lighting = ("steady", "brightening", "darkening")[rng.choice(3, p=[0.6, 0.2, 0.2])]
+    low = 0.5 + 0.25 * rng.random()
+    ramp = [low + (1 - low) * t / (n - 1) for t in range(n)]
+    ramp = {"steady": [1.0] * n, "brightening": ramp, "darkening": ramp[::-1]}[lighting]
+    flicker = bool(rng.random() < 0.3)
+    amp = 0.15 + 0.15 * rng.random()
+    wobble = rng.random(n) * 2 - 1
+    gains = tuple(int(round(256 * g * (1 + amp * w if flicker else 1.0))) for g, w in zip(ramp, wobble))
+
+    # Text details: their own stream, so text changes never move the pixels.
+    trng = _rng(seed, p.namespace, index, "text")
+    title = (f"{_TITLE_ADJ[trng.integers(len(_TITLE_ADJ))]} {_TITLE_NOUN[trng.integers(len(_TITLE_NOUN))]} "
+             f"{_title_number(seed, p, index)}")
+    filmed_by = f"{_FIRST[trng.integers(len(_FIRST))]} {_LAST[trng.integers(len(_LAST))]}"
+    place = _PLACES[trng.integers(len(_PLACES))]
+    phrase = _phrase(trng)
+
+    return VideoSpec(
+        pool=pool, index=index, seed=seed, video_id=f"v{index:04d}",
+        width=width, height=height, n_frames=n, fps=fps,
+        background=background, background_rgb=background_rgb,
+        texture=texture, texture_period=period, texture_orientation=orientation,
+        texture_strength=strength, texture_seed=texture_seed, pan=pan,
+        objects=tuple(best), lighting=lighting, flicker=flicker, gains=gains,
+        title=title, filmed_by=filmed_by, place=place, phrase=phrase,
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _canvas(spec: VideoSpec) -> np.ndarray:
+    """Background canvas (float64 [Hc, Wc, 3]), large enough for the pan to never wrap."""
+    n = spec.n_frames
+    hc = spec.height + abs(spec.pan[1]) * (n - 1)
+    wc = spec.width + abs(spec.pan[0]) * (n - 1)
+    yy, xx = np.mgrid[0:hc, 0:wc]
+    period = spec.texture_period
+    orient = spec.texture_orientation
+    along = {"horizontal": yy, "vertical": xx, "diagonal": xx + yy, "antidiagonal": xx - yy + 4 * (hc + wc)}[orient]
+    if spec.texture == "stripes":
+        tex = np.abs((along % period) / period * 2 - 1) * 2 - 1
+    elif spec.texture == "checker":
+        tex = ((xx // period + yy // period) % 2) * 2.0 - 1
+    elif spec.texture == "dots":
+        dx, dy = (xx % period) - (period - 1) / 2, (yy % period) - (period - 1) / 2
+        tex = np.where(dx * dx + dy * dy <= (period / 4) ** 2, 1.0, -0.25)
+    elif spec.texture == "grain":
+        tex = np.random.default_rng(spec.texture_seed).integers(-100, 101, size=(hc, wc)) / 100
+    elif spec.texture == "gradient":
+        lo, hi = int(along.min()), int(along.max())
+        tex = (along - (lo + hi) / 2) / max(1, hi - lo) * 2
+    else:
+        tex = np.zeros((hc, wc))
+    base = np.asarray(spec.background_rgb, dtype=np.float64)
+    return base + spec.texture_strength * tex[..., None]
+
+
+_SQRT3_2 = math.sqrt(3) / 2
+
+
+def _alpha(shape: str, dx: np.ndarray, dy: np.ndarray, radius: int) -> np.ndarray:
+    """Anti-aliased coverage of a shape centred at the origin (pixel-centre offsets)."""
+    if shape == "circle":
+        dist = np.sqrt(dx * dx + dy * dy) - radius
+    elif shape == "square":
+        dist = np.maximum(np.abs(dx), np.abs(dy)) - 0.85 * radius
+    else:  # equilateral triangle pointing up, circumradius 1.2 r
+        inner = 0.6 * radius
+        dist = np.maximum(np.maximum(dy, _SQRT3_2 * dx - 0.5 * dy), -_SQRT3_2 * dx - 0.5 * dy) - inner
+    return np.clip(0.5 - dist, 0.0, 1.0)
+
+
+def _render(spec: VideoSpec) -> np.ndarray:
+    n, h, w = spec.n_frames, spec.height, spec.width
+    canvas = _canvas(spec)
+    xs = np.arange(w, dtype=np.float64)[None, :] + 0.5
+    ys = np.arange(h, dtype=np.float64)[:, None] + 0.5
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    px, py = spec.pan
+    for t in range(n):
+        ox = px * (n - 1 - t) if px > 0 else -px * t
+        oy = py * (n - 1 - t) if py > 0 else -py * t
+        img = canvas[oy:oy + h, ox:ox + w].copy()
+        for obj in spec.objects:
+            if not _visible(obj, t):
+                continue
+            cx, cy = _position(obj, t, w, h)
+            alpha = _alpha(obj.shape, xs - cx / 4, ys - cy / 4, obj.radius)[..., None]
+            img += alpha * (np.asarray(PALETTE[obj.colour], dtype=np.float64) - img)
+        img *= spec.gains[t] / 256
+        out[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return out
+
+
+def render_video(spec: VideoSpec, reverse: bool = False) -> np.ndarray:
+    """uint8 RGB frames [n_frames, height, width, 3].
+
+    reverse=True renders `reverse_spec(spec)`, which equals the natural frames reversed
+    (tests check it bit for bit): the reversed answers are computed from that scene.
+    """
+    return _render(reverse_spec(spec) if reverse else spec)
+
+
+# --------------------------------------------------------------------------- facts & text
+
+
+@dataclass(frozen=True)
+class _Facts:
+    name: str
+    appear: int
+    disappear: int
+    first_dir: str | None
+    last_dir: str | None
+    bounces: int
+    blinks: int
+    speed: str
+
+
+def _direction(axis: str, delta: int) -> str | None:
+    if delta == 0:
+        return None
+    if axis == "x":
+        return "right" if delta > 0 else "left"
+    return "down" if delta > 0 else "up"
+
+
+def _facts(spec: VideoSpec) -> list[_Facts]:
+    out = []
+    w, h, n = spec.width, spec.height, spec.n_frames
+    for obj in spec.objects:
+        a, b = obj.appear, obj.disappear
+        ax = 0 if obj.axis == "x" else 1
+        first = last = None
+        bounces = 0
+        lo, hi = _bounds(obj, obj.axis, w, h)
+        if obj.velocity:
+            first = _direction(obj.axis, _position(obj, a + 1, w, h)[ax] - _position(obj, a, w, h)[ax])
+            last = _direction(obj.axis, _position(obj, b - 1, w, h)[ax] - _position(obj, b - 2, w, h)[ax])
+        if obj.bounce and obj.velocity:
+            span = hi - lo
+            u1, u2 = sorted((_unfolded(obj, a), _unfolded(obj, b - 1)))
+            k_min = (u1 - lo) // span + 1  # walls strictly inside (u1, u2)
+            k_max = -((lo - u2) // span) - 1
+            bounces = max(0, k_max - k_min + 1)
+        frac = abs(obj.velocity) * (n - 1) / (hi - lo)
+        speed = "slowly" if frac < 0.45 else "steadily" if frac < 0.65 else "quickly"
+        out.append(_Facts(obj.name, a, b, first, last, bounces, len(obj.blinks), speed))
+    return out
+
+
+def _events(spec: VideoSpec, facts: Sequence[_Facts]) -> list[tuple[int, str]]:
+    """Appear/disappear events inside the clip, in time order (times are distinct)."""
+    ev = [(f.appear, f"the {f.name} appears") for f in facts if f.appear > 0]
+    ev += [(f.disappear, f"the {f.name} disappears") for f in facts if f.disappear < spec.n_frames]
+    return sorted(ev)
+
+
+@dataclass(frozen=True)
+class _Question:
+    text: str  # without the title prefix
+    short: str  # the multiple-choice answer
+    sentence: str  # the open-ended answer (before the per-video phrase)
+    hard: tuple[str, ...]  # preferred distractors (a pool independent of the timing)
+    soft: tuple[str, ...] = ()
+
+
+def _questions(spec: VideoSpec) -> dict[str, _Question]:
+    """Every answerable question, keyed canonically; texts and candidate pools depend only
+    on what is invariant under time reversal, so a key means the same question for a scene
+    and its reverse."""
+    facts = _facts(spec)
+    n = spec.n_frames
+    names = [f.name for f in facts]
+    colours = {o.colour for o in spec.objects}
+    the = [f"the {nm}" for nm in names]
+    absent = tuple(f"the {c} {s}" for c in PALETTE if c not in colours for s in SHAPES)
+    qs: dict[str, _Question] = {}
+    if len(facts) >= 2:
+        first = min(facts, key=lambda f: f.appear).name
+        last = max(facts, key=lambda f: f.appear).name
+        leave = min(facts, key=lambda f: f.disappear).name
+        stay = max(facts, key=lambda f: f.disappear).name
+        qs["first_appear"] = _Question("which shape appears first?", f"the {first}",
+                                       f"the {first} appears first", tuple(the), absent)
+        qs["last_appear"] = _Question("which shape appears last?", f"the {last}",
+                                      f"the {last} appears last", tuple(the), absent)
+        qs["first_leave"] = _Question("which shape disappears first?", f"the {leave}",
+                                      f"the {leave} disappears first", tuple(the), absent)
+        qs["last_leave"] = _Question("which shape is the last one still visible?", f"the {stay}",
+                                     f"the {stay} is the last one visible", tuple(the), absent)
+    if len(facts) == 3:
+        order = ", then ".join(f.name for f in sorted(facts, key=lambda f: f.appear))
+        perms = tuple(", then ".join(p) for p in itertools.permutations(names))
+        qs["order"] = _Question("in what order do the shapes appear?", order, order, perms)
+    directions = ("left", "right", "up", "down")
+    for i, f in enumerate(facts):
+        if f.first_dir is None:
+            continue
+        if f.bounces == 0:
+            qs[f"direction:{i}"] = _Question(f"which way does the {f.name} move?", f.first_dir,
+                                             f"the {f.name} moves {f.first_dir}", directions, ("it stays still",))
+        else:
+            qs[f"start_direction:{i}"] = _Question(
+                f"which way is the {f.name} moving when it first appears?", f.first_dir,
+                f"the {f.name} first moves {f.first_dir}", directions, ("it stays still",))
+            qs[f"end_direction:{i}"] = _Question(
+                f"which way is the {f.name} moving when it is last seen?", f.last_dir,
+                f"the {f.name} is moving {f.last_dir} at the end", directions, ("it stays still",))
+    events = _events(spec, facts)
+    all_events = tuple(f"the {nm} {verb}" for nm in names for verb in ("appears", "disappears"))
+    absent_events = tuple(f"{o} appears" for o in absent)
+    for i, f in enumerate(facts):
+        if f.appear > 0:
+            after = [e for t, e in events if t > f.appear]
+            own = f"the {f.name} appears"
+            if after:
+                qs[f"after_appear:{i}"] = _Question(
+                    f"what happens right after the {f.name} appears?", after[0], after[0],
+                    tuple(e for e in all_events if e != own), absent_events)
+        if f.disappear < n:
+            before = [e for t, e in events if t < f.disappear]
+            own = f"the {f.name} disappears"
+            if before:
+                qs[f"before_leave:{i}"] = _Question(
+                    f"what happens just before the {f.name} disappears?", before[-1], before[-1],
+                    tuple(e for e in all_events if e != own), absent_events)
+    counts = _TIMES[1:5]
+    for i, f in enumerate(facts):
+        if f.blinks:
+            qs[f"blinks:{i}"] = _Question(f"how many times does the {f.name} blink?", _TIMES[f.blinks],
+                                          f"the {f.name} blinks {_TIMES[f.blinks]}", counts, ("never",))
+        if f.bounces:
+            hard = counts if f.bounces <= 4 else (*counts[1:], _TIMES[min(f.bounces, 9)])
+            qs[f"bounces:{i}"] = _Question(f"how many times does the {f.name} bounce off an edge?",
+                                           _TIMES[min(f.bounces, 9)],
+                                           f"the {f.name} bounces {_TIMES[min(f.bounces, 9)]}", hard, ("never",))
+    if spec.lighting != "steady":
+        word = "brighter" if spec.lighting == "brightening" else "darker"
+        qs["lighting"] = _Question("does the scene get brighter or darker over time?", f"it gets {word}",
+                                   f"the scene slowly gets {word}", ("it gets brighter", "it gets darker"),
+                                   ("it stays equally bright", "it turns completely black"))
+    if spec.pan != (0, 0):
+        pan_dir = _direction("x", spec.pan[0]) or _direction("y", spec.pan[1])
+        qs["pan"] = _Question("which way does the background pattern slide?", pan_dir,
+                              f"the background pattern slides {pan_dir}", directions, ("it stays still",))
+    k = len(facts)
+    qs["count"] = _Question("how many shapes appear in the clip?", _NUMBER_WORDS[k],
+                            f"{_NUMBER_WORDS[k]} shape{'s' if k > 1 else ''} appear{'' if k > 1 else 's'}",
+                            _NUMBER_WORDS[1:5], ("five",))
+    for i, obj in enumerate(spec.objects):
+        qs[f"shape:{i}"] = _Question(f"what shape is the {obj.colour} object?", f"a {obj.shape}",
+                                     f"the {obj.colour} object is a {obj.shape}",
+                                     ("a circle", "a square", "a triangle"), ("a star", "a hexagon"))
+    return qs
+
+
+def _caption(spec: VideoSpec) -> str:
+    """A detailed caption (about 25-60 words) narrating the clip in time order."""
+    facts = sorted(_facts(spec), key=lambda f: f.appear)
+    pan = ""
+    if spec.pan != (0, 0):
+        pan = f" sliding {_direction('x', spec.pan[0]) or _direction('y', spec.pan[1])}"
+    texture = _TEXTURE_WORDS[spec.texture]
+    parts = [f'"{spec.title}": {_a(spec.background)} {spec.background} background{texture}{pan}.']
+    leads = {1: [""], 2: ["First", "Then"], 3: ["First", "Then", "Finally"]}[len(facts)]
+    for lead, f in zip(leads, facts):
+        article = _a(f.name)
+        lead = f"{lead} {article}" if lead else article.capitalize()
+        bits = ["starts on screen" if f.appear == 0 else "appears"]
+        if f.first_dir is None:
+            bits.append("stays still")
+        elif f.bounces:
+            bits.append(f"moves {f.first_dir}, bounces {_TIMES[min(f.bounces, 9)]}")
+        else:
+            bits.append(f"drifts {f.first_dir} {f.speed}")
+        if f.blinks:
+            bits.append(f"blinks {_TIMES[f.blinks]}")
+        end = "stays" if f.disappear == spec.n_frames else "leaves"
+        parts.append(f"{lead} {f.name} {', '.join(bits)}, then {end}.")
+    ramp = {"steady": "", "brightening": "slowly brightens", "darkening": "slowly darkens"}
+    if spec.flicker:
+        parts.append("The light flickers" + (f" and {ramp[spec.lighting]}." if ramp[spec.lighting] else "."))
+    elif ramp[spec.lighting]:
+        parts.append(f"The scene {ramp[spec.lighting]}.")
+    parts.append(f"Filmed by {spec.filmed_by} in {spec.place}, {spec.phrase}.")
+    return " ".join(parts)
+
+
+def _make_row(**fields: object) -> dict:
+    return {key: fields.get(key) for key in ROW_KEYS}
+
+
+def _candidates(rng: np.random.Generator, q: _Question, rq: _Question) -> list[str]:
+    """4-5 unique candidates holding both the natural and the reversed answer."""
+    pair = sorted({q.short, rq.short})
+    hard = [c for c in q.hard if c not in pair]
+    soft = [c for c in q.soft if c not in pair and c not in hard]
+    size = int(rng.integers(4, 6))
+    cands = list(pair)
+    for pool in (hard, soft):
+        need = size - len(cands)
+        if need <= 0:
+            break
+        if len(pool) <= need:
+            cands += pool
+        else:
+            cands += [pool[j] for j in sorted(rng.choice(len(pool), size=need, replace=False))]
+    rng.shuffle(cands)
+    return cands
+
+
+def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
+    """The text rows of one video (keys ROW_KEYS; `video_sha256` is None until written).
+
+    Question choice and candidates come from a stream seeded by (seed, pool, index) and
+    from what is invariant under reversal, so `rows_for_video(reverse_spec(spec))` asks
+    the same questions and its answers are this video's `reversed_answer`s. About 80% of
+    questions are picked among those whose answer reversal changes (when there are any).
+    """
+    pool = spec.pool if pool is None else pool
+    if pool != spec.pool:
+        raise VidsmeError(f"spec of {spec.pool}/{spec.video_id} asked for rows of pool {pool!r}")
+    p = _pool(pool)
+    rev = reverse_spec(spec)
+    rng = _rng(spec.seed, p.namespace, spec.index, "rows")
+    common = {"video": f"{pool}/{spec.video_id}.mp4", "source": pool, "video_sha256": None}
+    prefix = f"{pool}/{spec.video_id}"
+    rows: list[dict] = []
+    if p.task in ("caption", "pretrain"):
+        caption, rcaption = _caption(spec), _caption(rev)
+        changes = caption != rcaption
+        rows.append(_make_row(
+            id=f"{prefix}-cap", task="caption", question=_CAPTION_PROMPTS[rng.integers(len(_CAPTION_PROMPTS))],
+            caption=caption, reversal_changes_answer=changes, reversed_answer=rcaption if changes else None,
+            **common))
+    if p.task == "caption":
+        return rows
+    n_questions = 2 if p.task == "oeqa" else 1
+    qtask = p.task if p.task != "pretrain" else ("mcqa" if rng.random() < 0.5 else "oeqa")
+    qs, qr = _questions(spec), _questions(rev)
+    keys = [key for key in qs if key in qr]
+    sensitive = [key for key in keys if qs[key].short != qr[key].short]
+    invariant = [key for key in keys if qs[key].short == qr[key].short]
+    chosen = []
+    for _ in range(n_questions):
+        if sensitive and invariant:
+            group = sensitive if rng.random() < 0.8 else invariant
+        else:
+            group = sensitive or invariant
+        chosen.append(group.pop(int(rng.integers(len(group)))))
+    for j, key in enumerate(chosen):
+        q, rq = qs[key], qr[key]
+        question = f'In "{spec.title}", {q.text}'
+        if qtask == "mcqa":
+            candidates = _candidates(rng, q, rq)
+            answer, ranswer = q.short, rq.short
+        else:
+            candidates = None
+            answer, ranswer = f"{q.sentence}, {spec.phrase}", f"{rq.sentence}, {spec.phrase}"
+        changes = answer != ranswer
+        rows.append(_make_row(
+            id=f"{prefix}-q{j}", task=qtask, question=question, candidates=candidates, answer=answer,
+            reversal_changes_answer=changes, reversed_answer=ranswer if changes else None, **common))
+    return rows
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def generate_pool(
+    pool: str,
+    video_root: Path,
+    *,
+    n_videos: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    width: int = 64,
+    height: int = 64,
+    n_frames: int = 24,
+    fps: int = 8,
+) -> list[dict]:
+    """Write `video_root/<pool>/<video_id>.mp4` for videos 0..n_videos-1 and return their rows.
+
+    n_videos defaults to POOLS[pool].n_videos. Rows carry the written file's sha256; the
+    same (pool, seed, format) gives the same rows and bytes in any folder and process.
+    """
+    from tqdm import tqdm
+
+    from vidsme.video import write_mp4
+
+    p = _pool(pool)
+    n = p.n_videos if n_videos is None else int(n_videos)
+    if n < 0:
+        raise VidsmeError(f"n_videos must be >= 0, got {n}")
+    root = Path(video_root)
+    rows: list[dict] = []
+    for index in tqdm(range(n), desc=pool, unit="video", disable=not progress):
+        spec = sample_video_spec(pool, index, seed, width=width, height=height, n_frames=n_frames, fps=fps)
+        video_rows = rows_for_video(spec, pool)
+        path = write_mp4(root / video_rows[0]["video"], render_video(spec), fps=fps)
+        sha = _file_sha256(path)
+        for row in video_rows:
+            row["video_sha256"] = sha
+        rows.extend(video_rows)
+    return rows
+
+
+def generate_all(
+    video_root: Path, *, seed: int = 0, n_videos: dict[str, int] | None = None, progress: bool = True
+) -> dict[str, list[dict]]:
+    """generate_pool for every pool in POOLS; n_videos overrides sizes per pool name."""
+    sizes = dict(n_videos or {})
+    for name in sizes:
+        _pool(name)
+    return {name: generate_pool(name, video_root, n_videos=sizes.get(name), seed=seed, progress=progress)
+            for name in POOLS}
