@@ -29,7 +29,11 @@ class VideoError(VidsmeError):
 
     def __init__(self, path: object, problem: str, fix: str) -> None:
         self.path = str(path)
+        self.problem, self.fix = problem, fix
         super().__init__(f"{self.path}: {problem}. {fix}")
+
+    def __reduce__(self):  # cross process-pool boundaries with its class and fields intact
+        return (type(self), (self.path, self.problem, self.fix))
 
 
 class VideoNotFoundError(VideoError):

@@ -413,3 +413,13 @@ def test_module_exports_match_the_documented_api():
     assert video.BACKENDS == ("decord", "pyav")
     for name in ("frame_indices", "VideoInfo", "available_backends", "probe_video", "read_frames", "write_mp4"):
         assert callable(getattr(video, name))
+
+
+def test_video_errors_survive_pickling_across_processes():
+    import pickle
+
+    from vidsme.errors import CorruptVideoError
+
+    err = pickle.loads(pickle.dumps(CorruptVideoError("/data/x.mp4", "truncated", "re-download it")))
+    assert type(err) is CorruptVideoError and err.path == "/data/x.mp4"
+    assert str(err) == "/data/x.mp4: truncated. re-download it"
