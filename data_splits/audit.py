@@ -123,8 +123,10 @@ def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int 
     for repeat in range(repeats):
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
         for train, test in cv.split(x, y):
+            # sklearn's default 20-sample leaves cannot split a small fold at all
+            leaf = max(2, min(20, len(train) // 10))
             model = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1,
-                                                   random_state=seed + repeat)
+                                                   min_samples_leaf=leaf, random_state=seed + repeat)
             model.fit(x[train], y[train])
             oof[test] += model.predict_proba(x[test])[:, 1] / repeats
     ids = [f"video:{v}" for v in videos]

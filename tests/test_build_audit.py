@@ -1,0 +1,112 @@
+"""Synthetic split building and the blind audit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidsme.data_splits.audit import AUDIT_FILE, FEATURES, audit_split
+from vidsme.data_splits.build import build_synthetic_split
+from vidsme.data_splits.create import create_split
+from vidsme.data_splits.registry import SPLITS_DIR_ENV, load_split
+from vidsme.data_splits.verify import verify_split
+from vidsme.errors import SplitError
+from vidsme.video import write_mp4
+
+
+@pytest.fixture
+def splits_root(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv(SPLITS_DIR_ENV, str(tmp_path / "splits"))
+    monkeypatch.setenv("VIDSME_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "splits"
+
+
+def test_build_is_deterministic_verifies_and_skips_when_up_to_date(splits_root, tmp_path):
+    videos = tmp_path / "videos"
+    split, rebuilt = build_synthetic_split("synth-oeqa", videos, n_videos=12, progress=False)
+    assert rebuilt and split.card.kind == "split"
+    assert split.card.counts == {"rows": {"member": 12, "nonmember": 12}, "videos": {"member": 6, "nonmember": 6}}
+    assert verify_split(split, videos, progress=False).ok
+    first = split.manifest_path.read_bytes()
+    again, rebuilt = build_synthetic_split("synth-oeqa", videos, n_videos=12, progress=False)
+    assert not rebuilt and again.manifest_path.read_bytes() == first
+    # a changed video forces a rebuild, which restores identical bytes
+    victim = videos / split.rows()[0]["video"]
+    victim.write_bytes(b"not a video")
+    _, rebuilt = build_synthetic_split("synth-oeqa", videos, n_videos=12, progress=False)
+    assert rebuilt and split.manifest_path.read_bytes() == first
+    assert any("reverse" in note for note in split.card.notes)
+
+
+def test_pretrain_is_a_pool_without_labels(splits_root, tmp_path):
+    split, _ = build_synthetic_split("synth-pretrain", tmp_path / "videos", n_videos=4, progress=False)
+    assert split.is_pool and all(r["label"] is None for r in split.rows())
+    assert verify_split(split, tmp_path / "videos", progress=False).ok
+    with pytest.raises(SplitError, match="pool"):
+        audit_split(split, tmp_path / "videos", progress=False)
+
+
+def test_unknown_buildable_name(splits_root, tmp_path):
+    with pytest.raises(SplitError, match="Did you mean: synth-mcqa"):
+        build_synthetic_split("synth-mcq", tmp_path)
+
+
+def test_audit_on_a_small_synthetic_split(splits_root, tmp_path):
+    videos = tmp_path / "videos"
+    split, _ = build_synthetic_split("synth-mcqa", videos, n_videos=24, progress=False)
+    result = audit_split(split, videos, folds=3, repeats=2, progress=False)
+    assert result.n_videos == {"member": 12, "nonmember": 12}
+    assert 0.0 <= result.auc.ci_low <= result.auc.value <= result.auc.ci_high <= 1.0
+    assert set(result.feature_auc) == set(FEATURES)
+    saved = json.loads((split.path / AUDIT_FILE).read_text())
+    assert saved["auc"]["value"] == result.auc.value and saved["split"] == "synth-mcqa"
+
+
+def test_audit_flags_a_split_whose_metadata_separates_members(splits_root, tmp_path):
+    """Members are long clips, non-members short ones: the blind baseline must see it."""
+    root = tmp_path / "videos"
+    entries = []
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        n_frames = 30 if i < 12 else 8
+        frames = (rng.random((n_frames, 32, 32, 3)) * 255).astype(np.uint8)
+        write_mp4(root / f"v{i}.mp4", frames)
+        entries.append({"video": f"v{i}.mp4", "question": f"q{i}?", "answer": f"a{i}"})
+    (tmp_path / "train.json").write_text(json.dumps(entries[:12]))
+    (tmp_path / "test.json").write_text(json.dumps(entries[12:]))
+    split = create_split("leaky", root, members=tmp_path / "train.json", nonmembers=tmp_path / "test.json",
+                         progress=False)
+    result = audit_split(split, root, folds=3, repeats=2, progress=False)
+    assert result.auc.value > 0.9 and not result.sound
+    assert next(iter(result.feature_auc)) in {"duration_s", "num_frames", "size_bytes"}
+    assert "LEAKY" in result.format()
+
+
+def test_audit_refuses_incomplete_splits(splits_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(SPLITS_DIR_ENV, str(Path(__file__).resolve().parents[1] / "data_splits"))
+    with pytest.raises(SplitError, match="incomplete"):
+        audit_split(load_split("paper-caption"), tmp_path, progress=False, write=False)
+
+
+def test_cli_build_verify_audit(splits_root, tmp_path, capsys):
+    from vidsme.cli import main
+
+    videos = str(tmp_path / "videos")
+    assert main(["splits", "build", "synth-caption", "--video-root", videos, "--n-videos", "12"]) == 0
+    assert main(["splits", "verify", "synth-caption", "--video-root", videos]) == 0
+    assert main(["splits", "audit", "synth-caption", "--video-root", videos, "--folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "synth-caption: built" in out and "OK" in out and "blind AUC" in out
+
+
+@pytest.mark.integration
+def test_default_synthetic_splits_are_sound(splits_root, tmp_path):
+    """The acceptance check: at default sizes, the blind audit of every synthetic split is in [0.4, 0.6]."""
+    videos = tmp_path / "videos"
+    for name in ("synth-mcqa", "synth-oeqa", "synth-caption"):
+        split, _ = build_synthetic_split(name, videos, progress=False)
+        assert verify_split(split, videos, progress=False).ok
+        result = audit_split(split, videos, progress=False)
+        assert result.sound, result.format()
