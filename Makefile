@@ -21,13 +21,19 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+DEMO_VIDEOS := runs/demo/videos
+SYNTH_SPLITS := synth-mcqa synth-oeqa synth-caption
+
 demo: $(STAMP)
-	@echo "== vidsme demo =="
-	@echo "The end-to-end benchmark (synthetic videos -> tiny targets -> attacks -> leaderboard)"
-	@echo "has not landed yet (issues 3-5). This demo runs what exists: the attack registry"
-	@echo "and the token-feature core, checked against the per-token reference loop."
-	$(VENV)/bin/vidsme attacks
+	@echo "== vidsme demo: the embedded default =="
+	@echo "Landed so far: synthetic data -> splits -> verify -> blind audit, and the attack core."
+	@echo "Target training and the end-to-end benchmark (issues 4-5) have not landed yet."
+	$(VENV)/bin/vidsme splits build $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
+	$(VENV)/bin/vidsme splits verify $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
+	$(VENV)/bin/vidsme splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS)
+	$(VENV)/bin/vidsme attacks --family vid_sme
 	$(PY) perf/bench_features.py --repeats 2 --loop-tokens 512 --check-tokens 256
+	@echo "== done: splits under data_splits/synth-*, videos under $(DEMO_VIDEOS); all attacks: vidsme attacks =="
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
