@@ -100,7 +100,11 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 
         failed = 0
         for name in args.names:
-            report = verify_split(load_split(name), args.video_root, decode=not args.no_decode, thorough=args.thorough)
+            split = load_split(name)
+            # synthetic splits remember where their videos were generated
+            video_root = args.video_root or split.card.source.get("video_root")
+            report = verify_split(split, video_root and Path(video_root), decode=not args.no_decode,
+                                  thorough=args.thorough)
             print(report.format())
             failed += not report.ok
         return 1 if failed else 0
@@ -167,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--n-videos", type=int, default=None, help="override the pool's default size")
     verify = actions.add_parser("verify", help="check checksums, disjointness, presence and decodability")
     verify.add_argument("names", nargs="+", metavar="NAME")
-    verify.add_argument("--video-root", type=Path, default=None, help="folder the manifest's video paths are under")
+    verify.add_argument("--video-root", type=Path, default=None,
+                        help="folder the manifest's video paths are under (synthetic splits: where they were built)")
     verify.add_argument("--no-decode", action="store_true", help="check presence and checksums only")
     verify.add_argument("--thorough", action="store_true", help="decode every frame (slow on long videos)")
     create = actions.add_parser("create", help="a split from your own videos and reference-format JSON")

@@ -18,15 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vidsme import __version__
-from vidsme.data_splits.manifest import (
-    CARD_FILE,
-    MANIFEST_FILE,
-    SplitCard,
-    count_by_label,
-    file_sha256,
-    make_row,
-    write_manifest,
-)
+from vidsme.data_splits.manifest import CARD_FILE, file_sha256, make_row, write_split
 from vidsme.data_splits.registry import Split, load_split, splits_dir
 from vidsme.errors import SplitError
 
@@ -169,18 +161,16 @@ def create_split(
     _attach_checksums(rows, video_root, progress)
     _refuse_overlap(rows)
 
-    sha = write_manifest(target / MANIFEST_FILE, rows)
-    card = SplitCard(
+    write_split(
+        target,
+        rows,
         name=name,
         kind="split",
         version=1,
         description=f"User split created with `vidsme splits create` (vidsme {__version__}).",
         drawn=drawn,
         source=source,
-        counts=count_by_label(rows),
-        manifest_sha256=sha,
     )
-    card.write(target / CARD_FILE)
     return load_split(name)
 
 

@@ -180,3 +180,14 @@ class SplitCard:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(self.to_json(), encoding="utf-8")
         tmp.replace(path)
+
+
+def write_split(folder: Path, rows: list[dict], **card_fields: object) -> SplitCard:
+    """Write `<folder>/manifest.jsonl`, then its card with the manifest's sha256 and counts.
+
+    The manifest is written first: a card always describes a manifest that exists.
+    """
+    sha = write_manifest(folder / MANIFEST_FILE, rows)
+    card = SplitCard(counts=count_by_label(rows), manifest_sha256=sha, **card_fields)
+    card.write(folder / CARD_FILE)
+    return card

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from vidsme.data_splits.create import read_reference_json, rows_from_reference
-from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, count_by_label, write_manifest
+from vidsme.data_splits.manifest import write_split
 
 MLVU_FILES = ("anomaly_reco", "count", "ego", "needleQA", "order", "plotQA", "sportsQA", "topic_reasoning",
               "tutorialQA")
@@ -30,11 +30,9 @@ def _answer_anomalies(rows: list[dict]) -> int:
 
 def _write(out: Path, name: str, rows: list[dict], *, description: str, drawn: dict, source: dict,
            members_available: bool, notes: list[str]) -> None:
-    sha = write_manifest(out / name / MANIFEST_FILE, rows)
-    SplitCard(name=name, kind="split", version=1, description=description, drawn=drawn, source=source,
-              counts=count_by_label(rows), manifest_sha256=sha, members_available=members_available,
-              notes=notes).write(out / name / CARD_FILE)
-    print(f"{name}: {count_by_label(rows)}")
+    card = write_split(out / name, rows, name=name, kind="split", version=1, description=description,
+                       drawn=drawn, source=source, members_available=members_available, notes=notes)
+    print(f"{name}: {card.counts}")
 
 
 def main(argv: list[str] | None = None) -> int:
