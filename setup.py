@@ -36,6 +36,13 @@ setup(
         "av>=12",
         "opencv-python-headless>=4.8",
         "scikit-learn>=1.4",
+        # target models
+        "transformers>=5.0",
+        "tokenizers>=0.20",
+        "safetensors>=0.4",
+        "peft>=0.13",
+        "accelerate>=1.0",
+        "deepspeed>=0.15",
     ],
     extras_require={
         "test": ["pytest>=8.0", "ruff>=0.5", "datasets>=2.19"],

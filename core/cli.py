@@ -126,6 +126,28 @@ def _cmd_splits(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+TRAIN_EPILOG = """examples:
+  vidsme train base configs/base/tiny.yaml
+  vidsme train target configs/targets/mcqa-full.yaml
+  vidsme train target configs/targets/oeqa-lora.yaml optim.epochs=2 seed=1
+  deepspeed --num_gpus 8 -m vidsme.cli train target configs/targets/mcqa-full-7b.yaml base=/models/llava-ov-7b
+"""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vidsme.config import load_config
+    from vidsme.train.config import BaseConfig, TargetConfig
+    from vidsme.train.recipes import finetune_target, pretrain_base
+
+    if args.what == "base":
+        out = pretrain_base(load_config(BaseConfig, args.config, args.overrides))
+        print(f"base model written to {out}")
+    else:
+        out = finetune_target(load_config(TargetConfig, args.config, args.overrides))
+        print(f"target written to {out} (card: {out / 'target.json'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `vidsme` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -191,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     audit.add_argument("--seed", type=int, default=0, help="seed of folds, model and bootstrap")
     splits.set_defaults(func=_cmd_splits)
+
+    train = sub.add_parser(
+        "train",
+        help="build and pretrain the tiny base; fine-tune targets (full | lora | projector)",
+        description="Train target models with DeepSpeed. CONFIG is a YAML file; key=value overrides follow it.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("what", choices=("base", "target"), help="base: tiny base pretraining; target: fine-tuning")
+    train.add_argument("config", type=Path, help="YAML config (its header says how to launch it)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.epochs=2 seed=1")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

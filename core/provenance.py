@@ -1,0 +1,48 @@
+"""What produced a result: code version, library versions, hashes of inputs."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "deepspeed", "accelerate", "numpy", "decord", "av")
+
+
+def git_commit(start: Path | None = None) -> str | None:
+    """HEAD of the repository holding this package (None outside a git checkout)."""
+    where = start or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that change numbers, plus Python's."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def tree_sha256(folder: Path, patterns: tuple[str, ...] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str:
+    """sha256 over the (relative name, content) of a model folder's files, in sorted order."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in patterns for p in Path(folder).rglob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def ids_sha256(ids: list[str]) -> str:
+    """sha256 of an ordered list of sample ids (newline-joined)."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()

@@ -1,0 +1,118 @@
+"""Training: prompts and labels, strategies touch exactly their parameters, members only, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidsme.config import load_config
+from vidsme.data_splits.build import build_synthetic_split
+from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.prompts import IGNORE_INDEX, encode_prompt
+from vidsme.train.config import DataConfig, OptimConfig, TargetConfig
+from vidsme.train.families import module_groups
+from vidsme.train.loop import apply_lora, make_dataset, run_training, set_trainable
+from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, load_tiny_vullm, tokenizer_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
+                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny synthetic split (members + non-members) and a tiny base built on a tiny pool."""
+    root = tmp_path_factory.mktemp("train")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(SPLITS_DIR_ENV, str(root / "splits"))
+    videos = root / "videos"
+    pool, _ = build_synthetic_split("synth-pretrain", videos, n_videos=4, progress=False)
+    split, _ = build_synthetic_split("synth-oeqa", videos, n_videos=8, progress=False)
+    base = build_tiny_vullm(TINY, tokenizer_corpus(pool.rows() + split.rows()), root / "base")
+    yield {"root": root, "videos": videos, "split": split, "base": base}
+    mp.undo()
+
+
+def _data(world) -> DataConfig:
+    return DataConfig(split="synth-oeqa", video_root=world["videos"], n_frames=4, max_text_tokens=160)
+
+
+def test_prompt_slices_and_answer_only_labels(world):
+    model, processor = load_tiny_vullm(world["base"])
+    row = world["split"].rows()[0]
+    tok = processor.tokenizer
+    enc = encode_prompt(tok, row, "default", model.config.video_token_index, [0, 0, 1, 1, -1])
+    (v0, v1), (i0, i1), (a0, a1) = enc.slices["video"], enc.slices["instruction"], enc.slices["answer"]
+    assert enc.input_ids[v0:v1] == [model.config.video_token_index] * 5 and v1 - v0 == 5
+    assert tok.decode(enc.input_ids[i0:i1]) == f"Question: {row['question']}"
+    assert tok.decode(enc.input_ids[a0:a1]) == row["answer"]
+    trained = [i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX]
+    assert trained[: a1 - a0] == list(range(a0, a1))  # the answer ...
+    assert tok.decode([enc.input_ids[i] for i in trained[a1 - a0 :]]) == "<|im_end|>"  # ... and its end token
+    with pytest.raises(Exception, match=rf"{row['id']}.*max_length"):
+        encode_prompt(tok, row, "default", model.config.video_token_index, [0] * 5, max_length=10)
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _groups_by_name(model) -> dict[str, str]:
+    return {name: group for group, params in module_groups(model).items() for name, _ in params}
+
+
+@pytest.mark.parametrize("strategy", ["full", "projector", "lora"])
+def test_each_strategy_changes_exactly_its_parameters(world, strategy):
+    model, processor = load_tiny_vullm(world["base"])
+    members = [r for r in world["split"].rows() if r["label"] == "member"]
+    nonmember_ids = {r["id"] for r in world["split"].rows() if r["label"] == "nonmember"}
+    before = _snapshot(model)
+    group_of = _groups_by_name(model)
+    if strategy == "lora":
+        trained_model = apply_lora(model, TargetConfig.__dataclass_fields__["lora"].default_factory(), False)
+    else:
+        set_trainable(model, {"full": ["language_model", "projector"], "projector": ["projector"]}[strategy])
+        trained_model = model
+    dataset = make_dataset(members, processor, model.config, _data(world))
+    optim = OptimConfig(lr=1e-2, epochs=1, micro_batch_size=2)
+    _, result = run_training(trained_model, dataset, optim, load_config(TargetConfig, None, [
+        "name=t", "base=x", "output_dir=y", "strategy=full", "data.split=s"]).engine,
+        seed=0, pad_token_id=processor.tokenizer.pad_token_id, desc="test")
+    assert set(result.trained_ids) <= {r["id"] for r in members}
+    assert not set(result.trained_ids) & nonmember_ids
+    base = trained_model.get_base_model() if strategy == "lora" else trained_model
+    after = {n.replace(".base_layer", ""): p for n, p in base.named_parameters() if "lora_" not in n}
+    changed = {group_of[n] for n, p in after.items() if not torch.equal(p, before[n])}
+    unchanged = {group_of[n] for n, p in after.items() if torch.equal(p, before[n])}
+    expected = {"full": {"language_model", "projector"}, "projector": {"projector"}, "lora": set()}[strategy]
+    assert changed == expected, changed
+    assert "vision_tower" in unchanged
+    if strategy == "lora":
+        lora = [p for n, p in trained_model.named_parameters() if "lora_B" in n]
+        assert lora and any(p.abs().sum() > 0 for p in lora)  # adapters did learn
+        adapted = [n for n, _ in trained_model.named_parameters() if "lora_" in n]
+        assert all("language_model" in n for n in adapted)  # no adapter on vision or projector
+
+
+def test_target_cli_writes_a_card(world, tmp_path):
+    from vidsme.cli import main
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: full\n"
+        f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
+        f"  heldout_nonmembers: 4\noptim:\n  epochs: 1\n  micro_batch_size: 2\n"
+        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n")
+    assert main(["train", "target", str(cfg), "optim.lr=5e-3"]) == 0
+    card = json.loads((tmp_path / "out" / "target.json").read_text())
+    assert card["strategy"] == "full" and card["config"]["optim"]["lr"] == 5e-3
+    assert card["split"]["manifest_sha256"] == world["split"].card.manifest_sha256
+    assert card["n_trained_samples"] == 8 and card["n_heldout_nonmembers"] == 4
+    assert card["trainable_parameters"]["vision_tower"]["trainable"] == 0
+    for key in ("trained_ids_sha256", "final_train_loss", "loss_heldout_nonmembers", "git_commit", "libraries",
+                "base"):
+        assert card[key] is not None, key
+    assert main(["train", "target", str(cfg), "optim.lr_rate=5e-3"]) == 2  # typo: did-you-mean, exit 2

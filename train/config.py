@@ -1,0 +1,91 @@
+"""Typed configs of `vidsme train base` and `vidsme train target` (YAML + key=value overrides)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vidsme.train.tiny_model import TinyVullmConfig
+
+# LoRA goes on the language model's linear layers only: vision tower and projector never
+# get adapters (their parameter names do not match).
+LANGUAGE_LINEAR_REGEX = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which samples, how they are shown to the model."""
+
+    split: str  # data_splits/<split>; fine-tuning uses its members only, pretraining a pool
+    video_root: Path = Path("runs/videos")  # folder the manifest's video paths are relative to
+    n_frames: int = 16  # frames per video, sampled with linspace(0, N-1, n)
+    template: str = "default"  # prompt template (vidsme.prompts.TEMPLATES)
+    max_text_tokens: int = 256  # prompt budget besides the video tokens; longer samples are an error
+    heldout_nonmembers: int = 32  # non-members scored (never trained on) for the card's loss gap
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup then constant learning rate."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    epochs: int = 3
+    micro_batch_size: int = 4  # per process
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """peft LoRA on the language model's linear layers (strategy: lora)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_regex: str = LANGUAGE_LINEAR_REGEX
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """DeepSpeed engine settings."""
+
+    deepspeed: Path = Path("configs/deepspeed/zero2.json")  # ZeRO config (batch sizes filled in from optim)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 on GPU; CPU runs fp32
+    log_every: int = 10  # optimizer steps between loss lines
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """A target model: a base fine-tuned on a split's members with one strategy.
+
+    strategy: full = language model + projector (vision tower only if train_vision_tower);
+    lora = LoRA adapters on the language model (projector only if train_projector);
+    projector = the projector alone.
+    """
+
+    name: str
+    base: Path  # Hugging Face model dir (a tiny base from `vidsme train base`, or a real checkpoint)
+    output_dir: Path
+    strategy: Literal["full", "lora", "projector"]
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    train_vision_tower: bool = False
+    train_projector: bool | None = None  # None: the strategy's default (full: yes, lora: no)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The tiny base model: built from a config, pretrained on a pool with everything trainable."""
+
+    name: str
+    output_dir: Path
+    data: DataConfig
+    model: TinyVullmConfig = field(default_factory=TinyVullmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    seed: int = 0

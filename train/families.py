@@ -1,0 +1,246 @@
+"""Model families: which modules of a Hugging Face video LLM are its vision tower,
+projector and language model, and where a video's tokens come from.
+
+Training strategies (full | lora | projector) freeze and unfreeze *module groups*;
+the benchmark needs the frame each video token belongs to. Both are answered here from
+one table, keyed by `config.model_type`, so that any supported checkpoint directory
+works, not only our tiny model.
+
+Parameters are assigned by module-path prefixes from the table (longest prefix wins,
+so "model.visual.merger" beats "model.visual"), relative to the *ForConditionalGeneration
+module. Wrappers (e.g. PEFT's "base_model.model.") are found automatically: the root is
+the first module under which every required path of the family resolves.
+
+Module names checked against transformers 5.23:
+  llava_onevision    model.vision_tower | model.multi_modal_projector, model.image_newline |
+                     model.language_model, lm_head
+  llava_next_video   model.vision_tower | model.multi_modal_projector, model.image_newline,
+                     model.vision_resampler (parameters only with spatial_pool_mode="conv") |
+                     model.language_model, lm_head
+  qwen2_vl, qwen2_5_vl  model.visual (but its merger) | model.visual.merger |
+                     model.language_model, lm_head
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vidsme.errors import UnknownNameError, VidsmeError
+from vidsme.names import did_you_mean
+
+MODULE_GROUPS: tuple[str, ...] = ("vision_tower", "projector", "language_model")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of HF video LLMs sharing a module layout.
+
+    name: our name for the family (also its canonical model_type).
+    model_types: the `config.model_type` values that belong to it.
+    groups: (group, module paths) for each of MODULE_GROUPS; paths are relative to the
+        *ForConditionalGeneration module and may name a module or a parameter.
+    optional: paths that some configs or versions lack (not required to find the root).
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    optional: tuple[str, ...] = ()
+
+    def paths(self, group: str) -> tuple[str, ...]:
+        return dict(self.groups)[group]
+
+    @property
+    def required_paths(self) -> tuple[str, ...]:
+        return tuple(p for _, paths in self.groups for p in paths if p not in self.optional)
+
+
+_LM = ("model.language_model", "lm_head")
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "llava_onevision",
+        ("llava_onevision",),
+        (("vision_tower", ("model.vision_tower",)),
+         ("projector", ("model.multi_modal_projector", "model.image_newline")),
+         ("language_model", _LM)),
+    ),
+    Family(
+        "llava_next_video",
+        ("llava_next_video",),
+        (("vision_tower", ("model.vision_tower",)),
+         ("projector", ("model.multi_modal_projector", "model.image_newline", "model.vision_resampler")),
+         ("language_model", _LM)),
+        optional=("model.image_newline", "model.vision_resampler"),
+    ),
+    Family(
+        "qwen2_vl",
+        ("qwen2_vl",),
+        (("vision_tower", ("model.visual",)),
+         ("projector", ("model.visual.merger",)),
+         ("language_model", _LM)),
+    ),
+    Family(
+        "qwen2_5_vl",
+        ("qwen2_5_vl",),
+        (("vision_tower", ("model.visual",)),
+         ("projector", ("model.visual.merger",)),
+         ("language_model", _LM)),
+    ),
+)
+_BY_MODEL_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
+
+
+def _config_of(model_or_config):
+    # a model (or a wrapper forwarding attributes, like PEFT) has .config; a config has .model_type
+    config = getattr(model_or_config, "config", None)
+    if config is not None and hasattr(config, "model_type"):
+        return config
+    if hasattr(model_or_config, "model_type"):
+        return model_or_config
+    raise VidsmeError(f"{type(model_or_config).__name__} is neither a Hugging Face model nor a config "
+                      "(no .config / .model_type)")
+
+
+def family_of(model_or_config) -> Family:
+    """The Family of a model or config, by `config.model_type`.
+
+    Raises UnknownNameError (a VidsmeError) naming the model_type, the supported
+    families and the closest names."""
+    model_type = _config_of(model_or_config).model_type
+    family = _BY_MODEL_TYPE.get(model_type)
+    if family is None:
+        supported = ", ".join(f.name for f in FAMILIES)
+        raise UnknownNameError(
+            f"unsupported model family: model_type {model_type!r}.{did_you_mean(model_type, _BY_MODEL_TYPE)} "
+            f"Supported families: {supported}. A new family goes in vidsme/train/families.py (FAMILIES)."
+        )
+    return family
+
+
+def _resolves(module: torch.nn.Module, path: str) -> bool:
+    # registered children only: wrappers that forward attributes (PEFT) must not resolve
+    obj = module
+    for part in path.split("."):
+        if not isinstance(obj, torch.nn.Module):
+            return False
+        obj = obj._modules.get(part, obj._parameters.get(part))
+        if obj is None:
+            return False
+    return True
+
+
+def _root_prefix(model: torch.nn.Module, family: Family) -> str:
+    """Name prefix of the *ForConditionalGeneration module inside `model` ("" if it is it)."""
+    required = family.required_paths
+    for name, module in model.named_modules():
+        if all(_resolves(module, p) for p in required):
+            return f"{name}." if name else ""
+    raise VidsmeError(
+        f"{type(model).__name__} (model_type {family.name!r}) lacks the modules vidsme expects "
+        f"({', '.join(required)}); is it a *ForConditionalGeneration model? A bare base model or a "
+        "renamed layout needs its own entry in vidsme/train/families.py"
+    )
+
+
+def _matcher(model: torch.nn.Module):
+    """name -> group (or None), longest prefix first."""
+    family = family_of(model)
+    root = _root_prefix(model, family)
+    prefixes = sorted(
+        ((root + path, group) for group, paths in family.groups for path in paths),
+        key=lambda pg: len(pg[0]),
+        reverse=True,
+    )
+
+    def group_for(name: str) -> str | None:
+        for prefix, group in prefixes:
+            if name == prefix or name.startswith(prefix + "."):
+                return group
+        return None
+
+    return group_for
+
+
+def module_groups(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
+    """Every parameter of `model.named_parameters()` in exactly one of MODULE_GROUPS.
+
+    Tied parameters appear once (named_parameters' de-duplication: a tied lm_head.weight
+    is listed as model.language_model.embed_tokens.weight). Order within a group is
+    named_parameters' order. A parameter outside every group is an error naming it.
+    """
+    group_for = _matcher(model)
+    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {g: [] for g in MODULE_GROUPS}
+    orphans = []
+    for name, param in model.named_parameters():
+        group = group_for(name)
+        if group is None:
+            orphans.append(name)
+        else:
+            groups[group].append((name, param))
+    if orphans:
+        raise VidsmeError(
+            f"{len(orphans)} parameters of {type(model).__name__} belong to no module group "
+            f"(first: {', '.join(orphans[:5])}); add their module path to the family "
+            f"{family_of(model).name!r} in vidsme/train/families.py"
+        )
+    return groups
+
+
+def group_of_parameter(model: torch.nn.Module, name: str) -> str:
+    """The module group of parameter `name` (tied aliases such as lm_head.weight included)."""
+    names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    if name not in set(names):
+        raise UnknownNameError(f"{type(model).__name__} has no parameter {name!r}.{did_you_mean(name, names)}")
+    group = _matcher(model)(name)
+    if group is None:
+        raise VidsmeError(f"parameter {name!r} belongs to no module group of family {family_of(model).name!r}")
+    return group
+
+
+def video_token_layout(config, n_frames: int) -> tuple[int, list[int]]:
+    """(number of video tokens for one video of `n_frames` frames, frame slot per token).
+
+    The slot of a token is the index of the frame it comes from, or -1 for a token of no
+    frame. `config` may also be a model.
+
+    llava_onevision: p = image_size // patch_size patches per side, pooled 2x2 (bilinear,
+        rounding up) to k = ceil(p/2)^2 tokens per frame, frames in order, then one
+        image_newline token: n_frames*k + 1 tokens, slots [0]*k + [1]*k + ... + [-1].
+        (LlavaOnevisionProcessor.replace_video_token, LlavaOnevisionModel.get_video_features.)
+    llava_next_video: k = (p // spatial_pool_stride)^2 tokens per frame, no newline:
+        n_frames*k tokens, slots [0]*k + ... + [n-1]*k. Assumes the video processor
+        resizes frames to the vision tower's image_size, as the released checkpoints do.
+    qwen2_vl, qwen2_5_vl: NotImplementedError (the count depends on the frame resolution
+        the processor chooses, not on the model config, and a token spans two frames).
+    """
+    config = _config_of(config)
+    family = family_of(config)
+    if n_frames < 1:
+        raise VidsmeError(f"n_frames must be >= 1, got {n_frames}")
+    vision = config.vision_config
+    if family.name == "llava_onevision":
+        p = vision.image_size // vision.patch_size
+        k = math.ceil(p / 2) ** 2
+        slots = [t for t in range(n_frames) for _ in range(k)] + [-1]
+        return len(slots), slots
+    if family.name == "llava_next_video":
+        p = vision.image_size // vision.patch_size
+        stride = config.spatial_pool_stride
+        k = (p // stride) ** 2
+        if k != p * p // 4:  # LlavaNextVideoProcessor hard-codes a 2x2 pool: (p*p)//4 tokens per frame
+            raise VidsmeError(
+                f"llava_next_video config with {p}x{p} patches and spatial_pool_stride {stride}: the model pools to "
+                f"{k} tokens per frame but LlavaNextVideoProcessor inserts {p * p // 4}; videos cannot run with it"
+            )
+        slots = [t for t in range(n_frames) for _ in range(k)]
+        return len(slots), slots
+    raise NotImplementedError(
+        f"video_token_layout for {family.name!r}: its video token count depends on the resolution its processor "
+        "resizes frames to (smart_resize between the video processor's min_pixels/max_pixels), which the model "
+        "config does not hold, and each token covers temporal_patch_size (2) frames, so it has no single frame "
+        "slot. Read the count from the processor's video_grid_thw: t*h*w / spatial_merge_size**2, token i of "
+        "temporal group t covering frames 2t and 2t+1."
+    )

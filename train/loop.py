@@ -1,0 +1,211 @@
+"""The one training loop: base pretraining and target fine-tuning, through DeepSpeed.
+
+One process on CPU, several CPU processes (gloo) in tests, GPUs and nodes through the
+usual launchers (`deepspeed`, `torchrun`, `accelerate launch`): the loop reads RANK /
+WORLD_SIZE from the environment and drives `deepspeed.initialize` directly (accelerate
+counts a single process on CPU-only machines, so it cannot drive the CPU tests).
+
+Data order is a seeded permutation per epoch; each optimizer step consumes the next
+micro_batch x world x grad_accum samples of it, each rank a fixed slice — so the set and
+order of samples trained on is a function of (seed, samples), recorded in the card.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vidsme.errors import VidsmeError
+from vidsme.train.data import VideoTextDataset, collate
+from vidsme.train.families import MODULE_GROUPS, module_groups, video_token_layout
+
+
+@dataclass
+class LoopResult:
+    """What the loop did, for the card."""
+
+    steps: int
+    epochs: int
+    trained_ids: list[str]  # in the order they were consumed (all ranks)
+    losses: list[float]  # mean train loss per optimizer step
+    seconds: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int]:
+    """Start torch.distributed through DeepSpeed (gloo on CPU); returns (rank, world size)."""
+    import deepspeed
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:  # a plain `python` / `vidsme` run: a world of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def set_trainable(model, trainable_groups: Sequence[str]) -> dict[str, dict[str, int]]:
+    """requires_grad on exactly the named module groups; parameter counts per group."""
+    counts: dict[str, dict[str, int]] = {}
+    for group, params in module_groups(model).items():
+        on = group in trainable_groups
+        for _, p in params:
+            p.requires_grad_(on)
+        total = sum(p.numel() for _, p in params)
+        counts[group] = {"total": total, "trainable": total if on else 0}
+    return counts
+
+
+def apply_lora(model, settings, train_projector: bool):
+    """Wrap with peft LoRA on the language model's linear layers matched by the regex."""
+    from peft import LoraConfig, get_peft_model
+
+    pattern = re.compile(settings.target_regex)
+    targets = [name for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and pattern.fullmatch(name)]
+    if not targets:
+        raise VidsmeError(f"LoRA target regex {settings.target_regex!r} matches no linear layer of the model")
+    set_trainable(model, ["projector"] if train_projector else [])
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=targets, bias="none")
+    peft_model = get_peft_model(model, config)
+    if train_projector:  # get_peft_model freezes everything but the adapters
+        for _, p in module_groups(model)["projector"]:
+            p.requires_grad_(True)
+    return peft_model
+
+
+def trainable_counts(model) -> dict[str, dict[str, int]]:
+    """Trainable / total parameters per module group (LoRA adapters count as 'lora')."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    counts = {g: {"total": 0, "trainable": 0} for g in (*MODULE_GROUPS, "lora")}
+    for group, params in module_groups(base).items():
+        params = [(n, p) for n, p in params if "lora_" not in n]  # adapters are counted apart
+        counts[group]["total"] = sum(p.numel() for _, p in params)
+        counts[group]["trainable"] = sum(p.numel() for _, p in params if p.requires_grad)
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    counts["lora"] = {"total": sum(p.numel() for p in lora), "trainable": sum(p.numel() for p in lora if p.requires_grad)}
+    return counts
+
+
+def make_dataset(rows: Sequence[dict], processor, model_config, data_cfg) -> VideoTextDataset:
+    """Dataset with the model family's video-token layout and a max length derived from it."""
+    n_video, slots = video_token_layout(model_config, data_cfg.n_frames)
+    return VideoTextDataset(
+        rows, data_cfg.video_root, processor, template=data_cfg.template, n_frames=data_cfg.n_frames,
+        video_token_id=model_config.video_token_index, frame_slot=slots,
+        max_length=n_video + data_cfg.max_text_tokens,
+    )
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The seeded permutation of sample indices for one epoch."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def ds_config(engine_cfg, optim, world: int) -> dict:
+    """DeepSpeed config: the JSON file's ZeRO settings + batch sizes and precision from ours."""
+    import json
+
+    path = Path(engine_cfg.deepspeed)
+    if not path.is_file():
+        raise VidsmeError(f"DeepSpeed config {path} does not exist (configs/deepspeed/ has zero2.json, zero3.json)")
+    config = json.loads(path.read_text())
+    config.update(
+        train_micro_batch_size_per_gpu=optim.micro_batch_size,
+        gradient_accumulation_steps=optim.grad_accum,
+        train_batch_size=optim.micro_batch_size * optim.grad_accum * world,
+        gradient_clipping=optim.grad_clip,
+        steps_per_print=10**9,
+    )
+    config["bf16"] = {"enabled": engine_cfg.precision == "bf16"}
+    return config
+
+
+def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: int, pad_token_id: int,
+                 desc: str) -> tuple[torch.nn.Module, LoopResult]:
+    """Train `model` (trainable flags already set) on `dataset`; returns (trained module, result)."""
+    import deepspeed
+
+    rank, world = init_distributed()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise VidsmeError("no trainable parameters: check the strategy and module groups")
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    per_step = optim.micro_batch_size * world * optim.grad_accum
+    steps_per_epoch = len(dataset) // per_step
+    if steps_per_epoch == 0:
+        raise VidsmeError(f"{len(dataset)} samples is fewer than one optimizer step ({per_step} samples)")
+    warmup = max(optim.warmup_steps, 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=ds_config(engine_cfg, optim, world))
+    device = engine.device
+    trained: list[str] = []
+    losses: list[float] = []
+    start = time.perf_counter()
+    total_steps = steps_per_epoch * optim.epochs
+    bar = tqdm(total=total_steps, desc=desc, unit="step", disable=rank != 0)
+    for epoch in range(optim.epochs):
+        order = epoch_order(len(dataset), seed, epoch)
+        for step in range(steps_per_epoch):
+            window = order[step * per_step : (step + 1) * per_step]
+            trained += [dataset.rows[i]["id"] for i in window]
+            step_loss = 0.0
+            for micro in range(optim.grad_accum):
+                lo = (micro * world + rank) * optim.micro_batch_size
+                batch = collate([dataset[i] for i in window[lo : lo + optim.micro_batch_size]], pad_token_id)
+                inputs = {k: v.to(device) for k, v in batch.items() if k != "ids"}
+                if engine_cfg.precision == "bf16":
+                    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(torch.bfloat16)
+                loss = engine(**inputs).loss
+                engine.backward(loss)
+                engine.step()
+                step_loss += float(loss.detach()) / optim.grad_accum
+            mean = torch.tensor([step_loss], device=device)
+            torch.distributed.all_reduce(mean)
+            losses.append(float(mean) / world)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+    bar.close()
+    if not all(math.isfinite(x) for x in losses):
+        raise VidsmeError(f"training diverged (non-finite loss at step {next(i for i, x in enumerate(losses) if not math.isfinite(x))})")
+    result = LoopResult(steps=total_steps, epochs=optim.epochs, trained_ids=trained, losses=losses,
+                        seconds=time.perf_counter() - start)
+    return engine.module, result
+
+
+@torch.inference_mode()
+def per_sample_loss(model, dataset: VideoTextDataset, pad_token_id: int, batch_size: int = 8) -> list[float]:
+    """Mean answer-token loss of every sample (same inputs as training, no grad)."""
+    model.eval()
+    out = []
+    device = next(model.parameters()).device
+    for lo in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(lo, min(lo + batch_size, len(dataset)))], pad_token_id)
+        inputs = {k: v.to(device) for k, v in batch.items() if k not in ("ids", "labels")}
+        logits = model(**inputs).logits.float()
+        labels = batch["labels"].to(device)
+        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+        token_loss = torch.nn.functional.cross_entropy(
+            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+        counted = (shift_labels != -100).sum(1).clamp(min=1)
+        out += (token_loss.sum(1) / counted).tolist()
+    model.train()
+    return out

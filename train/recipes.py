@@ -1,0 +1,171 @@
+"""Thin recipes: `vidsme train base` and `vidsme train target`. The library does the work.
+
+A target directory is a normal Hugging Face model directory (LoRA adapters merged) plus
+`target.json`, the card that every benchmark result points to by its sha256.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import torch
+
+from vidsme import __version__
+from vidsme.config import config_hash, config_to_dict
+from vidsme.data_splits.registry import load_split
+from vidsme.errors import VidsmeError
+from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
+from vidsme.train.config import BaseConfig, TargetConfig
+from vidsme.train.loop import (
+    apply_lora,
+    init_distributed,
+    make_dataset,
+    per_sample_loss,
+    run_training,
+    set_trainable,
+    trainable_counts,
+)
+
+CARD_FILE = "target.json"
+BASE_CARD_FILE = "base.json"
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_base(path: Path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if not (Path(path) / "config.json").is_file():
+        raise VidsmeError(f"base model {path} is not a Hugging Face model directory (no config.json); "
+                          "build the tiny base with `vidsme train base CONFIG` or point `base` at a checkpoint")
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    return model, processor
+
+
+def _split_rows(split_name: str) -> tuple[object, list[dict], list[dict]]:
+    split = load_split(split_name)
+    rows = split.rows()
+    members = [r for r in rows if r["label"] == "member"]
+    nonmembers = [r for r in rows if r["label"] == "nonmember"]
+    return split, members, nonmembers
+
+
+def _save(model, processor, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def pretrain_base(cfg: BaseConfig) -> Path:
+    """Build the tiny VULLM from its config and pretrain it on a pool, everything trainable."""
+    from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+
+    _seed_everything(cfg.seed)
+    rank, _ = init_distributed()
+    split = load_split(cfg.data.split)
+    if not split.is_pool:
+        raise VidsmeError(f"base pretraining uses a pool (e.g. synth-pretrain), not the split {split.name!r}: "
+                          "its members and non-members must stay unseen by the base")
+    rows = split.rows()
+    out = Path(cfg.output_dir)
+    init_dir = out / "init"
+    if rank == 0:
+        build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir)
+    torch.distributed.barrier()
+    model, processor = _load_base(init_dir)
+    set_trainable(model, ("vision_tower", "projector", "language_model"))
+    dataset = make_dataset(rows, processor, model.config, cfg.data)
+    trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
+                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}")
+    if rank == 0:
+        _save(trained, processor, out)
+        shutil.rmtree(init_dir, ignore_errors=True)
+        _write_json(out / BASE_CARD_FILE, {
+            "name": cfg.name, "kind": "base", "config": config_to_dict(cfg), "config_hash": config_hash(cfg),
+            "pool": {"name": split.name, "version": split.card.version,
+                     "manifest_sha256": split.card.manifest_sha256},
+            "steps": result.steps, "epochs": result.epochs, "trained_ids_sha256": ids_sha256(result.trained_ids),
+            "final_train_loss": result.losses[-1], "train_seconds": round(result.seconds, 2),
+            "vidsme": __version__, "git_commit": git_commit(), "libraries": library_versions(),
+        })
+    torch.distributed.barrier()
+    return out
+
+
+def finetune_target(cfg: TargetConfig) -> Path:
+    """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card."""
+    _seed_everything(cfg.seed)
+    rank, world = init_distributed()
+    split, members, nonmembers = _split_rows(cfg.data.split)
+    if split.is_pool or not members:
+        raise VidsmeError(f"split {split.name!r} has no members to fine-tune on")
+    model, processor = _load_base(cfg.base)
+    train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
+    if cfg.strategy == "lora":
+        model = apply_lora(model, cfg.lora, train_projector)
+    else:
+        groups = {"full": ["language_model"], "projector": ["projector"]}[cfg.strategy]
+        groups += (["projector"] if train_projector and "projector" not in groups else [])
+        groups += (["vision_tower"] if cfg.train_vision_tower else [])
+        set_trainable(model, groups)
+    counts = trainable_counts(model)
+    dataset = make_dataset(members, processor, model.config, cfg.data)
+    trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
+                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"train {cfg.name}")
+    leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
+    if leaked:  # cannot happen by construction; checked because every result depends on it
+        raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
+    out = Path(cfg.output_dir)
+    if rank == 0:
+        final = trained.merge_and_unload() if cfg.strategy == "lora" else trained
+        heldout = make_dataset(nonmembers[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
+        member_probe = make_dataset(members[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
+        pad = processor.tokenizer.pad_token_id
+        member_loss = statistics.fmean(per_sample_loss(final, member_probe, pad))
+        heldout_loss = statistics.fmean(per_sample_loss(final, heldout, pad)) if len(heldout) else None
+        _save(final, processor, out)
+        _write_json(out / CARD_FILE, {
+            "name": cfg.name,
+            "kind": "target",
+            "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base))},
+            "strategy": cfg.strategy,
+            "trainable_parameters": counts,
+            "split": {"name": split.name, "version": split.card.version,
+                      "manifest_sha256": split.card.manifest_sha256},
+            "trained_ids_sha256": ids_sha256(result.trained_ids),
+            "n_trained_samples": len(set(result.trained_ids)),
+            "epochs": result.epochs,
+            "steps": result.steps,
+            "world_size": world,
+            "seed": cfg.seed,
+            "final_train_loss": result.losses[-1],
+            "loss_members_probe": member_loss,
+            "loss_heldout_nonmembers": heldout_loss,
+            "n_heldout_nonmembers": len(heldout),
+            "generalisation_gap": None if heldout_loss is None else heldout_loss - member_loss,
+            "train_seconds": round(result.seconds, 2),
+            "config": config_to_dict(cfg),
+            "config_hash": config_hash(cfg),
+            "vidsme": __version__,
+            "git_commit": git_commit(),
+            "libraries": library_versions(),
+        })
+    torch.distributed.barrier()
+    return out
