@@ -156,6 +156,7 @@ def finetune_target(cfg: TargetConfig) -> Path:
             "world_size": world,
             "seed": cfg.seed,
             "final_train_loss": result.losses[-1],
+            "train_loss_per_step": result.losses,
             "loss_members_probe": member_loss,
             "loss_heldout_nonmembers": heldout_loss,
             "n_heldout_nonmembers": len(heldout),
