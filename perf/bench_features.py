@@ -278,6 +278,12 @@ def fmt_s(t: float) -> str:
 
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (no autograd anywhere, restored on return: tests call this in-process)."""
+    with torch.no_grad():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time token_features against the log_softmax+exp floor and the per-token "
         "reference-style loop, on identical seeded logits, and check their values agree.",
@@ -306,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     batch = 2
     total = batch * args.positions
     loop_n = total if args.loop_tokens is None else max(1, min(args.loop_tokens, total))
-    torch.set_grad_enabled(False)
 
     print(f"# bench_features: logits [{batch}, {args.positions}, {args.vocab}] on {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}", flush=True)

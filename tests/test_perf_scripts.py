@@ -32,3 +32,20 @@ def test_bench_features_runs_and_checks_values(tmp_path: Path):
     assert figures["speedup_per_token"] > 0 and figures["ratio_features_over_floor"] > 0
     assert max(figures["worst_rel_error_float32"].values()) <= 1e-4
     assert record["provenance"]["source_sha256"]["features.py"]
+
+
+@pytest.mark.integration
+def test_bench_train_step_runs(tmp_path: Path, monkeypatch):
+    from vidsme.data_splits.build import build_synthetic_split
+    from vidsme.data_splits.registry import SPLITS_DIR_ENV
+
+    monkeypatch.setenv(SPLITS_DIR_ENV, str(tmp_path / "splits"))
+    build_synthetic_split("synth-mcqa", tmp_path / "videos", n_videos=12, progress=False)
+    bench = _load("bench_train_step")
+    out = tmp_path / "train.json"
+    args = ["--split", "synth-mcqa", "--video-root", str(tmp_path / "videos"), "--n-frames", "4", "--batch", "2",
+            "--steps", "1", "--repeats", "1", "--deepspeed", str(ROOT / "configs/deepspeed/zero2.json"),
+            "--json", str(out)]
+    assert bench.main(args) == 0
+    record = json.loads(out.read_text())
+    assert set(record["best_s"]) == {"pipeline", "cold", "engine", "bare"}

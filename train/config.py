@@ -22,6 +22,7 @@ class DataConfig:
     template: str = "default"  # prompt template (vidsme.prompts.TEMPLATES)
     max_text_tokens: int = 256  # prompt budget besides the video tokens; longer samples are an error
     heldout_nonmembers: int = 32  # non-members scored (never trained on) for the card's loss gap
+    cache_frames: bool = True  # keep processed frames in memory across epochs (turn off for big data)
 
 
 @dataclass(frozen=True)

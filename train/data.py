@@ -30,8 +30,12 @@ class VideoTextDataset(torch.utils.data.Dataset):
         video_token_id: int,
         frame_slot: Sequence[int],
         max_length: int,
+        cache_frames: bool = False,
     ) -> None:
         self.rows = list(rows)
+        # Processed frames kept after first use: every epoch re-reads the same videos, and
+        # on the tiny models decoding would otherwise cost a quarter of each step.
+        self._pixels: dict[int, torch.Tensor] | None = {} if cache_frames else None
         self.video_root = Path(video_root)
         self.processor = processor
         self.n_frames = n_frames
@@ -52,14 +56,22 @@ class VideoTextDataset(torch.utils.data.Dataset):
         except VideoError as err:
             raise VidsmeError(f"sample {row['id']!r}: {err}") from err
 
+    def pixels(self, index: int) -> torch.Tensor:
+        """Processed frames [n_frames, 3, H, W] of sample `index` (cached when enabled)."""
+        if self._pixels is not None and index in self._pixels:
+            return self._pixels[index]
+        out = self.processor.video_processor(videos=[self.frames(index)], return_tensors="pt")["pixel_values_videos"][0]
+        if self._pixels is not None:
+            self._pixels[index] = out
+        return out
+
     def __getitem__(self, index: int) -> dict:
         prompt = self.prompts[index]
-        pixels = self.processor.video_processor(videos=[self.frames(index)], return_tensors="pt")
         return {
             "id": prompt.sample_id,
             "input_ids": torch.tensor(prompt.input_ids, dtype=torch.long),
             "labels": torch.tensor(prompt.labels, dtype=torch.long),
-            "pixel_values_videos": pixels["pixel_values_videos"][0],
+            "pixel_values_videos": self.pixels(index),
         }
 
 

@@ -109,7 +109,7 @@ def make_dataset(rows: Sequence[dict], processor, model_config, data_cfg) -> Vid
     return VideoTextDataset(
         rows, data_cfg.video_root, processor, template=data_cfg.template, n_frames=data_cfg.n_frames,
         video_token_id=model_config.video_token_index, frame_slot=slots,
-        max_length=n_video + data_cfg.max_text_tokens,
+        max_length=n_video + data_cfg.max_text_tokens, cache_frames=data_cfg.cache_frames,
     )
 
 
