@@ -163,3 +163,61 @@ def test_two_cpu_processes_match_one(world, tmp_path, zero):
     # curves agree closely, not bitwise.
     assert curve1[0] == pytest.approx(curve2[0], rel=1e-4)
     assert curve1 == pytest.approx(curve2, rel=0.05)
+
+
+@pytest.mark.integration
+def test_kill_and_resume_reproduces_the_uninterrupted_run(world, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: full\n"
+        f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
+        f"  heldout_nonmembers: 2\noptim:\n  epochs: 4\n  lr: 5.0e-3\n  micro_batch_size: 2\n"
+        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n  save_every_steps: 1\n")
+    env = dict(os.environ, **{SPLITS_DIR_ENV: str(world["split"].path.parent)})
+    cmd = [sys.executable, "-m", "vidsme.cli", "train", "target", str(cfg)]
+    # the reference: an uninterrupted run (checkpoints written, never read)
+    subprocess.run([*cmd, f"output_dir={tmp_path / 'whole'}"], env=env, check=True, capture_output=True)
+    whole = json.loads((tmp_path / "whole" / "target.json").read_text())
+    # killed after a few checkpoints, then rerun with the same config
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "out" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any((p / "COMPLETE").is_file() for p in checkpoints.glob("step-00000[5-9]")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "target.json").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout
+    card = json.loads((tmp_path / "out" / "target.json").read_text())
+    assert card["trained_ids_sha256"] == whole["trained_ids_sha256"]
+    assert card["train_loss_per_step"] == pytest.approx(whole["train_loss_per_step"], rel=1e-6, abs=1e-7)
+    assert not checkpoints.exists()  # cleaned up once the model is written
+
+
+def test_checkpoint_state_round_trips_without_pickle(tmp_path):
+    import enum
+
+    from vidsme.errors import VidsmeError
+    from vidsme.train.checkpoint import load_state, save_state
+
+    class Stage(enum.IntEnum):
+        two = 2
+
+    state = {"state": {0: {"exp_avg": torch.arange(3.0), "step": torch.tensor(4.0)}}, "param_groups": [
+        {"lr": 1e-3, "betas": (0.9, 0.999), "params": [0]}], "zero_stage": Stage.two, "loss_scaler": object(),
+        "ds_version": "x", "nothing": None}
+    save_state(tmp_path / "s", state)
+    back = load_state(tmp_path / "s")
+    assert torch.equal(back["state"][0]["exp_avg"], torch.arange(3.0)) and back["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert back["zero_stage"] == 2 and "loss_scaler" not in back and back["nothing"] is None
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+    with pytest.raises(VidsmeError, match=r"s\.bad holds a set"):
+        save_state(tmp_path / "s", {"bad": {1, 2}})

@@ -54,7 +54,7 @@ class EngineConfig:
 
     deepspeed: Path = Path("configs/deepspeed/zero2.json")  # ZeRO config (batch sizes filled in from optim)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 on GPU; CPU runs fp32
-    log_every: int = 10  # optimizer steps between loss lines
+    save_every_steps: int = 0  # resumable checkpoint every N optimizer steps (0: each epoch end; -1: never)
 
 
 @dataclass(frozen=True)

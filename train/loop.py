@@ -139,9 +139,16 @@ def ds_config(engine_cfg, optim, world: int) -> dict:
 
 
 def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: int, pad_token_id: int,
-                 desc: str) -> tuple[torch.nn.Module, LoopResult]:
-    """Train `model` (trainable flags already set) on `dataset`; returns (trained module, result)."""
+                 desc: str, checkpoint_dir: Path | None = None, config_hash: str = "") -> tuple[torch.nn.Module, LoopResult]:
+    """Train `model` (trainable flags already set) on `dataset`; returns (trained module, result).
+
+    With `checkpoint_dir`, a checkpoint is written every `engine_cfg.save_every_steps` optimizer
+    steps (0: at the end of each epoch; -1: never) and the newest complete one is resumed
+    from, continuing the same data order — the loss curve equals an uninterrupted run's.
+    """
     import deepspeed
+
+    from vidsme.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
     rank, world = init_distributed()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -157,36 +164,50 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config(engine_cfg, optim, world))
     device = engine.device
-    trained: list[str] = []
-    losses: list[float] = []
-    start = time.perf_counter()
     total_steps = steps_per_epoch * optim.epochs
-    bar = tqdm(total=total_steps, desc=desc, unit="step", disable=rank != 0)
-    for epoch in range(optim.epochs):
-        order = epoch_order(len(dataset), seed, epoch)
-        for step in range(steps_per_epoch):
-            window = order[step * per_step : (step + 1) * per_step]
-            trained += [dataset.rows[i]["id"] for i in window]
-            step_loss = 0.0
-            for micro in range(optim.grad_accum):
-                lo = (micro * world + rank) * optim.micro_batch_size
-                batch = collate([dataset[i] for i in window[lo : lo + optim.micro_batch_size]], pad_token_id)
-                inputs = {k: v.to(device) for k, v in batch.items() if k != "ids"}
-                if engine_cfg.precision == "bf16":
-                    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(torch.bfloat16)
-                loss = engine(**inputs).loss
-                engine.backward(loss)
-                engine.step()
-                step_loss += float(loss.detach()) / optim.grad_accum
-            mean = torch.tensor([step_loss], device=device)
-            torch.distributed.all_reduce(mean)
-            losses.append(float(mean) / world)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+    progress = {"steps_done": 0, "trained_ids": [], "losses": [], "config_hash": config_hash}
+    if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0:
+        found = latest_checkpoint(checkpoint_dir)
+        if found is not None:
+            saved = load_checkpoint(found, engine, world, config_hash)
+            progress = {k: saved[k] for k in progress}
+            if rank == 0:
+                print(f"resuming from {found} (step {progress['steps_done']} of {total_steps})")
+    every = engine_cfg.save_every_steps or steps_per_epoch
+    start = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=progress["steps_done"], desc=desc, unit="step", disable=rank != 0)
+    order: list[int] = []
+    for global_step in range(progress["steps_done"], total_steps):
+        epoch, step = divmod(global_step, steps_per_epoch)
+        if not order or step == 0 or global_step == progress["steps_done"]:
+            order = epoch_order(len(dataset), seed, epoch)
+        window = order[step * per_step : (step + 1) * per_step]
+        progress["trained_ids"] += [dataset.rows[i]["id"] for i in window]
+        step_loss = 0.0
+        for micro in range(optim.grad_accum):
+            lo = (micro * world + rank) * optim.micro_batch_size
+            batch = collate([dataset[i] for i in window[lo : lo + optim.micro_batch_size]], pad_token_id)
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "ids"}
+            if engine_cfg.precision == "bf16":
+                inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(torch.bfloat16)
+            loss = engine(**inputs).loss
+            engine.backward(loss)
+            engine.step()
+            step_loss += float(loss.detach()) / optim.grad_accum
+        mean = torch.tensor([step_loss], device=device)
+        torch.distributed.all_reduce(mean)
+        progress["losses"].append(float(mean) / world)
+        progress["steps_done"] = global_step + 1
+        bar.update(1)
+        bar.set_postfix(epoch=epoch, loss=f"{progress['losses'][-1]:.4f}")
+        done = progress["steps_done"]
+        if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0 and (done % every == 0) and done < total_steps:
+            save_checkpoint(checkpoint_dir, engine, progress, rank, world)
     bar.close()
+    losses = progress["losses"]
     if not all(math.isfinite(x) for x in losses):
         raise VidsmeError(f"training diverged (non-finite loss at step {next(i for i, x in enumerate(losses) if not math.isfinite(x))})")
-    result = LoopResult(steps=total_steps, epochs=optim.epochs, trained_ids=trained, losses=losses,
+    result = LoopResult(steps=total_steps, epochs=optim.epochs, trained_ids=progress["trained_ids"], losses=losses,
                         seconds=time.perf_counter() - start)
     return engine.module, result
 

@@ -87,16 +87,18 @@ def pretrain_base(cfg: BaseConfig) -> Path:
     out = Path(cfg.output_dir)
     init_dir = out / "init"
     if rank == 0:
-        build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir)
+        build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir, overwrite=True)  # deterministic: a resume rebuilds it identically
     torch.distributed.barrier()
     model, processor = _load_base(init_dir)
     set_trainable(model, ("vision_tower", "projector", "language_model"))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
-                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}")
+                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
+                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg))
     if rank == 0:
         _save(trained, processor, out)
         shutil.rmtree(init_dir, ignore_errors=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
         _write_json(out / BASE_CARD_FILE, {
             "name": cfg.name, "kind": "base", "config": config_to_dict(cfg), "config_hash": config_hash(cfg),
             "pool": {"name": split.name, "version": split.card.version,
@@ -127,12 +129,13 @@ def finetune_target(cfg: TargetConfig) -> Path:
         set_trainable(model, groups)
     counts = trainable_counts(model)
     dataset = make_dataset(members, processor, model.config, cfg.data)
+    out = Path(cfg.output_dir)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
-                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"train {cfg.name}")
+                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"train {cfg.name}",
+                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg))
     leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
     if leaked:  # cannot happen by construction; checked because every result depends on it
         raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
-    out = Path(cfg.output_dir)
     if rank == 0:
         final = trained.merge_and_unload() if cfg.strategy == "lora" else trained
         heldout = make_dataset(nonmembers[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
@@ -141,6 +144,7 @@ def finetune_target(cfg: TargetConfig) -> Path:
         member_loss = statistics.fmean(per_sample_loss(final, member_probe, pad))
         heldout_loss = statistics.fmean(per_sample_loss(final, heldout, pad)) if len(heldout) else None
         _save(final, processor, out)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
         _write_json(out / CARD_FILE, {
             "name": cfg.name,
             "kind": "target",
