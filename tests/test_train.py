@@ -221,3 +221,31 @@ def test_checkpoint_state_round_trips_without_pickle(tmp_path):
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
     with pytest.raises(VidsmeError, match=r"s\.bad holds a set"):
         save_state(tmp_path / "s", {"bad": {1, 2}})
+
+
+def test_missing_and_corrupt_videos_are_named(world, tmp_path):
+    import shutil
+
+    from vidsme.errors import VidsmeError
+
+    model, processor = load_tiny_vullm(world["base"])
+    members = [r for r in world["split"].rows() if r["label"] == "member"]
+    videos = tmp_path / "videos"
+    shutil.copytree(world["videos"], videos)
+    (videos / members[0]["video"]).unlink()
+    data = DataConfig(split="synth-oeqa", video_root=videos, n_frames=4, max_text_tokens=160)
+    with pytest.raises(VidsmeError, match=rf"no video under .*{members[0]['id']}"):
+        make_dataset(members, processor, model.config, data)
+    (videos / members[0]["video"]).write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    dataset = make_dataset(members, processor, model.config, data)
+    with pytest.raises(VidsmeError, match=rf"sample '{members[0]['id']}'"):
+        dataset[0]
+
+
+def test_missing_base_is_a_clear_error(world, tmp_path):
+    from vidsme.cli import main
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"name: t\nbase: {tmp_path / 'nope'}\noutput_dir: {tmp_path / 'o'}\nstrategy: full\n"
+                   f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n")
+    assert main(["train", "target", str(cfg)]) == 2

@@ -104,7 +104,15 @@ def trainable_counts(model) -> dict[str, dict[str, int]]:
 
 
 def make_dataset(rows: Sequence[dict], processor, model_config, data_cfg) -> VideoTextDataset:
-    """Dataset with the model family's video-token layout and a max length derived from it."""
+    """Dataset with the model family's video-token layout and a max length derived from it.
+
+    Every video must exist before training starts: a missing one is an error naming its
+    samples, not a failure hours into a run (decoding errors still abort with the sample id).
+    """
+    missing = [r["id"] for r in rows if not (Path(data_cfg.video_root) / r["video"]).is_file()]
+    if missing:
+        raise VidsmeError(f"{len(missing)} sample(s) have no video under {data_cfg.video_root} "
+                          f"(e.g. {', '.join(missing[:5])}); check data.video_root or run `vidsme splits verify`")
     n_video, slots = video_token_layout(model_config, data_cfg.n_frames)
     return VideoTextDataset(
         rows, data_cfg.video_root, processor, template=data_cfg.template, n_frames=data_cfg.n_frames,
