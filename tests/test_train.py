@@ -116,6 +116,9 @@ def test_target_cli_writes_a_card(world, tmp_path):
                 "base"):
         assert card[key] is not None, key
     assert main(["train", "target", str(cfg), "optim.lr_rate=5e-3"]) == 2  # typo: did-you-mean, exit 2
+    mtime = (tmp_path / "out" / "target.json").stat().st_mtime_ns
+    assert main(["train", "target", str(cfg), "optim.lr=5e-3"]) == 0  # same config: reused, not retrained
+    assert (tmp_path / "out" / "target.json").stat().st_mtime_ns == mtime
 
 
 def _launch(world_size: int, config: Path, overrides: list[str], splits_dir: Path) -> None:

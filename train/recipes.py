@@ -73,10 +73,21 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def _up_to_date(out: Path, card_name: str, cfg) -> bool:
+    """A finished run of exactly this config is already there (rerunning reuses it)."""
+    card = Path(out) / card_name
+    if not card.is_file() or not (Path(out) / "config.json").is_file():
+        return False
+    return json.loads(card.read_text(encoding="utf-8")).get("config_hash") == config_hash(cfg)
+
+
 def pretrain_base(cfg: BaseConfig) -> Path:
     """Build the tiny VULLM from its config and pretrain it on a pool, everything trainable."""
     from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 
+    if _up_to_date(cfg.output_dir, BASE_CARD_FILE, cfg):
+        print(f"{cfg.output_dir}: up to date (same config), not retrained")
+        return Path(cfg.output_dir)
     _seed_everything(cfg.seed)
     rank, _ = init_distributed()
     split = load_split(cfg.data.split)
@@ -113,6 +124,9 @@ def pretrain_base(cfg: BaseConfig) -> Path:
 
 def finetune_target(cfg: TargetConfig) -> Path:
     """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card."""
+    if _up_to_date(cfg.output_dir, CARD_FILE, cfg):
+        print(f"{cfg.output_dir}: up to date (same config), not retrained")
+        return Path(cfg.output_dir)
     _seed_everything(cfg.seed)
     rank, world = init_distributed()
     split, members, nonmembers = _split_rows(cfg.data.split)
