@@ -152,7 +152,8 @@ def test_two_cpu_processes_match_one(world, tmp_path, zero):
         f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: full\n"
         f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
         f"  heldout_nonmembers: 2\noptim:\n  epochs: 2\n  lr: 5.0e-3\n"
-        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed' / (zero + '.json')}\n")
+        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed' / (zero + '.json')}\n"
+        f"  save_every_steps: {-1 if zero == 'zero3' else 0}\n")
     splits_dir = world["split"].path.parent
     _launch(1, cfg, [f"output_dir={tmp_path / 'one'}", "optim.micro_batch_size=4"], splits_dir)
     _launch(2, cfg, [f"output_dir={tmp_path / 'two'}", "optim.micro_batch_size=2"], splits_dir)
@@ -182,10 +183,14 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(world, tmp_path):
         f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
         f"  heldout_nonmembers: 2\noptim:\n  epochs: 4\n  lr: 5.0e-3\n  micro_batch_size: 2\n"
         f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n  save_every_steps: 1\n")
-    env = dict(os.environ, **{SPLITS_DIR_ENV: str(world["split"].path.parent)})
+    # a fresh single-process world: drop the distributed variables this test process set for itself
+    dist_vars = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    env = {k: v for k, v in os.environ.items() if k not in dist_vars}
+    env[SPLITS_DIR_ENV] = str(world["split"].path.parent)
     cmd = [sys.executable, "-m", "vidsme.cli", "train", "target", str(cfg)]
     # the reference: an uninterrupted run (checkpoints written, never read)
-    subprocess.run([*cmd, f"output_dir={tmp_path / 'whole'}"], env=env, check=True, capture_output=True)
+    first = subprocess.run([*cmd, f"output_dir={tmp_path / 'whole'}"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     whole = json.loads((tmp_path / "whole" / "target.json").read_text())
     # killed after a few checkpoints, then rerun with the same config
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -172,6 +172,9 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config(engine_cfg, optim, world))
     device = engine.device
+    if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0 and engine.zero_optimization_stage() == 3:
+        raise VidsmeError("resumable checkpoints are not supported with ZeRO-3 yet: use configs/deepspeed/zero2.json, "
+                          "or set engine.save_every_steps=-1 to train without checkpoints")
     total_steps = steps_per_epoch * optim.epochs
     progress = {"steps_done": 0, "trained_ids": [], "losses": [], "config_hash": config_hash}
     if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0:
