@@ -1,0 +1,152 @@
+"""The feature cache: per-sample token features, keyed by everything that changes a number.
+
+Layout: `<root>/<key digest>/` holds
+  key.json                      the full key (target card hash, split version + manifest
+                                sha256, frame count, prompt template, beta1/beta2, feature
+                                code version, slices, views) — a changed parameter is a new folder
+  shard-r<rank>-<n>.safetensors the features of a batch of samples
+  shard-r<rank>-<n>.json        that batch's sample ids, texts, frame slots, scalars;
+                                written LAST, so a shard counts only once both files exist
+A kill loses at most the batch in flight: a rerun skips the committed samples and writes
+the rest. Several ranks write their own shards; reading merges them in manifest order, so
+the result does not depend on how the samples were sharded. No pickle: safetensors + JSON.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vidsme.errors import VidsmeError
+
+# Bump when vidsme.attack.features or the slicing changes what a stored number means.
+FEATURES_VERSION = 1
+KEY_FILE = "key.json"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything a cached number depends on."""
+
+    target_card_sha256: str
+    split: str
+    split_version: int
+    manifest_sha256: str
+    n_frames: int
+    template: str
+    beta1: float
+    beta2: float
+    slices: tuple[str, ...]
+    views: tuple[str, ...]
+    features_version: int = FEATURES_VERSION
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class SampleFeatures:
+    """One sample's features.
+
+    token: slice -> "view.feature" -> [positions] float32 tensor
+    sequence: slice -> "view.feature" -> float (e.g. natural.sequence_sharma_mittal)
+    frame_slot: the video slice's frame index per position (empty for other slices)
+    texts: slice -> its text (text slices)
+    """
+
+    sample_id: str
+    token: dict[str, dict[str, torch.Tensor]]
+    sequence: dict[str, dict[str, float]]
+    frame_slot: list[int]
+    texts: dict[str, str]
+
+
+class FeatureCache:
+    """Append-only, crash-safe store of SampleFeatures under one CacheKey."""
+
+    def __init__(self, root: Path, key: CacheKey) -> None:
+        self.key = key
+        self.folder = Path(root) / key.digest()[:20]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / KEY_FILE
+        if key_file.is_file():
+            stored = json.loads(key_file.read_text(encoding="utf-8"))
+            if stored != json.loads(json.dumps(asdict(key))):
+                raise VidsmeError(f"cache folder {self.folder} holds a different key; delete it")
+        else:
+            tmp = key_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(key), indent=2) + "\n", encoding="utf-8")
+            tmp.replace(key_file)
+
+    def _committed(self) -> list[Path]:
+        """Shard metadata files whose tensors were written before them."""
+        return sorted(p for p in self.folder.glob("shard-*.json") if p.with_suffix(".safetensors").is_file())
+
+    def done_ids(self) -> set[str]:
+        """Ids of every committed sample."""
+        done: set[str] = set()
+        for meta in self._committed():
+            done.update(s["id"] for s in json.loads(meta.read_text(encoding="utf-8"))["samples"])
+        return done
+
+    def write(self, samples: Sequence[SampleFeatures], rank: int = 0) -> Path:
+        """Commit one batch: tensors first, then the metadata that makes them count."""
+        if not samples:
+            raise VidsmeError("refusing to write an empty cache shard")
+        existing = len(list(self.folder.glob(f"shard-r{rank}-*.json")))
+        stem = self.folder / f"shard-r{rank}-{existing:06d}"
+        tensors: dict[str, torch.Tensor] = {}
+        meta = []
+        for i, s in enumerate(samples):
+            for slice_name, features in s.token.items():
+                for name, values in features.items():
+                    tensors[f"{i}/{slice_name}/{name}"] = values.detach().to(torch.float32).cpu().contiguous()
+            meta.append({"id": s.sample_id, "sequence": s.sequence, "frame_slot": s.frame_slot, "texts": s.texts})
+        tmp = stem.with_suffix(".safetensors.tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(stem.with_suffix(".safetensors"))
+        tmp_meta = stem.with_suffix(".json.tmp")
+        tmp_meta.write_text(json.dumps({"samples": meta}), encoding="utf-8")
+        tmp_meta.replace(stem.with_suffix(".json"))
+        return stem
+
+    def read(self, order: Iterable[str]) -> list[SampleFeatures]:
+        """Every sample of `order` (manifest order), merged from all ranks' shards.
+
+        Raises VidsmeError naming the missing ids when the cache is incomplete, and when a
+        sample was committed twice with different values (it must be identical to be kept).
+        """
+        found: dict[str, SampleFeatures] = {}
+        for meta_path in self._committed():
+            tensors = load_file(str(meta_path.with_suffix(".safetensors")))
+            for i, m in enumerate(json.loads(meta_path.read_text(encoding="utf-8"))["samples"]):
+                token: dict[str, dict[str, torch.Tensor]] = {}
+                prefix = f"{i}/"
+                for key, value in tensors.items():
+                    if key.startswith(prefix):
+                        _, slice_name, name = key.split("/", 2)
+                        token.setdefault(slice_name, {})[name] = value
+                sample = SampleFeatures(m["id"], token, m["sequence"], m["frame_slot"], m["texts"])
+                previous = found.get(m["id"])
+                if previous is not None and not _same(previous, sample):
+                    raise VidsmeError(f"cache {self.folder}: sample {m['id']!r} was stored twice with different values")
+                found[m["id"]] = sample
+        order = list(order)
+        missing = [i for i in order if i not in found]
+        if missing:
+            raise VidsmeError(f"cache {self.folder} lacks {len(missing)} sample(s) (e.g. {', '.join(missing[:5])}); "
+                              "rerun the extraction to complete it")
+        return [found[i] for i in order]
+
+
+def _same(a: SampleFeatures, b: SampleFeatures) -> bool:
+    if (a.sequence, a.frame_slot, a.texts) != (b.sequence, b.frame_slot, b.texts) or a.token.keys() != b.token.keys():
+        return False
+    return all(a.token[s].keys() == b.token[s].keys() and all(torch.equal(a.token[s][k], b.token[s][k])
+                                                              for k in a.token[s]) for s in a.token)
