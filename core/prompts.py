@@ -121,23 +121,29 @@ def encode_prompt(
     tokenizer,
     row: dict,
     template: str,
-    video_token_id: int,
+    video_ids: Sequence[int],
     frame_slot: Sequence[int],
     *,
     max_length: int | None = None,
 ) -> EncodedPrompt:
-    """Tokenize `row`'s prompt segment by segment; the video is len(frame_slot) video tokens.
+    """Tokenize `row`'s prompt segment by segment; the video is `video_ids`, verbatim.
+
+    `video_ids` are the exact ids the model family puts for one video (its wrappers
+    included, e.g. Qwen2-VL's vision start/end: vidsme.train.families.video_inputs), and
+    `frame_slot` gives each of them its frame, so the two have the same length.
 
     Raises VidsmeError naming the sample when the prompt exceeds `max_length`: a sample is
     never truncated (truncation would cut the answer or, worse, the video).
     """
+    if len(video_ids) != len(frame_slot):
+        raise VidsmeError(f"sample {row['id']!r}: {len(video_ids)} video ids but {len(frame_slot)} frame slots")
     ids: list[int] = []
     labels: list[int] = []
     slices: dict[str, tuple[int, int]] = {}
     answer_done = False
     for seg in segments_for(row, template):
         if seg.kind == "video":
-            piece = [video_token_id] * len(frame_slot)
+            piece = list(video_ids)
         else:
             piece = tokenizer.encode(seg.text, add_special_tokens=False)
         if seg.kind in SLICE_NAMES:
@@ -154,7 +160,7 @@ def encode_prompt(
         ids += piece
     if max_length is not None and len(ids) > max_length:
         raise VidsmeError(
-            f"sample {row['id']!r}: prompt is {len(ids)} tokens ({len(frame_slot)} video tokens), over max_length "
+            f"sample {row['id']!r}: prompt is {len(ids)} tokens ({len(video_ids)} video tokens), over max_length "
             f"{max_length}; raise max_text_tokens (samples are never truncated)"
         )
     return EncodedPrompt(row["id"], ids, labels, slices, list(frame_slot))

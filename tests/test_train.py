@@ -44,7 +44,7 @@ def test_prompt_slices_and_answer_only_labels(world):
     model, processor = load_tiny_vullm(world["base"])
     row = world["split"].rows()[0]
     tok = processor.tokenizer
-    enc = encode_prompt(tok, row, "default", model.config.video_token_index, [0, 0, 1, 1, -1])
+    enc = encode_prompt(tok, row, "default", [model.config.video_token_index] * 5, [0, 0, 1, 1, -1])
     (v0, v1), (i0, i1), (a0, a1) = enc.slices["video"], enc.slices["instruction"], enc.slices["answer"]
     assert enc.input_ids[v0:v1] == [model.config.video_token_index] * 5 and v1 - v0 == 5
     assert tok.decode(enc.input_ids[i0:i1]) == f"Question: {row['question']}"
@@ -53,7 +53,7 @@ def test_prompt_slices_and_answer_only_labels(world):
     assert trained[: a1 - a0] == list(range(a0, a1))  # the answer ...
     assert tok.decode([enc.input_ids[i] for i in trained[a1 - a0 :]]) == "<|im_end|>"  # ... and its end token
     with pytest.raises(Exception, match=rf"{row['id']}.*max_length"):
-        encode_prompt(tok, row, "default", model.config.video_token_index, [0] * 5, max_length=10)
+        encode_prompt(tok, row, "default", [model.config.video_token_index] * 5, [0] * 5, max_length=10)
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 projector and language model, and where a video's tokens come from.
 
 Training strategies (full | lora | projector) freeze and unfreeze *module groups*;
-the benchmark needs the frame each video token belongs to. Both are answered here from
+training and the benchmark need a video's prompt tokens, model inputs and the frame each
+video token belongs to (`video_inputs`). Both are answered here from
 one table, keyed by `config.model_type`, so that any supported checkpoint directory
 works, not only our tiny model.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vidsme.errors import UnknownNameError, VidsmeError
@@ -204,7 +206,8 @@ def video_token_layout(config, n_frames: int) -> tuple[int, list[int]]:
     """(number of video tokens for one video of `n_frames` frames, frame slot per token).
 
     The slot of a token is the index of the frame it comes from, or -1 for a token of no
-    frame. `config` may also be a model.
+    frame. `config` may also be a model. Only for families whose layout the model config
+    determines; `video_inputs` covers every family.
 
     llava_onevision: p = image_size // patch_size patches per side, pooled 2x2 (bilinear,
         rounding up) to k = ceil(p/2)^2 tokens per frame, frames in order, then one
@@ -214,7 +217,8 @@ def video_token_layout(config, n_frames: int) -> tuple[int, list[int]]:
         n_frames*k tokens, slots [0]*k + ... + [n-1]*k. Assumes the video processor
         resizes frames to the vision tower's image_size, as the released checkpoints do.
     qwen2_vl, qwen2_5_vl: NotImplementedError (the count depends on the frame resolution
-        the processor chooses, not on the model config, and a token spans two frames).
+        the processor chooses, not on the model config, and a token spans two frames);
+        use `video_inputs`, which reads it from the processor's video_grid_thw.
     """
     config = _config_of(config)
     family = family_of(config)
@@ -241,6 +245,85 @@ def video_token_layout(config, n_frames: int) -> tuple[int, list[int]]:
         f"video_token_layout for {family.name!r}: its video token count depends on the resolution its processor "
         "resizes frames to (smart_resize between the video processor's min_pixels/max_pixels), which the model "
         "config does not hold, and each token covers temporal_patch_size (2) frames, so it has no single frame "
-        "slot. Read the count from the processor's video_grid_thw: t*h*w / spatial_merge_size**2, token i of "
-        "temporal group t covering frames 2t and 2t+1."
+        "slot. Use vidsme.train.families.video_inputs(config, processor, frames), which reads the count from the "
+        "processor's video_grid_thw: t*h*w / spatial_merge_size**2, token i of temporal group t covering frames "
+        "2t and 2t+1."
     )
+
+
+# Families whose video becomes one [n_frames, 3, H, W] tensor per sample, stacked over the batch.
+_PER_FRAME_PIXELS = ("llava_onevision", "llava_next_video")
+# Families whose video becomes patch rows + a (t, h, w) grid row, concatenated over the batch.
+_PATCH_ROWS = ("qwen2_vl", "qwen2_5_vl")
+MM_TOKEN_TYPE_VIDEO = 2  # the value of a video placeholder in Qwen2-VL's mm_token_type_ids (text 0, image 1)
+
+
+@dataclass(frozen=True)
+class VideoInputs:
+    """What one video contributes to a prompt and to the model call.
+
+    token_ids: the exact token ids the video occupies in the prompt, wrappers included.
+    frame_slot: per token of token_ids, the index of the (first) frame it comes from, or -1
+        for a token of no frame (LLaVA-OneVision's newline, Qwen2-VL's vision start/end).
+    model_kwargs: tensors for the model's forward, for this one video.
+    concat: how model_kwargs of several samples batch: False -> torch.stack (a leading
+        per-sample dim appears), True -> torch.cat along dim 0 (rows of all videos in order,
+        as Qwen2-VL's processor batches them). Set by family, never guessed from shapes.
+    mm_token_types: per token of token_ids, its value in the model's `mm_token_type_ids`
+        (M-RoPE needs them), or None for models that take no such input.
+    """
+
+    token_ids: list[int]
+    frame_slot: list[int]
+    model_kwargs: dict[str, torch.Tensor]
+    concat: bool = False
+    mm_token_types: list[int] | None = None
+
+
+def static_video_tokens(config, n_frames: int) -> tuple[list[int], list[int]] | None:
+    """(video token ids, frame slots) when the model config alone determines them (LLaVA
+    families), else None (Qwen2-VL: they depend on the frames' resolution)."""
+    config = _config_of(config)
+    if family_of(config).name not in _PER_FRAME_PIXELS:
+        return None
+    n, slots = video_token_layout(config, n_frames)
+    return [config.video_token_index] * n, slots
+
+
+def video_inputs(config, processor, frames: np.ndarray) -> VideoInputs:
+    """The prompt tokens and model inputs of one video (uint8 frames [n, H, W, 3]).
+
+    llava_onevision, llava_next_video: video_token_layout's tokens, all
+        `config.video_token_index`; pixel_values_videos [n, 3, H, W] from the processor.
+    qwen2_vl, qwen2_5_vl: <|vision_start|> + <|video_pad|> * t*h*w/merge**2 + <|vision_end|>,
+        (ids from the config: vision_start_token_id, video_token_id, vision_end_token_id)
+        as their chat template writes the video and their processor expands it from
+        video_grid_thw (t, h, w). Tokens are ordered by temporal patch, then merged block; a
+        token covers the temporal_patch_size frames 2t, 2t+1 of its patch, and its slot is
+        the FIRST of them, 2t (the processor pads an odd frame count by repeating the last
+        frame, so a first frame always exists). Model kwargs: pixel_values_videos
+        [t*h*w, C*temporal_patch_size*patch**2] and video_grid_thw [1, 3]; the dataset adds
+        mm_token_type_ids from mm_token_types. qwen2_5_vl gets no second_per_grid_ts (the
+        frames' timing is not known here): its M-RoPE then spaces temporal patches 1 s apart.
+    """
+    config = _config_of(config)
+    family = family_of(config)
+    out = processor.video_processor(videos=[frames], return_tensors="pt")
+    if family.name in _PER_FRAME_PIXELS:
+        ids, slots = static_video_tokens(config, len(frames))
+        return VideoInputs(ids, slots, {"pixel_values_videos": out["pixel_values_videos"][0]})
+    if family.name in _PATCH_ROWS:
+        merge = config.vision_config.spatial_merge_size
+        if processor.video_processor.merge_size != merge:
+            raise VidsmeError(f"video processor merge_size {processor.video_processor.merge_size} != the model's "
+                              f"spatial_merge_size {merge}: processor and model do not belong together")
+        step = config.vision_config.temporal_patch_size
+        t, h, w = (int(x) for x in out["video_grid_thw"][0])
+        per_patch = h * w // merge**2
+        slots = [-1] + [i * step for i in range(t) for _ in range(per_patch)] + [-1]
+        n = len(slots) - 2
+        ids = [config.vision_start_token_id] + [config.video_token_id] * n + [config.vision_end_token_id]
+        types = [0] + [MM_TOKEN_TYPE_VIDEO] * n + [0]
+        kwargs = {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
+        return VideoInputs(ids, slots, kwargs, concat=True, mm_token_types=types)
+    raise NotImplementedError(f"video_inputs for family {family.name!r}: add it in vidsme/train/families.py")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vidsme.errors import VidsmeError
 from vidsme.train.data import VideoTextDataset, collate
-from vidsme.train.families import MODULE_GROUPS, module_groups, video_token_layout
+from vidsme.train.families import MODULE_GROUPS, module_groups
 
 
 @dataclass
@@ -104,7 +104,8 @@ def trainable_counts(model) -> dict[str, dict[str, int]]:
 
 
 def make_dataset(rows: Sequence[dict], processor, model_config, data_cfg) -> VideoTextDataset:
-    """Dataset with the model family's video-token layout and a max length derived from it.
+    """Dataset with the model family's video inputs; a sample's max length is its video's
+    token count + data_cfg.max_text_tokens.
 
     Every video must exist before training starts: a missing one is an error naming its
     samples, not a failure hours into a run (decoding errors still abort with the sample id).
@@ -113,11 +114,9 @@ def make_dataset(rows: Sequence[dict], processor, model_config, data_cfg) -> Vid
     if missing:
         raise VidsmeError(f"{len(missing)} sample(s) have no video under {data_cfg.video_root} "
                           f"(e.g. {', '.join(missing[:5])}); check data.video_root or run `vidsme splits verify`")
-    n_video, slots = video_token_layout(model_config, data_cfg.n_frames)
     return VideoTextDataset(
-        rows, data_cfg.video_root, processor, template=data_cfg.template, n_frames=data_cfg.n_frames,
-        video_token_id=model_config.video_token_index, frame_slot=slots,
-        max_length=n_video + data_cfg.max_text_tokens, cache_frames=data_cfg.cache_frames,
+        rows, data_cfg.video_root, processor, model_config, template=data_cfg.template, n_frames=data_cfg.n_frames,
+        max_text_tokens=data_cfg.max_text_tokens, cache_frames=data_cfg.cache_frames,
     )
 
 
