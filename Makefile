@@ -25,19 +25,17 @@ DEMO_VIDEOS := runs/demo/videos
 SYNTH_SPLITS := synth-mcqa synth-oeqa synth-caption
 
 demo: $(STAMP)
-	@echo "== vidsme demo: the embedded default =="
-	@echo "Landed so far: synthetic data -> splits -> verify -> blind audit -> tiny base -> three targets,"
-	@echo "and the attack core. Querying targets and the leaderboard (issue 5) have not landed yet."
+	@echo "== vidsme demo: synthetic data -> splits -> verify -> audit -> base -> 3 targets -> benchmark -> leaderboard =="
 	$(VENV)/bin/vidsme splits build $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
 	$(VENV)/bin/vidsme splits verify $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
-	$(VENV)/bin/vidsme splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS)
+	$(VENV)/bin/vidsme splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS) --cache-dir runs/demo/cache
 	$(VENV)/bin/vidsme train base configs/base/tiny.yaml data.video_root=$(DEMO_VIDEOS) output_dir=runs/demo/models/tiny-base
 	for t in mcqa-full oeqa-lora caption-projector; do \
 	  $(VENV)/bin/vidsme train target configs/targets/$$t.yaml base=runs/demo/models/tiny-base \
 	    data.video_root=$(DEMO_VIDEOS) output_dir=runs/demo/models/$$t || exit 1; done
-	$(VENV)/bin/vidsme attacks --family vid_sme
-	$(PY) perf/bench_features.py --repeats 2 --loop-tokens 512 --check-tokens 256
-	@echo "== done: splits under data_splits/synth-*, videos under $(DEMO_VIDEOS), models and cards under runs/demo/models; all attacks: vidsme attacks =="
+	$(VENV)/bin/vidsme benchmark configs/suites/demo.yaml
+	@echo "== done: results, per-sample scores, plots and the leaderboard under runs/demo/benchmark =="
+	@echo "   open runs/demo/benchmark/leaderboard.html; rerunning make demo reuses every finished stage"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

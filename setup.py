@@ -36,6 +36,7 @@ setup(
         "av>=12",
         "opencv-python-headless>=4.8",
         "scikit-learn>=1.4",
+        "matplotlib>=3.8",  # benchmark plots (ROC, histograms)
         # target models
         "transformers>=5.0",
         "tokenizers>=0.20",

@@ -4,12 +4,15 @@ Layout: `<root>/<key digest>/` holds
   key.json                      the full key (target card hash, split version + manifest
                                 sha256, frame count, prompt template, beta1/beta2, feature
                                 code version, slices, views) — a changed parameter is a new folder
-  shard-r<rank>-<n>.safetensors the features of a batch of samples
-  shard-r<rank>-<n>.json        that batch's sample ids, texts, frame slots, scalars;
+  shard-<batch>.safetensors     the features of one batch of samples (batch = its index in
+                                the fixed batching of the evaluated rows)
+  shard-<batch>.json            that batch's sample ids, texts, frame slots, scalars;
                                 written LAST, so a shard counts only once both files exist
-A kill loses at most the batch in flight: a rerun skips the committed samples and writes
-the rest. Several ranks write their own shards; reading merges them in manifest order, so
-the result does not depend on how the samples were sharded. No pickle: safetensors + JSON.
+A kill loses at most the batch in flight: a rerun skips the committed batches and writes
+the rest. Batches are fixed by the row order and batch size (both in the key), never by
+what is left to do, so a sample is always computed in the same batch (padding included)
+and a resumed or multi-rank run stores the very numbers an uninterrupted one does. Ranks
+write disjoint batches; reading merges them in manifest order. No pickle: safetensors + JSON.
 """
 from __future__ import annotations
 
@@ -43,6 +46,11 @@ class CacheKey:
     beta2: float
     slices: tuple[str, ...]
     views: tuple[str, ...]
+    orders_sha256: str  # the (video, q, r) table: pool, exclusions, betas and stats config
+    batch_size: int  # batch composition (padding) can move the last bits of a float
+    dtype: str
+    device_type: str
+    reference_sha256: str | None = None  # the reference model's card/weights, when a view reads it
     features_version: int = FEATURES_VERSION
 
     def digest(self) -> str:
@@ -95,12 +103,15 @@ class FeatureCache:
             done.update(s["id"] for s in json.loads(meta.read_text(encoding="utf-8"))["samples"])
         return done
 
-    def write(self, samples: Sequence[SampleFeatures], rank: int = 0) -> Path:
-        """Commit one batch: tensors first, then the metadata that makes them count."""
+    def done_batches(self) -> set[int]:
+        """Indices of the committed batches."""
+        return {int(p.stem.split("-")[1]) for p in self._committed()}
+
+    def write(self, samples: Sequence[SampleFeatures], batch: int) -> Path:
+        """Commit batch number `batch`: tensors first, then the metadata that makes them count."""
         if not samples:
             raise VidsmeError("refusing to write an empty cache shard")
-        existing = len(list(self.folder.glob(f"shard-r{rank}-*.json")))
-        stem = self.folder / f"shard-r{rank}-{existing:06d}"
+        stem = self.folder / f"shard-{batch:06d}"
         tensors: dict[str, torch.Tensor] = {}
         meta = []
         for i, s in enumerate(samples):

@@ -120,7 +120,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
         from vidsme.data_splits.audit import audit_split
 
         for name in args.names:
-            result = audit_split(load_split(name), args.video_root, folds=args.folds, seed=args.seed)
+            result = audit_split(load_split(name), args.video_root, folds=args.folds, seed=args.seed,
+                                 cache_dir=args.cache_dir)
             print(result.format())
         return 0
     raise AssertionError(args.action)
@@ -145,6 +146,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         out = finetune_target(load_config(TargetConfig, args.config, args.overrides))
         print(f"target written to {out} (card: {out / 'target.json'})")
+    return 0
+
+
+BENCHMARK_EPILOG = """examples:
+  vidsme benchmark configs/suites/demo.yaml                       # the embedded default (after make demo's training)
+  vidsme benchmark configs/suites/demo.yaml frame_counts=[16]     # one frame count
+  vidsme benchmark configs/suites/demo.yaml attacks=[loss,vid_sme_min_k10] plots=false
+  vidsme benchmark configs/suites/demo.yaml allow_exclusions=true # leave undecodable videos out (listed in results)
+  torchrun --nproc_per_node 8 -m vidsme.cli benchmark configs/suites/paper.yaml   # sharded extraction
+  (accelerate launch and deepspeed work the same: each rank extracts its own batches)
+Reruns reuse the feature cache (keyed by every parameter that changes a number), so an
+interrupted run continues where it stopped and a finished one only re-evaluates.
+"""
+
+LEADERBOARD_EPILOG = """examples:
+  vidsme leaderboard runs/demo/benchmark              # writes leaderboard.{json,md,html} next to results.json
+  vidsme leaderboard runs/demo/benchmark --out site/  # somewhere else
+"""
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from vidsme.benchmark.config import SuiteConfig
+    from vidsme.benchmark.suite import run_suite, summarize
+    from vidsme.config import load_config
+
+    cfg = load_config(SuiteConfig, args.config, args.overrides)
+    command = " ".join(["vidsme", "benchmark", str(args.config), *args.overrides])
+    path = run_suite(cfg, command=command, progress=not args.quiet)
+    if path is None:  # not rank 0: rank 0 evaluates and writes
+        return 0
+    print(summarize(path))
+    written = _write_leaderboard(path.parent, None)
+    print(f"results: {path}\nper-sample scores: {path.parent / 'scores'}\nplots: {path.parent / 'plots'}")
+    print("leaderboard: " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def _write_leaderboard(results_dir: Path, out: Path | None) -> dict:
+    from vidsme.benchmark.leaderboard import write_leaderboard
+
+    return write_leaderboard(results_dir, out)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    written = _write_leaderboard(args.results_dir, args.out)
+    for path in written.values():
+        print(path)
     return 0
 
 
@@ -212,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--video-root", type=Path, required=True)
     audit.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     audit.add_argument("--seed", type=int, default=0, help="seed of folds, model and bootstrap")
+    audit.add_argument("--cache-dir", type=Path, default=None,
+                       help="cache video statistics and blind scores here (a suite's cache_dir reuses them)")
     splits.set_defaults(func=_cmd_splits)
 
     train = sub.add_parser(
@@ -225,6 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="YAML config (its header says how to launch it)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.epochs=2 seed=1")
     train.set_defaults(func=_cmd_train)
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="query targets, cache features, evaluate every attack, write results and the leaderboard",
+        description="Run a benchmark suite. SUITE_CONFIG is a YAML file (configs/suites/); key=value overrides follow.",
+        epilog=BENCHMARK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("config", type=Path, metavar="SUITE_CONFIG", help="suite YAML (its header says how to launch it)")
+    bench.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. frame_counts=[8] batch_size=4")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(func=_cmd_benchmark)
+
+    board = sub.add_parser(
+        "leaderboard",
+        help="write leaderboard.json, .md and a self-contained .html from a results directory",
+        description="Rank a benchmark's results: TPR@1%%FPR, then AUC (docs/LEADERBOARD.md).",
+        epilog=LEADERBOARD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    board.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="folder holding results.json")
+    board.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR)")
+    board.set_defaults(func=_cmd_leaderboard)
     return parser
 
 

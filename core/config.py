@@ -20,6 +20,8 @@ Rules (see tests/test_config.py):
   what was expected and what was found.
 * Unknown keys raise with a did-you-mean and the valid keys at that level; missing
   required fields (no default) raise naming them.
+* A list of sections is indexed by position: ``targets.0.path=/ckpt`` sets one entry's
+  field; the entry must exist in the YAML.
 * Overrides are applied in order. A value is parsed as YAML (``1e-3``, ``true``, ``null``,
   ``[1, 2]``, ``{a: 1}``); a mapping value replaces the whole section (fields it does
   not give take their defaults). For str / Path / string-Literal fields the override's
@@ -467,6 +469,8 @@ def _target_type(cls: type, parts: list[str], text: str) -> object:
             tp = args[1] if args else Any
         elif section is Any:
             tp = Any
+        elif typing.get_origin(section) is list and key.isdigit():  # targets.0.path=...: one list entry
+            tp = typing.get_args(section)[0] if typing.get_args(section) else Any
         else:
             where = _dotted(parts[:i])
             raise ConfigError(f"override '{text}': '{where}' is a {_type_name(tp, top=False)}, not a section, "
@@ -481,13 +485,22 @@ def _apply_override(cls: type, data: MutableMapping, text: str) -> list[str]:
     if _wants_text(tp) and isinstance(value, (bool, int, float, datetime.date)):
         value = raw  # run_name=2024-05-01, revision=1234: the text is what was meant
     node = data
-    for key in parts[:-1]:
-        child = node.get(key)
-        if not isinstance(child, MutableMapping):
+    for i, key in enumerate(parts):
+        if isinstance(node, list):  # an index into a list the YAML gave: it must exist
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override '{text}': '{_dotted(parts[:i])}' has {len(node)} entries, "
+                                  f"so there is no entry {key}")
+            key = int(key)
+        if i == len(parts) - 1:
+            node[key] = value
+            break
+        child = node[key] if isinstance(node, list) else node.get(key)
+        if isinstance(child, list):
+            child = list(child)
+        elif not isinstance(child, MutableMapping):
             child = dict(child) if isinstance(child, Mapping) else {}
-            node[key] = child
+        node[key] = child
         node = child
-    node[parts[-1]] = value
     return parts
 
 

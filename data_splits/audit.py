@@ -15,8 +15,10 @@ ranked by their own AUC's distance from 0.5.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,13 +78,14 @@ class AuditResult:
         return data
 
 
-def video_features(split: Split, video_root: Path, *, progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(videos, features [n_videos, len(FEATURES)], labels [n_videos] 1 = member)."""
+def video_features(rows: Sequence[dict], video_root: Path, *, cache_dir: Path | None = None,
+                   progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(videos, features [n_videos, len(FEATURES)], labels [n_videos] 1 = member) of split rows."""
     from vidsme.video import probe_video
     from vidsme.video_stats import StatsConfig, compute_video_stats
 
     rows_by_video: dict[str, list[dict]] = defaultdict(list)
-    for row in split.rows():
+    for row in rows:
         rows_by_video[row["video"]].append(row)
     videos = sorted(rows_by_video)
     mixed = [v for v in videos if len({r["label"] for r in rows_by_video[v]}) > 1]
@@ -90,35 +93,53 @@ def video_features(split: Split, video_root: Path, *, progress: bool = True) -> 
         raise SplitError(f"{len(mixed)} video(s) have both member and non-member rows (e.g. {mixed[0]}); "
                          "run `vidsme splits verify` and fix the split first")
     paths = [Path(video_root) / v for v in videos]
-    stats = compute_video_stats(paths, StatsConfig(), progress=progress)
+    stats = compute_video_stats(paths, StatsConfig(), cache_dir=cache_dir, progress=progress)
     table = []
     for video, path, stat in zip(videos, paths, stats):
         info = probe_video(path)
-        rows = rows_by_video[video]
-        texts = [" ".join(t for t in (r["question"], r["answer"], r["caption"]) if t) for r in rows]
+        rows_of = rows_by_video[video]
+        texts = [" ".join(t for t in (r["question"], r["answer"], r["caption"]) if t) for r in rows_of]
         table.append([
             info.duration_s, info.fps, info.num_frames, info.width, info.height, info.size_bytes,
             info.size_bytes / max(info.duration_s, 1e-9), stat.k1, stat.k3,
-            float(np.mean([len(t) for t in texts])), float(len(rows)),
+            float(np.mean([len(t) for t in texts])), float(len(rows_of)),
         ])
     labels = np.array([rows_by_video[v][0]["label"] == "member" for v in videos], dtype=int)
     return videos, np.asarray(table, dtype=np.float64), labels
 
 
-def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int = 5, seed: int = 0,
-                progress: bool = True, write: bool = True) -> AuditResult:
-    """Cross-validated blind classifier on `split`'s videos; writes <split>/audit.json."""
+# Bump when the classifier or its settings change: cached blind scores are keyed by it.
+BLIND_VERSION = 1
+
+
+def blind_scores(x: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int = 5, seed: int = 0,
+                 where: str = "split", cache_dir: Path | None = None) -> np.ndarray:
+    """Out-of-fold member probability of each video, averaged over `repeats` seeded K-fold shuffles.
+
+    With `cache_dir`, the scores are stored as JSON under a key of every input (features,
+    labels, folds, repeats, seed, BLIND_VERSION): `splits audit` and the benchmark then fit once.
+    """
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if min(n_pos, n_neg) < folds:
+        raise SplitError(f"{where}: {n_pos} member and {n_neg} non-member videos, too few for {folds} folds")
+    key = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes() + np.asarray(y, dtype=np.int64).tobytes()
+                         + json.dumps([folds, repeats, seed, BLIND_VERSION]).encode()).hexdigest()
+    cached = Path(cache_dir) / "blind" / f"{key}.json" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return np.asarray(json.loads(cached.read_text(encoding="utf-8"))["scores"], dtype=np.float64)
+    oof = _fit_blind(x, y, folds=folds, repeats=repeats, seed=seed)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"scores": oof.tolist()}), encoding="utf-8")
+        tmp.replace(cached)
+    return oof
+
+
+def _fit_blind(x: np.ndarray, y: np.ndarray, *, folds: int, repeats: int, seed: int) -> np.ndarray:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
 
-    if split.is_pool:
-        raise SplitError(f"{split.name!r} is a pool (no members or non-members): nothing to audit")
-    if not split.card.members_available:
-        raise SplitError(f"{split.name!r} has no member list (incomplete split): a blind audit needs both sides")
-    videos, x, y = video_features(split, video_root, progress=progress)
-    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    if min(n_pos, n_neg) < folds:
-        raise SplitError(f"{split.name!r}: {n_pos} member and {n_neg} non-member videos, too few for {folds} folds")
     oof = np.zeros(len(y))
     for repeat in range(repeats):
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
@@ -129,6 +150,22 @@ def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int 
                                                    min_samples_leaf=leaf, random_state=seed + repeat)
             model.fit(x[train], y[train])
             oof[test] += model.predict_proba(x[test])[:, 1] / repeats
+    return oof
+
+
+def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int = 5, seed: int = 0,
+                progress: bool = True, write: bool = True, cache_dir: Path | None = None) -> AuditResult:
+    """Cross-validated blind classifier on `split`'s videos; writes <split>/audit.json.
+
+    cache_dir: where video statistics and blind scores are cached (None: not cached)."""
+    if split.is_pool:
+        raise SplitError(f"{split.name!r} is a pool (no members or non-members): nothing to audit")
+    if not split.card.members_available:
+        raise SplitError(f"{split.name!r} has no member list (incomplete split): a blind audit needs both sides")
+    stats_cache = None if cache_dir is None else Path(cache_dir) / "video-stats"
+    videos, x, y = video_features(split.rows(), video_root, cache_dir=stats_cache, progress=progress)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    oof = blind_scores(x, y, folds=folds, repeats=repeats, seed=seed, where=repr(split.name), cache_dir=cache_dir)
     ids = [f"video:{v}" for v in videos]
     auc = evaluate_scores(oof, y, direction="higher", attack="blind_audit", sample_ids=ids, seed=seed).auc
     own = {}

@@ -11,7 +11,8 @@ from vidsme.errors import VidsmeError
 
 KEY = CacheKey(target_card_sha256="a" * 64, split="synth-mcqa", split_version=1, manifest_sha256="b" * 64,
                n_frames=8, template="default", beta1=1.0, beta2=0.1, slices=("video", "answer"),
-               views=("natural", "reversed"))
+               views=("natural", "reversed"), orders_sha256="e" * 64, batch_size=4, dtype="float32",
+               device_type="cpu")
 
 
 def _sample(i: int) -> SampleFeatures:
@@ -34,52 +35,54 @@ def _equal(a: SampleFeatures, b: SampleFeatures) -> bool:
 
 def test_round_trip_in_manifest_order(tmp_path):
     cache = FeatureCache(tmp_path, KEY)
-    cache.write([_sample(0), _sample(1)])
-    cache.write([_sample(2)])
+    cache.write([_sample(0), _sample(1)], batch=0)
+    cache.write([_sample(2)], batch=1)
     order = ["s2", "s0", "s1"]
     back = FeatureCache(tmp_path, KEY).read(order)
     assert [s.sample_id for s in back] == order
     assert all(_equal(b, _sample(int(b.sample_id[1:]))) for b in back)
-    assert cache.done_ids() == {"s0", "s1", "s2"}
+    assert cache.done_ids() == {"s0", "s1", "s2"} and cache.done_batches() == {0, 1}
 
 
 def test_a_shard_without_its_metadata_does_not_count(tmp_path):
     cache = FeatureCache(tmp_path, KEY)
-    cache.write([_sample(0)])
-    stem = cache.write([_sample(1)])
+    cache.write([_sample(0)], batch=0)
+    stem = cache.write([_sample(1)], batch=1)
     stem.with_suffix(".json").unlink()  # killed between the two writes
-    assert cache.done_ids() == {"s0"}
+    assert cache.done_ids() == {"s0"} and cache.done_batches() == {0}
     with pytest.raises(VidsmeError, match=r"lacks 1 sample\(s\) \(e.g. s1\)"):
         cache.read(["s0", "s1"])
-    cache.write([_sample(1)])  # the rerun writes it again, over the orphan
+    cache.write([_sample(1)], batch=1)  # the rerun writes it again, over the orphan
     assert [s.sample_id for s in cache.read(["s0", "s1"])] == ["s0", "s1"]
 
 
 def test_any_key_change_is_a_new_cache(tmp_path):
-    FeatureCache(tmp_path, KEY).write([_sample(0)])
+    FeatureCache(tmp_path, KEY).write([_sample(0)], batch=0)
     for change in ({"beta1": 0.5}, {"n_frames": 16}, {"template": "reference"}, {"manifest_sha256": "c" * 64},
-                   {"target_card_sha256": "d" * 64}, {"features_version": 2}):
+                   {"target_card_sha256": "d" * 64}, {"features_version": 2}, {"orders_sha256": "f" * 64},
+                   {"batch_size": 8}, {"dtype": "bfloat16"}, {"reference_sha256": "0" * 64}):
         other = FeatureCache(tmp_path, dataclasses.replace(KEY, **change))
         assert other.folder != FeatureCache(tmp_path, KEY).folder and other.done_ids() == set(), change
 
 
 def test_ranks_merge_to_the_single_process_result(tmp_path):
     one = FeatureCache(tmp_path / "one", KEY)
-    one.write([_sample(i) for i in range(4)])
+    one.write([_sample(0), _sample(1)], batch=0)
+    one.write([_sample(2), _sample(3)], batch=1)
     two = FeatureCache(tmp_path / "two", KEY)
-    two.write([_sample(0), _sample(2)], rank=0)
-    two.write([_sample(1), _sample(3)], rank=1)
+    two.write([_sample(2), _sample(3)], batch=1)  # rank 1 may finish first
+    two.write([_sample(0), _sample(1)], batch=0)
     order = [f"s{i}" for i in range(4)]
     assert all(_equal(a, b) for a, b in zip(one.read(order), two.read(order)))
 
 
 def test_conflicting_duplicates_are_an_error(tmp_path):
     cache = FeatureCache(tmp_path, KEY)
-    cache.write([_sample(0)])
-    cache.write([_sample(0)], rank=1)  # identical duplicate: fine
+    cache.write([_sample(0)], batch=0)
+    cache.write([_sample(0)], batch=1)  # identical duplicate: fine
     cache.read(["s0"])
     changed = _sample(0)
     changed.sequence = {"video": {"natural.sequence_sharma_mittal": 9.0}}
-    cache.write([changed], rank=2)
+    cache.write([changed], batch=2)
     with pytest.raises(VidsmeError, match="stored twice with different values"):
         cache.read(["s0"])

@@ -1,0 +1,98 @@
+"""Scoring cached features: every registered attack, every slice, at QA-row and video level.
+
+No model runs here: the inputs are the feature cache's SampleFeatures. An attack whose
+inputs the cache lacks is reported as skipped, with the reason and the command that
+extracts them; an attack that fails (NaN scores, wrong shape) stops the run naming it,
+because a missing leaderboard row must never look like a result.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vidsme.attack.inputs import AttackInputs
+from vidsme.attack.metrics import Evaluation, evaluate_scores
+from vidsme.attack.registry import AttackSpec
+from vidsme.benchmark.cache import SampleFeatures
+
+LEVELS: tuple[str, ...] = ("row", "video")
+
+
+def slice_inputs(samples: Sequence[SampleFeatures], slice_name: str) -> AttackInputs:
+    """AttackInputs of one slice: per-sample features padded to the longest (NaN, mask False)."""
+    lengths = [len(next(iter(s.token[slice_name].values()))) for s in samples]
+    n, width = len(samples), max(lengths)
+    mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    token = {}
+    for key in samples[0].token[slice_name]:
+        values = torch.full((n, width), float("nan"), dtype=torch.float32)
+        for i, s in enumerate(samples):
+            values[i, : lengths[i]] = s.token[slice_name][key]
+        token[key] = values
+    sequence = {}
+    for key in samples[0].sequence.get(slice_name, {}):
+        sequence[key] = torch.tensor([s.sequence[slice_name][key] for s in samples], dtype=torch.float64)
+    frame_slot = None
+    texts = None
+    if slice_name == "video":
+        frame_slot = torch.full((n, width), -1, dtype=torch.long)
+        for i, s in enumerate(samples):
+            frame_slot[i, : lengths[i]] = torch.tensor(s.frame_slot, dtype=torch.long)
+    else:
+        texts = [s.texts[slice_name] for s in samples]
+    return AttackInputs(slice=slice_name, sample_ids=tuple(s.sample_id for s in samples), mask=mask, token=token,
+                        sequence=sequence, texts=texts, frame_slot=frame_slot)
+
+
+def video_scores(scores: np.ndarray, videos: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Mean score of each video's rows; videos in sorted order."""
+    order = sorted(set(videos))
+    at = {v: i for i, v in enumerate(order)}
+    index = np.array([at[v] for v in videos])
+    total = np.bincount(index, weights=scores, minlength=len(order))
+    count = np.bincount(index, minlength=len(order))
+    return order, total / count
+
+
+@dataclass
+class SliceResult:
+    """Every attack's raw scores and evaluations on one slice, at both levels."""
+
+    slice: str
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # attack -> row scores
+    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # attack -> per-video scores
+    evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (attack, level) -> metrics
+    skipped: dict[str, str] = field(default_factory=dict)  # attack -> reason
+
+
+def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: np.ndarray, videos: Sequence[str],
+                   *, n_bootstrap: int, seed: int, extract_hint: str) -> SliceResult:
+    """Score and evaluate `attacks` on one slice (rows in `inputs` order; labels 1 = member)."""
+    result = SliceResult(inputs.slice)
+    video_order, video_label = None, None
+    for spec in attacks:
+        if not spec.applies_to(inputs.slice):
+            continue
+        missing = [k for k in spec.needs if k not in inputs.available()]
+        if missing:
+            result.skipped[spec.name] = f"needs {', '.join(missing)}, which the cache lacks; {extract_hint}"
+            continue
+        scores = spec.score(inputs)
+        result.scores[spec.name] = scores
+        result.evaluations[(spec.name, "row")] = evaluate_scores(
+            scores, labels, direction=spec.direction, attack=spec.name, sample_ids=inputs.sample_ids,
+            n_bootstrap=n_bootstrap, seed=seed)
+        video_order, per_video = video_scores(scores, videos)
+        if video_label is None:
+            first = {}
+            for v, label in zip(videos, labels):
+                first.setdefault(v, label)
+            video_label = np.array([first[v] for v in video_order])
+        result.video_scores[spec.name] = per_video
+        result.evaluations[(spec.name, "video")] = evaluate_scores(
+            per_video, video_label, direction=spec.direction, attack=spec.name,
+            sample_ids=[f"video:{v}" for v in video_order], n_bootstrap=n_bootstrap, seed=seed)
+    return result

@@ -1,0 +1,212 @@
+"""Querying a target: natural and reversed frame order in one batched forward, features per slice.
+
+For a batch of B manifest rows we build 2B model inputs (B with the frames in natural
+order, then the same B with the frames reversed), run the model's backbone once, and
+apply the LM head only at the positions an attack reads — never over the whole
+sequence, so a 152k vocabulary at 16 frames costs what the slices cost, not what the
+prompt costs. An optional reference model (the base the target was fine-tuned from)
+gets the natural inputs in a second forward.
+
+Which logit positions a slice reads (positions from vidsme.prompts.encode_prompt):
+  video        the logits AT the video positions s..e-1 (the paper's "logit positions of
+               the video embeddings"); no real token follows there, so target = argmax.
+  instruction,
+  answer       the logits that PREDICT the slice's tokens: positions s-1..e-2, target =
+               the real token at s..e-1 (the usual next-token shift).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidsme.attack.features import token_features
+from vidsme.attack.inputs import SLICES
+from vidsme.benchmark.cache import SampleFeatures
+from vidsme.errors import VidsmeError
+from vidsme.prompts import EncodedPrompt
+from vidsme.train.data import VideoTextDataset, collate
+from vidsme.train.families import VideoInputs, video_inputs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A Hugging Face video LLM in eval mode, with its processor."""
+
+    path: Path
+    model: torch.nn.Module
+    processor: object
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.processor.tokenizer.pad_token_id
+
+
+def load_model(path: Path, *, dtype: str = "float32", device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model directory offline (AutoModelForImageTextToText + AutoProcessor).
+
+    Raises VidsmeError naming the path and the fix when it is not a model directory.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise VidsmeError(f"{path} is not a Hugging Face model directory (no config.json); train it with "
+                          "`vidsme train target CONFIG` or fix the suite's target path")
+    if dtype not in DTYPES:
+        raise VidsmeError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
+    model.to(device).eval()
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    return LoadedModel(path=path, model=model, processor=processor)
+
+
+def slice_positions(prompt: EncodedPrompt, slice_name: str) -> tuple[list[int], list[int] | None]:
+    """(logit positions, target token ids or None for argmax) of one slice of one prompt."""
+    start, end = prompt.slices[slice_name]
+    if slice_name == "video":
+        return list(range(start, end)), None
+    if start == 0:
+        raise VidsmeError(f"sample {prompt.sample_id!r}: slice {slice_name!r} starts the prompt; nothing predicts it")
+    return list(range(start - 1, end - 1)), prompt.input_ids[start:end]
+
+
+def _backbone(model: torch.nn.Module) -> torch.nn.Module:
+    """The *Model under a *ForConditionalGeneration (last hidden states, no LM head)."""
+    inner = getattr(model, "model", None)
+    if not isinstance(inner, torch.nn.Module):
+        raise VidsmeError(f"{type(model).__name__} has no `.model` backbone; vidsme queries "
+                          "*ForConditionalGeneration models (see vidsme/train/families.py)")
+    return inner
+
+
+@torch.inference_mode()
+def last_hidden(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """[batch, length, hidden] last hidden states for a collated batch (ids/labels dropped)."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    inputs = {}
+    for key, value in batch.items():
+        if key in ("ids", "labels"):
+            continue
+        value = value.to(device)
+        inputs[key] = value.to(dtype) if value.is_floating_point() else value
+    return _backbone(model)(**inputs, use_cache=False).last_hidden_state
+
+
+@torch.inference_mode()
+def features_at(model: torch.nn.Module, hidden: torch.Tensor, positions: Sequence[Sequence[int]],
+                targets: Sequence[Sequence[int]] | None, q: torch.Tensor | None, r: torch.Tensor | None,
+                *, mean_probs: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor]:
+    """Token features at `positions[i]` of row i of `hidden`: (features [B, T], mean probs, mask)."""
+    batch = len(positions)
+    width = max(len(p) for p in positions)
+    index = torch.zeros(batch, width, dtype=torch.long)
+    mask = torch.zeros(batch, width, dtype=torch.bool)
+    target = torch.zeros(batch, width, dtype=torch.long) if targets is not None else None
+    for i, pos in enumerate(positions):
+        index[i, : len(pos)] = torch.tensor(pos)
+        mask[i, : len(pos)] = True
+        if target is not None:
+            target[i, : len(pos)] = torch.tensor(targets[i])
+    device = hidden.device
+    gathered = torch.gather(hidden, 1, index.to(device).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    logits = model.get_output_embeddings()(gathered)
+    out = token_features(logits, mask.to(device), None if target is None else target.to(device), q, r,
+                         mean_probs=mean_probs)
+    feats = {name: value.float().cpu() for name, value in out.token.items()}
+    means = None if out.mean_probs is None else out.mean_probs.cpu()
+    return feats, means, mask
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """What the cache key records about a query."""
+
+    slices: tuple[str, ...] = SLICES
+    sequence_slices: tuple[str, ...] = ("video",)  # slices that also get the sequence-level SME
+
+
+def _reversed_video(dataset: VideoTextDataset, frames: np.ndarray, natural: VideoInputs, sample_id: str) -> VideoInputs:
+    reversed_ = video_inputs(dataset.model_config, dataset.processor, np.ascontiguousarray(frames[::-1]))
+    if reversed_.token_ids != natural.token_ids:
+        raise VidsmeError(f"sample {sample_id!r}: the reversed video has a different token layout than the "
+                          "natural one; Vid-SME needs the same positions in both orders")
+    return reversed_
+
+
+def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Sequence[int], q: np.ndarray,
+                  r: np.ndarray, *, reference: LoadedModel | None = None,
+                  settings: QuerySettings = QuerySettings()) -> list[SampleFeatures]:  # noqa: B008 (frozen)
+    """Features of dataset samples `indices` (q, r: their Vid-SME orders, aligned with indices).
+
+    One forward of the target over 2B inputs (natural then reversed frames), and one of the
+    reference over the B natural inputs when given. Every slice gets every token feature
+    for every view; `settings.sequence_slices` also get the sequence-level Sharma-Mittal.
+    """
+    from vidsme.attack.features import sequence_sharma_mittal
+
+    natural_items, reversed_items, prompts = [], [], []
+    for i in indices:
+        frames = dataset.frames(i)
+        natural = video_inputs(dataset.model_config, dataset.processor, frames)
+        reversed_ = _reversed_video(dataset, frames, natural, dataset.rows[i]["id"])
+        prompts.append(dataset.prompt(i, natural))
+        natural_items.append(dataset.item(i, natural))
+        reversed_items.append(dataset.item(i, reversed_))
+    n = len(indices)
+    q_t = torch.as_tensor(np.asarray(q, dtype=np.float64))
+    r_t = torch.as_tensor(np.asarray(r, dtype=np.float64))
+    views: list[tuple[str, torch.Tensor, LoadedModel, slice]] = []
+    hidden = last_hidden(target.model, collate(natural_items + reversed_items, target.pad_token_id))
+    views += [("natural", hidden, target, slice(0, n)), ("reversed", hidden, target, slice(n, 2 * n))]
+    if reference is not None:
+        ref_hidden = last_hidden(reference.model, collate(natural_items, target.pad_token_id))
+        views.append(("reference", ref_hidden, reference, slice(0, n)))
+
+    token: list[dict[str, dict[str, torch.Tensor]]] = [{} for _ in range(n)]
+    sequence: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+    for slice_name in settings.slices:
+        located = [slice_positions(p, slice_name) for p in prompts]
+        positions = [pos for pos, _ in located]
+        targets = None if located[0][1] is None else [t for _, t in located]
+        want_mean = slice_name in settings.sequence_slices
+        for view, hid, loaded, rows in views:
+            feats, means, mask = features_at(loaded.model, hid[rows], positions, targets, q_t, r_t,
+                                             mean_probs=want_mean)
+            seq = sequence_sharma_mittal(means.double(), q_t, r_t) if means is not None else None
+            for i in range(n):
+                length = int(mask[i].sum())
+                bucket = token[i].setdefault(slice_name, {})
+                for name, value in feats.items():
+                    bucket[f"{view}.{name}"] = value[i, :length].clone()
+                if seq is not None:
+                    sequence[i].setdefault(slice_name, {})[f"{view}.sequence_sharma_mittal"] = float(seq[i])
+    out = []
+    for i, index in enumerate(indices):
+        row, prompt = dataset.rows[index], prompts[i]
+        start, end = prompt.slices["video"]
+        out.append(SampleFeatures(
+            sample_id=row["id"],
+            token=token[i],
+            sequence=sequence[i],
+            frame_slot=list(prompt.frame_slot) if "video" in settings.slices else [],
+            texts={name: dataset.processor.tokenizer.decode(prompt.input_ids[a:b])
+                   for name, (a, b) in prompt.slices.items() if name != "video"},
+        ))
+        if end - start != len(prompt.frame_slot):
+            raise VidsmeError(f"sample {row['id']!r}: video slice of {end - start} tokens, {len(prompt.frame_slot)} slots")
+    return out

@@ -1,0 +1,422 @@
+"""`vidsme benchmark SUITE_CONFIG`: every target x frame count x slice x attack, at row and video level.
+
+Per target: read the split, settle which videos can be used (a video that cannot be
+decoded stops the run, or with allow_exclusions is excluded and listed), compute Vid-SME's
+(q, r) over the remaining pool, extract features into the cache (resumable, sharded over
+ranks), then — on rank 0, from the cache only — score every registered attack, evaluate
+with CIs, write per-sample scores and plots. results.json ends the run (its format:
+docs/RESULTS.md), and the leaderboard is written from it.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidsme import __version__
+from vidsme.attack.inputs import SLICES
+from vidsme.attack.metrics import Evaluation, evaluate_scores
+from vidsme.attack.registry import AttackSpec, get_attack, list_attacks
+from vidsme.benchmark.cache import CacheKey, FeatureCache
+from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+from vidsme.benchmark.evaluate import LEVELS, SliceResult, evaluate_slice, slice_inputs, video_scores
+from vidsme.benchmark.extract import World, extract_to_cache, join_world
+from vidsme.benchmark.orders import SplitOrders, split_orders
+from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
+from vidsme.config import config_hash, config_to_dict
+from vidsme.data_splits.registry import load_split
+from vidsme.errors import SplitError, VideoError, VidsmeError
+from vidsme.names import did_you_mean
+from vidsme.prompts import TEMPLATES
+from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
+
+RESULTS_FILE = "results.json"
+SCHEMA_VERSION = 1
+STATS_SUBDIR, FEATURES_SUBDIR = "video-stats", "features"
+
+
+# ----------------------------------------------------------------------------- checks
+def check_suite(cfg: SuiteConfig) -> list[AttackSpec]:
+    """Validate the suite before any work; returns the attacks to run."""
+    names = [t.name for t in cfg.targets]
+    if not names:
+        raise VidsmeError(f"suite {cfg.name!r} has no targets")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise VidsmeError(f"suite {cfg.name!r}: target names must be unique, repeated: {dupes}")
+    for s in cfg.slices:
+        if s not in SLICES:
+            raise VidsmeError(f"unknown slice {s!r} in `slices`.{did_you_mean(s, SLICES)} Slices: {SLICES}")
+    if not cfg.frame_counts or any(n < 1 for n in cfg.frame_counts) or len(set(cfg.frame_counts)) != len(
+            cfg.frame_counts):
+        raise VidsmeError(f"frame_counts must be distinct positive integers, got {cfg.frame_counts}")
+    for template in {cfg.template, *(t.template for t in cfg.targets if t.template)}:
+        if template not in TEMPLATES:
+            raise VidsmeError(f"unknown prompt template {template!r}.{did_you_mean(template, TEMPLATES)}")
+    if cfg.batch_size < 1 or cfg.n_bootstrap < 1:
+        raise VidsmeError("batch_size and n_bootstrap must be >= 1")
+    if cfg.attacks:
+        return [get_attack(name) for name in cfg.attacks]  # did-you-mean on typos
+    return list_attacks()
+
+
+def _split_rows(target: SuiteTarget):
+    split = load_split(target.split)
+    if split.is_pool:
+        raise SplitError(f"target {target.name!r}: split {split.name!r} is a pool (no members/non-members)")
+    if not split.card.members_available:
+        raise SplitError(f"target {target.name!r}: split {split.name!r} has no member list; it cannot be evaluated")
+    rows = split.rows()
+    labels = {r["label"] for r in rows}
+    if labels != {"member", "nonmember"}:
+        raise SplitError(f"target {target.name!r}: split {split.name!r} needs both members and non-members")
+    return split, rows
+
+
+def _video_root(target: SuiteTarget, split) -> Path:
+    if target.video_root is not None:
+        return Path(target.video_root)
+    own = split.card.source.get("video_root") if isinstance(split.card.source, dict) else None
+    if not own:
+        raise VidsmeError(f"target {target.name!r}: split {split.name!r} records no video folder; "
+                          f"set targets[].video_root in the suite config")
+    return Path(own)
+
+
+# ----------------------------------------------------------------------------- videos
+@dataclass
+class Exclusions:
+    """Videos left out (allow_exclusions only), why, and the rows they took with them."""
+
+    reasons: dict[str, str] = field(default_factory=dict)  # video -> error
+    rows: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"n_videos": len(self.reasons), "n_rows": len(self.rows), "videos": sorted(self.reasons),
+                "rows": self.rows, "reasons": dict(sorted(self.reasons.items()))}
+
+
+def usable_rows(rows: list[dict], video_root: Path, cfg: SuiteConfig, target: str,
+                progress: bool) -> tuple[list[dict], Exclusions]:
+    """Rows whose video decodes at every frame count; stops at the first bad video unless
+    cfg.allow_exclusions. Decoding is the video statistics' (cached), so it is not wasted."""
+    from vidsme.video_stats import StatsConfig, compute_video_stats
+
+    videos = sorted({r["video"] for r in rows})
+    excluded = Exclusions()
+    by_path = {str(Path(video_root) / v): v for v in videos}
+    for n_frames in cfg.frame_counts:
+        while True:
+            remaining = [v for v in videos if v not in excluded.reasons]
+            try:
+                compute_video_stats([Path(video_root) / v for v in remaining], StatsConfig(n_frames=n_frames),
+                                    cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, workers=cfg.stats_workers,
+                                    progress=progress)
+                break
+            except VideoError as err:
+                video = by_path.get(str(err.path), str(err.path))
+                ids = [r["id"] for r in rows if r["video"] == video]
+                if not cfg.allow_exclusions:
+                    raise VidsmeError(
+                        f"target {target!r}: video {video} of sample(s) {', '.join(ids[:5])} cannot be used: {err}. "
+                        "Fix or restore the file; or rerun with allow_exclusions=true to leave its rows out "
+                        "(they are then listed in results.json)") from err
+                if video not in by_path.values():
+                    raise
+                excluded.reasons[video] = str(err)
+                print(f"excluding {video} ({len(ids)} rows): {err}", file=sys.stderr)
+    kept = [r for r in rows if r["video"] not in excluded.reasons]
+    excluded.rows = [r["id"] for r in rows if r["video"] in excluded.reasons]
+    if {r["label"] for r in kept} != {"member", "nonmember"}:
+        raise VidsmeError(f"target {target!r}: after exclusions one class is empty; nothing to evaluate")
+    return kept, excluded
+
+
+def _orders_sha256(orders: SplitOrders) -> str:
+    lines = [f"{v}\t{q!r}\t{r!r}" for v, q, r in zip(orders.videos, orders.orders.q.tolist(), orders.orders.r.tolist())]
+    return ids_sha256(lines)
+
+
+# ----------------------------------------------------------------------------- models
+def _device_and_dtype(cfg: SuiteConfig) -> tuple[torch.device, str]:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return device, "bfloat16" if cfg.dtype == "auto" else cfg.dtype
+    return torch.device("cpu"), "float32" if cfg.dtype == "auto" else cfg.dtype
+
+
+def _card(path: Path) -> dict | None:
+    card = Path(path) / "target.json"
+    return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
+
+
+def model_sha256(path: Path) -> str:
+    """Identity of a model directory: its target.json card's sha256 (rewritten by every training
+    run), else a hash of its weights and configs."""
+    from vidsme.data_splits.manifest import file_sha256
+
+    card = Path(path) / "target.json"
+    return file_sha256(card) if card.is_file() else tree_sha256(Path(path))
+
+
+def _reference_path(target: SuiteTarget, card: dict | None) -> tuple[Path | None, str | None]:
+    """(reference model dir, its sha256) — the suite's, else the base the card names."""
+    if target.reference is not None:
+        return Path(target.reference), model_sha256(Path(target.reference))
+    if card and card.get("base", {}).get("path"):
+        path = Path(card["base"]["path"])
+        if not (path / "config.json").is_file():
+            raise VidsmeError(f"target {target.name!r}: its card names base model {path}, which is not there; set "
+                              f"targets[].reference to its location, or reference_view=false to skip calibration")
+        return path, card["base"].get("sha256") or tree_sha256(path)
+    return None, None
+
+
+# ----------------------------------------------------------------------------- outputs
+def _metric_row(target: str, spec_meta: dict, kind: str, slice_name: str, level: str, n_frames: int | None,
+                ev: Evaluation, scores_file: str, column: str, commit: str | None) -> dict:
+    row = {"target": target, "attack": spec_meta["name"], "family": spec_meta["family"],
+           "attack_version": spec_meta["version"], "kind": kind, "slice": slice_name, "level": level,
+           "n_frames": n_frames}
+    metrics = ev.to_dict()
+    for key in ("direction", "n_members", "n_nonmembers", "auc", "balanced_accuracy"):
+        row[key] = metrics[key]
+    row.update({k: v for k, v in metrics.items() if k.startswith("tpr@")})
+    row.update(n_posinf_clipped=ev.n_posinf_clipped, n_neginf_clipped=ev.n_neginf_clipped,
+               scores_file=scores_file, scores_column=column,
+               provenance={"source": spec_meta["source"], "file_sha256": spec_meta.get("file_sha256"),
+                           "git_commit": commit})
+    return row
+
+
+def _write_csv(path: Path, ids: Sequence[str], videos: Sequence[str], labels: np.ndarray,
+               columns: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sample_id", "video", "label", *columns])
+        values = list(columns.values())
+        for i, (sid, video, label) in enumerate(zip(ids, videos, labels)):
+            writer.writerow([sid, video, int(label), *(repr(float(v[i])) for v in values)])
+    tmp.replace(path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+@dataclass
+class TargetRun:
+    """What one target contributes to results.json."""
+
+    entry: dict
+    rows: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], labels: np.ndarray,
+           video_labels: np.ndarray, orders: SplitOrders, specs: dict[str, AttackSpec],
+           rows_by_video: dict[str, int]) -> None:
+    from vidsme.benchmark.plots import Curve, HistPanel, qr_histograms, roc_plot, score_histograms
+
+    folder = out / "plots" / target
+    panels: dict[str, list[HistPanel]] = {level: [] for level in LEVELS}
+    for res in results:
+        for level, y in (("row", labels), ("video", video_labels)):
+            scores = res.scores if level == "row" else res.video_scores
+            best: dict[str, tuple[float, str]] = {}  # family -> (AUC, attack): one curve per family
+            for name in scores:
+                auc = res.evaluations[(name, level)].auc.value
+                family = specs[name].family
+                if family not in best or auc > best[family][0]:
+                    best[family] = (auc, name)
+            chosen = [name for _, name in sorted(best.values(), reverse=True)]
+            if not chosen:
+                continue
+            curves = [Curve(name, scores[name], y, specs[name].direction.value) for name in chosen]
+            roc_plot(curves, folder / f"f{n_frames}-{res.slice}-{level}-roc.png",
+                     f"{target}: {res.slice} slice, {level} level, {n_frames} frames")
+            panels[level].append(HistPanel(f"{res.slice}: {chosen[0]}", scores[chosen[0]], y))
+    for level, level_panels in panels.items():
+        if level_panels:
+            score_histograms(level_panels, folder / f"f{n_frames}-{level}-hist.png",
+                             f"{target}: best attack per slice, {level} level, {n_frames} frames")
+    member = np.array([rows_by_video[v] for v in orders.videos])
+    qr_histograms(orders.orders.q, orders.orders.r, member, folder / f"qr-f{n_frames}.png",
+                  f"{target}: Vid-SME orders per video, {n_frames} frames")
+
+
+def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world: World, *,
+               progress: bool, commit: str | None) -> TargetRun:
+    """Extract (all ranks) and evaluate (rank 0) one target; returns its results (rank 0)."""
+    split, all_rows = _split_rows(t)
+    video_root = _video_root(t, split)
+    template = t.template or cfg.template
+    # rank 0 decodes and caches the statistics first; the others then read them from the cache
+    if not world.is_main:
+        world.barrier()
+    rows, excluded = usable_rows(all_rows, video_root, cfg, t.name, progress and world.is_main)
+    if world.is_main:
+        world.barrier()
+    card = _card(t.path)
+    target_sha = model_sha256(t.path)
+    ref_path, ref_sha = _reference_path(t, card) if cfg.reference_view else (None, None)
+    device, dtype = _device_and_dtype(cfg)
+    target = load_model(t.path, dtype=dtype, device=device)
+    reference: LoadedModel | None = load_model(ref_path, dtype=dtype, device=device) if ref_path else None
+    views = ("natural", "reversed") + (("reference",) if reference else ())
+    settings = QuerySettings(slices=tuple(cfg.slices))
+    labels = np.array([r["label"] == "member" for r in rows], dtype=int)
+    videos = [r["video"] for r in rows]
+    ids = [r["id"] for r in rows]
+    member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
+    run = TargetRun(entry={
+        "name": t.name, "path": str(t.path), "card_sha256": target_sha,
+        "strategy": (card or {}).get("strategy"), "task": rows[0]["task"],
+        "split": {"name": split.name, "version": split.card.version, "manifest_sha256": split.card.manifest_sha256},
+        "video_root": str(video_root), "template": template,
+        "reference": None if ref_path is None else {"path": str(ref_path), "sha256": ref_sha},
+        "n_rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
+        "n_videos": {"member": sum(member_of_video.values()),
+                     "nonmember": len(member_of_video) - sum(member_of_video.values())},
+        "excluded": excluded.to_dict(), "evaluated_ids_sha256": ids_sha256(ids), "caches": {},
+    })
+    out = Path(cfg.output_dir)
+    by_name = {s.name: s for s in specs}
+    for n_frames in cfg.frame_counts:
+        orders = split_orders(rows, video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
+                              cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
+        q, r = orders.for_rows(rows)
+        key = CacheKey(target_card_sha256=target_sha, split=split.name, split_version=split.card.version,
+                       manifest_sha256=split.card.manifest_sha256, n_frames=n_frames, template=template,
+                       beta1=cfg.beta1, beta2=cfg.beta2, slices=settings.slices, views=views,
+                       orders_sha256=_orders_sha256(orders), batch_size=cfg.batch_size, dtype=dtype,
+                       device_type=device.type, reference_sha256=ref_sha)
+        cache = FeatureCache(Path(cfg.cache_dir) / FEATURES_SUBDIR, key)
+        extract_to_cache(target, rows, video_root, q, r, cache, n_frames=n_frames, template=template,
+                         batch_size=cfg.batch_size, max_text_tokens=cfg.max_text_tokens, reference=reference,
+                         settings=settings, world=world, progress=progress,
+                         desc=f"{t.name} {n_frames} frames" + (f" rank {world.rank}" if world.size > 1 else ""))
+        world.barrier()
+        if not world.is_main:
+            continue
+        run.entry["caches"][str(n_frames)] = str(cache.folder)
+        samples = cache.read(ids)
+        hint = ("set reference_view=true (and targets[].reference if the card names no base), then rerun "
+                "`vidsme benchmark` to extract the missing view")
+        results = []
+        columns: dict[str, dict[str, np.ndarray]] = {"row": {}, "video": {}}
+        video_order: list[str] = []
+        video_labels = np.zeros(0, dtype=int)
+        for slice_name in cfg.slices:
+            res = evaluate_slice(slice_inputs(samples, slice_name), specs, labels, videos,
+                                 n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, extract_hint=hint)
+            results.append(res)
+            for name, reason in res.skipped.items():
+                run.skipped.append({"target": t.name, "attack": name, "slice": slice_name, "n_frames": n_frames,
+                                    "reason": reason})
+            for (name, level), ev in res.evaluations.items():
+                column = f"{slice_name}/{name}"
+                scores_file = f"scores/{t.name}/f{n_frames}-{level}.csv"
+                run.rows.append(_metric_row(t.name, by_name[name].describe(), "reproduced", slice_name, level,
+                                            n_frames, ev, scores_file, column, commit))
+                columns[level][column] = res.scores[name] if level == "row" else res.video_scores[name]
+        video_order = sorted(member_of_video)
+        video_labels = np.array([member_of_video[v] for v in video_order], dtype=int)
+        _write_csv(out / "scores" / t.name / f"f{n_frames}-row.csv", ids, videos, labels, columns["row"])
+        _write_csv(out / "scores" / t.name / f"f{n_frames}-video.csv", video_order, video_order, video_labels,
+                   columns["video"])
+        if cfg.plots:
+            _plots(out, t.name, n_frames, results, labels, video_labels, orders, by_name, member_of_video)
+    if world.is_main and cfg.blind_baseline:
+        run.rows += blind_rows(t.name, rows, video_root, cfg, out, commit)
+    return run
+
+
+def blind_rows(target: str, rows: list[dict], video_root: Path, cfg: SuiteConfig, out: Path,
+               commit: str | None) -> list[dict]:
+    """The split's blind (model-free) baseline at video and row level (a video's score for its rows)."""
+    from vidsme.data_splits.audit import blind_scores, video_features
+
+    videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
+    oof = blind_scores(x, y, seed=cfg.seed, where=f"target {target!r}", cache_dir=Path(cfg.cache_dir))
+    at = {v: i for i, v in enumerate(videos)}
+    row_scores = np.array([oof[at[r["video"]]] for r in rows])
+    row_labels = np.array([r["label"] == "member" for r in rows], dtype=int)
+    meta = {"name": "blind_baseline", "family": "blind", "version": 1, "source": "vidsme.data_splits.audit"}
+    out_rows = []
+    for level, ids, vids, scores, labels in (("video", videos, videos, oof, y),
+                                             ("row", [r["id"] for r in rows], [r["video"] for r in rows],
+                                              row_scores, row_labels)):
+        ev = evaluate_scores(scores, labels, direction="higher", attack="blind_baseline",
+                             sample_ids=list(ids), n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
+        scores_file = f"scores/{target}/blind-{level}.csv"
+        _write_csv(out / scores_file, ids, vids, labels, {"metadata/blind_baseline": scores})
+        out_rows.append(_metric_row(target, meta, "blind", "metadata", level, None, ev, scores_file,
+                                    "metadata/blind_baseline", commit))
+    return out_rows
+
+
+def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = None) -> Path | None:
+    """Run the whole suite; returns results.json's path on rank 0 (None on other ranks)."""
+    specs = check_suite(cfg)
+    world = join_world()
+    commit = git_commit()
+    runs = [run_target(t, cfg, specs, world, progress=progress, commit=commit) for t in cfg.targets]
+    if not world.is_main:
+        return None
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": {"name": cfg.name, "config": config_to_dict(cfg), "config_hash": config_hash(cfg)},
+        "provenance": {"git_commit": commit, "vidsme": __version__, "libraries": library_versions(),
+                       "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "command": command, "world_size": world.size},
+        "attacks": {s.name: s.describe() for s in specs},
+        "targets": [r.entry for r in runs],
+        "rows": [row for r in runs for row in r.rows],
+        "skipped": [s for r in runs for s in r.skipped],
+    }
+    path = Path(cfg.output_dir) / RESULTS_FILE
+    _write_json(path, results)
+    return path
+
+
+def summarize(results_path: Path, top: int = 3) -> str:
+    """A few lines per target: the best attacks per slice at row level, and the blind baseline."""
+    data = json.loads(Path(results_path).read_text(encoding="utf-8"))
+    lines = []
+    for entry in data["targets"]:
+        name = entry["name"]
+        lines.append(f"{name} ({entry['split']['name']}, {entry['strategy'] or 'untracked'}; "
+                     f"{entry['n_rows']['member']}+{entry['n_rows']['nonmember']} rows):")
+        rows = [r for r in data["rows"] if r["target"] == name and r["level"] == "row"]
+        for r in rows:
+            if r["kind"] == "blind":
+                lines.append(f"  blind baseline           AUC {_fmt(r['auc'])}")
+        frames = max((r["n_frames"] for r in rows if r["n_frames"] is not None), default=None)
+        for slice_name in SLICES:
+            best = sorted((r for r in rows if r["slice"] == slice_name and r["n_frames"] == frames),
+                          key=lambda r: -r["auc"]["value"])[:top]
+            for r in best:
+                lines.append(f"  {slice_name:<11} {r['attack']:<24} AUC {_fmt(r['auc'])} "
+                             f"TPR@1%FPR {r['tpr@1%fpr']['value']:.3f}  ({frames} frames)")
+    return "\n".join(lines)
+
+
+def _fmt(metric: dict) -> str:
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+__all__ = ["RESULTS_FILE", "check_suite", "run_suite", "summarize", "usable_rows", "video_scores"]
