@@ -297,3 +297,17 @@ def test_a_corrupt_video_stops_the_run_unless_exclusions_are_allowed(world, tmp_
     assert excluded["rows"] == lost and excluded["videos"] == [bad["video"]] and excluded["n_rows"] == len(lost)
     n = results["targets"][0]["n_rows"]
     assert n["member"] + n["nonmember"] == len(rows) - len(lost)
+
+
+def test_shipped_suites_load_and_name_existing_splits():
+    from vidsme.config import load_config
+    from vidsme.data_splits.registry import known_split_names
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "suites"
+    for path in sorted(root.glob("*.yaml")):
+        assert path.read_text().splitlines()[1].startswith("# Launch:"), f"{path}: header must say how to launch it"
+        cfg = load_config(SuiteConfig, path)
+        check_suite(cfg)
+        assert all(t.split in known_split_names() for t in cfg.targets), path
+    paper = load_config(SuiteConfig, root / "paper.yaml", ["targets.1.path=/ckpt/nextqa"])
+    assert paper.template == "reference" and paper.targets[1].path == Path("/ckpt/nextqa")

@@ -143,3 +143,26 @@ def test_full_strategy_trains_language_model_and_projector_only(qwen):
     unchanged = {group_of[n] for n, p in after.items() if torch.equal(p, before[n])}
     assert changed == {"language_model", "projector"}, changed
     assert "vision_tower" in unchanged
+
+
+def test_benchmark_queries_qwen2_vl_and_scores_vid_sme(qwen):
+    """The benchmark's one-forward extraction works on Qwen2-VL (patch rows, M-RoPE types), and the
+    frame-aligned Vid-SME pairs its two-frame temporal patches."""
+    from vidsme.attack import get_attack
+    from vidsme.benchmark.evaluate import slice_inputs
+    from vidsme.benchmark.query import extract_batch, load_model
+    from vidsme.train.data import VideoTextDataset
+
+    target = load_model(qwen["base"])
+    rows = qwen["split"].rows()[:3]
+    dataset = VideoTextDataset(rows, qwen["videos"], target.processor, target.config, template="default",
+                               n_frames=4, max_text_tokens=256)
+    samples = extract_batch(target, dataset, [0, 1, 2], np.array([1.1, 1.5, 2.0]), np.array([1.0, 1.05, 1.1]))
+    alone = extract_batch(target, dataset, [1], np.array([1.5]), np.array([1.05]))[0]
+    torch.testing.assert_close(samples[1].token["answer"]["natural.target_logprob"],
+                               alone.token["answer"]["natural.target_logprob"], rtol=1e-4, atol=1e-4)
+    inputs = slice_inputs(samples, "video")
+    assert set(inputs.frame_slot[0].tolist()) == {-1, 0, 2}
+    for name in ("vid_sme_mean", "vid_sme_frame_mean", "vid_sme_sequence"):
+        scores = get_attack(name).score(inputs)
+        assert scores.shape == (3,) and np.isfinite(scores).all(), name

@@ -198,3 +198,12 @@ def test_nan_at_a_real_position_surfaces_in_every_aggregate():
     for name in ("vid_sme_max", "vid_sme_min", "vid_sme_mean", "vid_sme_max_k30", "vid_sme_min_k30"):
         scores = get_attack(name).score(bad)
         assert np.isnan(scores[0]) and not np.isnan(scores[1]), name
+
+
+def test_frame_partner_pairs_temporal_patches_like_frames():
+    """Qwen2-VL slots are the first frame of each two-frame patch (0, 2, 4): group k of n pairs with n-1-k."""
+    from vidsme.attack.attacks.vid_sme import frame_partner
+
+    slots = torch.tensor([[-1, 0, 0, 2, 2, 4, 4, -1]])
+    partner = frame_partner(slots, torch.ones_like(slots, dtype=torch.bool), ("q",))
+    assert partner.tolist() == [[0, 5, 6, 3, 4, 1, 2, 7]]

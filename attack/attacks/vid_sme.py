@@ -34,22 +34,25 @@ NATURAL, REVERSED = "natural.sharma_mittal", "reversed.sharma_mittal"
 def frame_partner(frame_slot: torch.Tensor, mask: torch.Tensor, sample_ids: tuple[str, ...]) -> torch.Tensor:
     """[N, T] index into the reversed pass of the position holding the same frame content.
 
-    In the reversed input, slot n-1-t shows frame t; offset j within a slot is kept.
-    Positions outside any frame (slot -1) keep their own position.
+    The distinct frame slots of a sample, in order, are its frame groups (one frame for
+    LLaVA families; a temporal patch of two frames, slots 0, 2, 4, ..., for Qwen2-VL).
+    In the reversed input, group k of n shows the content of group n-1-k; offset j within
+    a group is kept. Positions outside any frame (slot -1) keep their own position.
     """
     partner = torch.arange(frame_slot.shape[1]).expand_as(frame_slot).clone()
     for row in range(frame_slot.shape[0]):  # per sample, per frame: never per token
         slots = torch.where(mask[row], frame_slot[row], -1)
-        n_frames = int(slots.max()) + 1
-        if n_frames <= 0:
+        groups = sorted(set(slots[slots >= 0].tolist()))
+        if not groups:
             raise VidsmeError(f"sample {sample_ids[row]!r}: no frame positions in the video slice")
-        members = [(slots == t).nonzero().flatten() for t in range(n_frames)]
-        for t, here in enumerate(members):
-            there = members[n_frames - 1 - t]
-            if here.numel() != there.numel() or here.numel() == 0:
+        members = [(slots == g).nonzero().flatten() for g in groups]
+        n = len(groups)
+        for k, here in enumerate(members):
+            there = members[n - 1 - k]
+            if here.numel() != there.numel():
                 raise VidsmeError(
-                    f"sample {sample_ids[row]!r}: frames {t} and {n_frames - 1 - t} have "
-                    f"{here.numel()} and {there.numel()} tokens; frame alignment needs equal, non-empty frames"
+                    f"sample {sample_ids[row]!r}: frames {groups[k]} and {groups[n - 1 - k]} have "
+                    f"{here.numel()} and {there.numel()} tokens; frame alignment needs equally sized frames"
                 )
             partner[row, here] = there
     return partner
