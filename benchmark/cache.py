@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from vidsme.errors import VidsmeError
 
 # Bump when vidsme.attack.features or the slicing changes what a stored number means.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: Sharma-Mittal on the video slice only
 KEY_FILE = "key.json"
 
 
@@ -91,6 +91,32 @@ class FeatureCache:
             tmp = key_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(asdict(key), indent=2) + "\n", encoding="utf-8")
             tmp.replace(key_file)
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> FeatureCache:
+        """Open an existing cache folder from its key.json, for reading (nothing is created).
+
+        Raises VidsmeError naming the folder when it is missing, holds no readable key, was
+        written by another features version, or its key does not hash to its folder name.
+        """
+        folder = Path(folder)
+        key_file = folder / KEY_FILE
+        rerun = "rerun `vidsme benchmark SUITE` to extract the features again"
+        if not key_file.is_file():
+            raise VidsmeError(f"{folder} is not a feature cache folder (no {KEY_FILE}); {rerun}")
+        try:
+            stored = json.loads(key_file.read_text(encoding="utf-8"))
+            key = CacheKey(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as err:
+            raise VidsmeError(f"{key_file}: unreadable cache key ({err}); {rerun}") from None
+        if key.features_version != FEATURES_VERSION:
+            raise VidsmeError(f"{folder} holds features version {key.features_version}, this vidsme reads "
+                              f"version {FEATURES_VERSION}; {rerun}")
+        if key.digest()[:20] != folder.name:
+            raise VidsmeError(f"{key_file} does not match its folder name (edited or moved?); {rerun}")
+        cache = cls.__new__(cls)
+        cache.key, cache.folder = key, folder
+        return cache
 
     def _committed(self) -> list[Path]:
         """Shard metadata files whose tensors were written before them."""

@@ -29,7 +29,7 @@ from vidsme.benchmark.cache import SampleFeatures
 from vidsme.errors import VidsmeError
 from vidsme.prompts import EncodedPrompt
 from vidsme.train.data import VideoTextDataset, collate
-from vidsme.train.families import VideoInputs, video_inputs
+from vidsme.train.families import VideoInputs, reversed_video_inputs, video_inputs
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -134,14 +134,17 @@ def features_at(model: torch.nn.Module, hidden: torch.Tensor, positions: Sequenc
 
 @dataclass(frozen=True)
 class QuerySettings:
-    """What the cache key records about a query."""
+    """What is computed per slice (the cache key records it)."""
 
     slices: tuple[str, ...] = SLICES
-    sequence_slices: tuple[str, ...] = ("video",)  # slices that also get the sequence-level SME
+    # Slices that get Sharma-Mittal at each position and for the mean distribution, at the
+    # sample's (q, r). Vid-SME is defined on the video slice; the text slices skip the
+    # extra exp/expm1 passes over the vocabulary that SME costs.
+    sme_slices: tuple[str, ...] = ("video",)
 
 
 def _reversed_video(dataset: VideoTextDataset, frames: np.ndarray, natural: VideoInputs, sample_id: str) -> VideoInputs:
-    reversed_ = video_inputs(dataset.model_config, dataset.processor, np.ascontiguousarray(frames[::-1]))
+    reversed_ = reversed_video_inputs(dataset.model_config, dataset.processor, frames, natural)
     if reversed_.token_ids != natural.token_ids:
         raise VidsmeError(f"sample {sample_id!r}: the reversed video has a different token layout than the "
                           "natural one; Vid-SME needs the same positions in both orders")
@@ -155,7 +158,7 @@ def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Seque
 
     One forward of the target over 2B inputs (natural then reversed frames), and one of the
     reference over the B natural inputs when given. Every slice gets every token feature
-    for every view; `settings.sequence_slices` also get the sequence-level Sharma-Mittal.
+    for every view; Sharma-Mittal (per position and sequence-level) only on `settings.sme_slices`.
     """
     from vidsme.attack.features import sequence_sharma_mittal
 
@@ -183,10 +186,10 @@ def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Seque
         located = [slice_positions(p, slice_name) for p in prompts]
         positions = [pos for pos, _ in located]
         targets = None if located[0][1] is None else [t for _, t in located]
-        want_mean = slice_name in settings.sequence_slices
+        sme = slice_name in settings.sme_slices
         for view, hid, loaded, rows in views:
-            feats, means, mask = features_at(loaded.model, hid[rows], positions, targets, q_t, r_t,
-                                             mean_probs=want_mean)
+            feats, means, mask = features_at(loaded.model, hid[rows], positions, targets, q_t if sme else None,
+                                             r_t if sme else None, mean_probs=sme)
             seq = sequence_sharma_mittal(means.double(), q_t, r_t) if means is not None else None
             for i in range(n):
                 length = int(mask[i].sum())

@@ -312,7 +312,7 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         world.barrier()
         if not world.is_main:
             continue
-        run.entry["caches"][str(n_frames)] = str(cache.folder)
+        run.entry["caches"][str(n_frames)] = str(cache.folder.resolve())
         samples = cache.read(ids)
         hint = ("set reference_view=true (and targets[].reference if the card names no base), then rerun "
                 "`vidsme benchmark` to extract the missing view")
@@ -350,7 +350,8 @@ def blind_rows(target: str, rows: list[dict], video_root: Path, cfg: SuiteConfig
     """The split's blind (model-free) baseline at video and row level (a video's score for its rows)."""
     from vidsme.data_splits.audit import blind_scores, video_features
 
-    videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
+    videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
+                                  workers=cfg.stats_workers, progress=False)
     oof = blind_scores(x, y, seed=cfg.seed, where=f"target {target!r}", cache_dir=Path(cfg.cache_dir))
     at = {v: i for i, v in enumerate(videos)}
     row_scores = np.array([oof[at[r["video"]]] for r in rows])

@@ -196,6 +196,42 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+SUBMIT_EPILOG = """examples:
+  vidsme submit docs/examples/frame_contrast_attack.py --results runs/demo/benchmark   # a .py file
+  vidsme submit mypkg.my_attacks --results runs/demo/benchmark                        # a module path
+  vidsme submit my_attack --results runs/demo/benchmark     # an installed entry point (group vidsme.attacks)
+  vidsme submit --scores scores.csv --target mcqa-full --attack-name my_blackbox --direction higher \\
+      --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
+Checks, in order: import, declaration, name, features, scores, determinism, time budget
+(scores files: format, target, name, ids, finite). A refused submission changes nothing.
+Walk-through: docs/SUBMITTING.md
+"""
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from vidsme.benchmark.submit import format_result, submit_attack, submit_scores_file
+
+    if (args.source is None) == (args.scores is None):
+        raise VidsmeError("give either SOURCE (an attack .py file, module path or entry-point name) or "
+                          "--scores FILE.csv, not both")
+    if args.scores is None:
+        command = f"vidsme submit {args.source} --results {args.results}"
+        result = submit_attack(args.source, args.results, time_budget_s=args.time_budget, command=command)
+    else:
+        lacking = [flag for flag, value in (("--target", args.target), ("--attack-name", args.attack_name),
+                                            ("--direction", args.direction)) if value is None]
+        if lacking:
+            raise VidsmeError(f"a scores-file submission also needs {', '.join(lacking)}")
+        command = (f"vidsme submit --scores {args.scores} --target {args.target} --attack-name {args.attack_name} "
+                   f"--direction {args.direction} --level {args.level} --slice {args.slice} --results {args.results}"
+                   + (f" --n-frames {args.n_frames}" if args.n_frames is not None else ""))
+        result = submit_scores_file(args.scores, args.results, target=args.target, attack_name=args.attack_name,
+                                    direction=args.direction, level=args.level, slice_name=args.slice,
+                                    n_frames=args.n_frames, citation=args.citation or "", command=command)
+    print(format_result(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `vidsme` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -298,6 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="folder holding results.json")
     board.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR)")
     board.set_defaults(func=_cmd_leaderboard)
+
+    submit = sub.add_parser(
+        "submit",
+        help="validate a new attack (or a scores file) and add it to a benchmark's leaderboard",
+        description="Add an attack to a finished benchmark: validated, evaluated on every target from the "
+        "feature caches (no model runs), its rows added to results.json and the leaderboard (docs/SUBMITTING.md).",
+        epilog=SUBMIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("source", nargs="?", default=None, metavar="PATH_OR_ENTRY_POINT",
+                        help="attack .py file, module path, or installed entry-point name (group vidsme.attacks)")
+    submit.add_argument("--results", type=Path, required=True, metavar="RESULTS_DIR",
+                        help="the benchmark's output folder (holds results.json)")
+    submit.add_argument("--time-budget", type=float, default=30.0, metavar="SECONDS",
+                        help="most seconds one call of the attack may take per (target, frame count, slice) "
+                        "(default 30)")
+    files = submit.add_argument_group("scores-file submissions (attacks that cannot run here)")
+    files.add_argument("--scores", type=Path, default=None, metavar="FILE.csv", help="CSV with header sample_id,score")
+    files.add_argument("--target", help="the suite target the scores are for")
+    files.add_argument("--attack-name", help="name shown on the leaderboard")
+    files.add_argument("--direction", choices=("higher", "lower"), help="which raw score means member")
+    files.add_argument("--level", choices=("row", "video"), default="row",
+                       help="row: ids are sample ids; video: ids are the manifest's video paths (default row)")
+    files.add_argument("--slice", choices=("video", "instruction", "answer"), default="answer",
+                       help="the slice the scores come from (default answer)")
+    files.add_argument("--n-frames", type=int, default=None, help="frames per video the scores used, if any")
+    files.add_argument("--citation", default=None, help="what the scores implement (paper, equation)")
+    submit.set_defaults(func=_cmd_submit)
     return parser
 
 

@@ -79,7 +79,7 @@ class AuditResult:
 
 
 def video_features(rows: Sequence[dict], video_root: Path, *, cache_dir: Path | None = None,
-                   progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+                   workers: int | None = None, progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(videos, features [n_videos, len(FEATURES)], labels [n_videos] 1 = member) of split rows."""
     from vidsme.video import probe_video
     from vidsme.video_stats import StatsConfig, compute_video_stats
@@ -93,7 +93,7 @@ def video_features(rows: Sequence[dict], video_root: Path, *, cache_dir: Path | 
         raise SplitError(f"{len(mixed)} video(s) have both member and non-member rows (e.g. {mixed[0]}); "
                          "run `vidsme splits verify` and fix the split first")
     paths = [Path(video_root) / v for v in videos]
-    stats = compute_video_stats(paths, StatsConfig(), cache_dir=cache_dir, progress=progress)
+    stats = compute_video_stats(paths, StatsConfig(), cache_dir=cache_dir, workers=workers, progress=progress)
     table = []
     for video, path, stat in zip(videos, paths, stats):
         info = probe_video(path)

@@ -211,10 +211,8 @@ def test_changing_beta1_invalidates_the_cache(world, tmp_path):
     assert sorted(k["beta1"] for k in keys) == [0.5, 1.0]
     a, b = (json.loads(Path(p).read_text())["rows"][0]["auc"] for p in (base, changed))
     ids = [r["id"] for r in world["split"].rows()]
-    sme = [FeatureCache.__new__(FeatureCache) for _ in folders]
-    for cache, folder in zip(sme, folders):
-        cache.folder = folder
-    first, second = (c.read(ids)[0].token["video"]["natural.sharma_mittal"] for c in sme)
+    first, second = (FeatureCache.from_folder(f).read(ids)[0].token["video"]["natural.sharma_mittal"]
+                     for f in folders)
     assert not torch.equal(first, second) and a is not None and b is not None
 
 
@@ -311,3 +309,17 @@ def test_shipped_suites_load_and_name_existing_splits():
         assert all(t.split in known_split_names() for t in cfg.targets), path
     paper = load_config(SuiteConfig, root / "paper.yaml", ["targets.1.path=/ckpt/nextqa"])
     assert paper.template == "reference" and paper.targets[1].path == Path("/ckpt/nextqa")
+
+
+def test_reversing_processed_frames_equals_processing_reversed_frames(world):
+    """LLaVA families process frames one by one, so the reversed view can reuse the natural one."""
+    from vidsme.train.families import reversed_video_inputs, video_inputs
+    from vidsme.video import read_frames
+
+    model = load_model(world["target"])
+    frames = read_frames(world["videos"] / world["split"].rows()[0]["video"], 4)
+    natural = video_inputs(model.config, model.processor, frames)
+    fast = reversed_video_inputs(model.config, model.processor, frames, natural)
+    slow = video_inputs(model.config, model.processor, np.ascontiguousarray(frames[::-1]))
+    assert fast.token_ids == slow.token_ids and fast.frame_slot == slow.frame_slot
+    assert torch.equal(fast.model_kwargs["pixel_values_videos"], slow.model_kwargs["pixel_values_videos"])

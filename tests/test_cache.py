@@ -59,7 +59,7 @@ def test_a_shard_without_its_metadata_does_not_count(tmp_path):
 def test_any_key_change_is_a_new_cache(tmp_path):
     FeatureCache(tmp_path, KEY).write([_sample(0)], batch=0)
     for change in ({"beta1": 0.5}, {"n_frames": 16}, {"template": "reference"}, {"manifest_sha256": "c" * 64},
-                   {"target_card_sha256": "d" * 64}, {"features_version": 2}, {"orders_sha256": "f" * 64},
+                   {"target_card_sha256": "d" * 64}, {"features_version": 99}, {"orders_sha256": "f" * 64},
                    {"batch_size": 8}, {"dtype": "bfloat16"}, {"reference_sha256": "0" * 64}):
         other = FeatureCache(tmp_path, dataclasses.replace(KEY, **change))
         assert other.folder != FeatureCache(tmp_path, KEY).folder and other.done_ids() == set(), change

@@ -49,3 +49,23 @@ def test_bench_train_step_runs(tmp_path: Path, monkeypatch):
     assert bench.main(args) == 0
     record = json.loads(out.read_text())
     assert set(record["best_s"]) == {"pipeline", "cold", "engine", "bare"}
+
+
+@pytest.mark.integration
+def test_bench_extract_runs(tmp_path: Path):
+    bench = _load("bench_extract")
+    out = tmp_path / "extract.json"
+    args = ["--n-videos", "2", "--n-frames", "4", "--batch-size", "2", "--repeats", "1", "--device", "cpu",
+            "--tokenizer-pool", "split", "--set", "model.hidden_size=32", "--set", "model.num_hidden_layers=1",
+            "--set", "model.vision_layers=1", "--reference-loop", "--reference-samples", "1",
+            "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    assert bench.main(args) == 0
+    record = json.loads(out.read_text())
+    figures = record["figures"]
+    for name in ("pipeline", "pipeline_predecoded", "bare_two", "bare_2b", "floor", "backbone_2b", "no_forward", "decode"):
+        assert figures["median_s"][name] > 0, name
+    assert figures["median_ratio_to_floor"]["pipeline_predecoded"] > 0
+    assert figures["reference_loop"]["per_video_s"] > 0
+    assert figures["reference_loop"]["speedup_over_pipeline_predecoded_median_per_repeat"] > 0
+    assert record["inputs"]["rows"] == 2 and record["inputs"]["n_frames"] == 4
+    assert record["provenance"]["source_sha256"]["benchmark/query.py"]

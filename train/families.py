@@ -327,3 +327,16 @@ def video_inputs(config, processor, frames: np.ndarray) -> VideoInputs:
         kwargs = {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
         return VideoInputs(ids, slots, kwargs, concat=True, mm_token_types=types)
     raise NotImplementedError(f"video_inputs for family {family.name!r}: add it in vidsme/train/families.py")
+
+
+def reversed_video_inputs(config, processor, frames: np.ndarray, natural: VideoInputs) -> VideoInputs:
+    """`video_inputs` of the same frames in reverse order (Vid-SME's second view).
+
+    LLaVA families process each frame on its own, so reversing the processed frames equals
+    processing the reversed frames (tested) and saves a second pass through the processor.
+    Qwen2-VL's patches mix two consecutive frames: the reversed frames are processed anew.
+    """
+    if family_of(config).name in _PER_FRAME_PIXELS:
+        flipped = {k: torch.flip(v, dims=(0,)) for k, v in natural.model_kwargs.items()}
+        return VideoInputs(natural.token_ids, natural.frame_slot, flipped, natural.concat, natural.mm_token_types)
+    return video_inputs(config, processor, np.ascontiguousarray(frames[::-1]))

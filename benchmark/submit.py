@@ -1,0 +1,700 @@
+"""`vidsme submit`: add an attack to a finished benchmark's leaderboard, from code or from a scores file.
+
+Code submissions (`submit_attack`): a .py file, a module path or an installed entry-point name
+(group `vidsme.attacks`) is imported; the attacks it registers with `register_attack` are
+validated, in this order, stopping at the first failure:
+
+  import        the source imports cleanly and registers at least one attack
+  declaration   registration accepted its direction and slices; it cites what it implements
+  name          a safe name that clashes with no registered attack and no suite attack
+  features      then, for every target x frame count x applicable slice, on the cached features:
+                the inputs it needs are in the suite's feature caches
+  scores        one finite score per evaluated sample
+  determinism   a second call on fresh inputs gives bit-identical scores
+  time budget   each call finishes within `time_budget_s` (default 30 s)
+
+Only then is it evaluated — from the caches, no model runs — with the suite's own
+evaluation (same metrics, bootstrap replicates and seed), its per-sample scores written to
+scores/<target>/submissions/<attack>-f<n>-<level>.csv, its rows (kind "reproduced") added to
+results.json and the leaderboard regenerated. Submitting again under the same name replaces
+the earlier rows when the submitted file changed (sha256), and otherwise changes nothing.
+
+Scores-file submissions (`submit_scores_file`): a CSV `sample_id,score` for one suite target,
+checked to hold exactly the target's evaluated ids (the split manifest minus the excluded
+rows), once each, with finite scores; scored with the same metrics; kind "scores_file".
+
+A refused submission raises `SubmissionRefused` (which check, and why) and leaves
+results.json, the scores and the leaderboard files untouched: everything is validated and
+computed first, written last (each file atomically, rolled back if a later write fails).
+The registry is restored afterwards either way, so nothing a submission imported stays
+registered in the calling process.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import importlib
+import importlib.metadata
+import math
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidsme import __version__
+from vidsme.attack import registry
+from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT
+from vidsme.attack.metrics import evaluate_scores
+from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
+from vidsme.benchmark.cache import FeatureCache
+from vidsme.benchmark.evaluate import LEVELS, evaluate_slice, slice_inputs
+from vidsme.benchmark.leaderboard import load_results, write_leaderboard
+from vidsme.benchmark.suite import RESULTS_FILE, _metric_row, _write_csv, _write_json
+from vidsme.errors import InvalidScoresError, VidsmeError
+from vidsme.names import did_you_mean
+from vidsme.provenance import git_commit, ids_sha256
+
+DEFAULT_TIME_BUDGET_S = 30.0
+CODE_CHECKS: tuple[str, ...] = ("import", "declaration", "name", "features", "scores", "determinism", "time budget")
+SCORES_FILE_CHECKS: tuple[str, ...] = ("format", "target", "name", "ids", "finite")
+SUBMISSIONS_DIR = "submissions"
+LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
+# attack names become file names: no separators, no leading dot
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+_USER_MODULES = "vidsme_user_attacks."  # where load_attack_source imports .py files
+_BUILTIN_MODULES = "vidsme.attack.attacks."
+_IDS_SHOWN = 5
+
+
+class SubmissionRefused(VidsmeError):
+    """A submission that failed a check; nothing was written."""
+
+    def __init__(self, check: str, why: str) -> None:
+        self.check, self.why = check, why
+        super().__init__(f"submission refused: the {check!r} check failed: {why}")
+
+
+@dataclass
+class SubmissionResult:
+    """What a submission did."""
+
+    status: str  # "added" | "replaced" | "unchanged"
+    attacks: list[str]
+    message: str
+    rows: list[dict] = field(default_factory=list)
+    leaderboard: dict[str, Path] = field(default_factory=dict)
+
+
+def _ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(str(i) for i in list(ids)[:_IDS_SHOWN])
+    return shown + (f", ... ({len(ids)} in all)" if len(ids) > _IDS_SHOWN else "")
+
+
+def _last_line(err: BaseException) -> str:
+    """The last line of a traceback: 'ValueError: bad thing'."""
+    lines = traceback.format_exception_only(type(err), err)
+    return lines[-1].strip() if lines else type(err).__name__
+
+
+# ----------------------------------------------------------------------------- the benchmark's samples
+@dataclass
+class TargetSamples:
+    """A target's evaluated rows, in the suite's (manifest) order, and its videos."""
+
+    name: str
+    ids: list[str]
+    videos: list[str]
+    labels: np.ndarray  # 1 = member
+    video_order: list[str]  # sorted, as in the suite's video-level scores
+    video_labels: np.ndarray
+
+
+def evaluated_samples(entry: dict) -> TargetSamples:
+    """The rows the benchmark evaluated for one results.json target: the split manifest minus
+    the target's excluded rows, checked against the manifest sha256 and the ids' sha256."""
+    from vidsme.data_splits.manifest import file_sha256
+    from vidsme.data_splits.registry import load_split
+
+    name, info = entry["name"], entry.get("split") or {}
+    rerun = "restore that split version, or rerun `vidsme benchmark SUITE`"
+    split = load_split(str(info.get("name")))
+    sha = file_sha256(split.manifest_path)
+    if sha != info.get("manifest_sha256") or split.card.version != info.get("version"):
+        raise VidsmeError(f"target {name!r}: split {split.name!r} on disk (version {split.card.version}, manifest "
+                          f"sha256 {sha[:12]}...) is not the one the benchmark evaluated (version {info.get('version')}, "
+                          f"sha256 {str(info.get('manifest_sha256'))[:12]}...); {rerun}")
+    excluded = set((entry.get("excluded") or {}).get("rows", []))
+    rows = [r for r in split.rows() if r["id"] not in excluded]
+    ids = [r["id"] for r in rows]
+    expected = entry.get("evaluated_ids_sha256")
+    if expected is None or ids_sha256(ids) != expected:
+        raise VidsmeError(f"target {name!r}: the split's rows minus the excluded ones do not give the ids the "
+                          f"benchmark evaluated (evaluated_ids_sha256 {'missing' if expected is None else 'differs'}); "
+                          f"{rerun}")
+    labels = np.array([r["label"] == "member" for r in rows], dtype=int)
+    member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
+    video_order = sorted(member_of_video)
+    return TargetSamples(name, ids, [r["video"] for r in rows], labels, video_order,
+                         np.array([member_of_video[v] for v in video_order], dtype=int))
+
+
+def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
+    path = Path(folder)
+    if not path.is_dir():
+        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: feature cache {folder} not found. Paths in "
+                          "results.json are relative to where `vidsme benchmark` ran: run `vidsme submit` from there, "
+                          "or rerun the benchmark to extract the features again")
+    cache = FeatureCache.from_folder(path)
+    key = cache.key
+    if (key.target_card_sha256, key.n_frames, key.manifest_sha256) != (
+            entry.get("card_sha256"), int(n_frames), (entry.get("split") or {}).get("manifest_sha256")):
+        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: cache {folder} was written for another "
+                          "target, frame count or split; rerun `vidsme benchmark SUITE`")
+    return cache
+
+
+# ----------------------------------------------------------------------------- registry isolation
+@contextlib.contextmanager
+def _isolated_registry(module_prefix: list[str]) -> Iterator[None]:
+    """Restore the attack registry (and drop the submitted modules) afterwards, success or not."""
+    saved = dict(registry._REGISTRY)  # the registry offers no public snapshot
+    modules = set(sys.modules)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
+        for name in set(sys.modules) - modules:
+            if name.startswith(_USER_MODULES) or any(name == p or name.startswith(p + ".") for p in module_prefix):
+                sys.modules.pop(name, None)
+
+
+# ----------------------------------------------------------------------------- loading the source
+@dataclass
+class _Source:
+    label: str  # provenance "source": the path as given, a module path, or an entry point's value
+    kind: str  # "file" | "module" | "entry point"
+    file_sha256: str | None
+    module: str | None = None  # module path (modules and entry points)
+    entry_point: str | None = None
+
+
+def _classify_import_error(err: BaseException, source: str) -> SubmissionRefused:
+    cause = err.__cause__ if isinstance(err, VidsmeError) and err.__cause__ is not None else err
+    message = str(cause)
+    if isinstance(cause, VidsmeError) and "registered twice" in message:
+        clash = re.match(r"attack name (.+?) is registered twice: by (\S+) and by", message)
+        if clash:
+            return SubmissionRefused("name", f"attack name {clash[1]} is already registered by {clash[2]}; "
+                                             "rename yours")
+        return SubmissionRefused("name", message)
+    from vidsme.errors import MissingFeatureError
+
+    if isinstance(cause, MissingFeatureError):
+        return SubmissionRefused("features", message)
+    frames = traceback.extract_tb(cause.__traceback__)
+    here = Path(registry.__file__).resolve()
+    if any(f.name in ("register_attack", "decorate") and Path(f.filename).resolve() == here for f in frames):
+        return SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(cause)} "
+                                                "(direction must be 'higher' or 'lower', slices among "
+                                                f"{', '.join(SLICES)})")
+    where = ""
+    if isinstance(cause, SyntaxError) and cause.lineno:
+        where = f" (line {cause.lineno})"
+    else:
+        mine = [f for f in frames if Path(f.filename).name == Path(source).name or source in f.filename]
+        if mine:
+            where = f" ({mine[-1].filename}, line {mine[-1].lineno})"
+    if isinstance(cause, ModuleNotFoundError) and cause.name and (source + ".").startswith(cause.name + "."):
+        where += (f"; {source!r} is not a file, not an installed entry point of group {ENTRY_POINT_GROUP!r}, and not "
+                  "an importable module")
+    return SubmissionRefused("import", f"importing {source!r} raised {_last_line(cause)}{where}")
+
+
+def _file_sha256(path: Path) -> str:
+    from vidsme.data_splits.manifest import file_sha256
+
+    return file_sha256(path)
+
+
+def _resolve(source: str) -> _Source:
+    path = Path(source)
+    if path.is_file() or source.endswith(".py"):
+        if not path.is_file():
+            raise SubmissionRefused("import", f"attack file {source!r} does not exist")
+        return _Source(path.as_posix(), "file", _file_sha256(path))
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if source in eps:
+        ep = eps[source]
+        return _Source(ep.value, "entry point", None, module=ep.module, entry_point=ep.name)
+    return _Source(source, "module", None, module=source)
+
+
+def _load(source: str, src: _Source) -> list[AttackSpec]:
+    """Import `source`; the attacks it registered (new, re-registered, or already loaded from its module)."""
+    before = dict(registry._REGISTRY)
+    try:
+        if src.kind == "file":
+            load_attack_source(source)
+        elif src.kind == "entry point":
+            ep = next(e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == src.entry_point)
+            ep.load()
+        else:
+            importlib.import_module(source)
+    except SubmissionRefused:
+        raise
+    except Exception as err:  # whatever the submitted code raises is the submitter's to see
+        raise _classify_import_error(err, source) from err
+    if src.module is not None:
+        mod = sys.modules.get(src.module)
+        file = getattr(mod, "__file__", None)
+        src.file_sha256 = _file_sha256(Path(file)) if file and Path(file).is_file() else None
+    specs = [s for n, s in registry._REGISTRY.items() if before.get(n) is not s]
+    if src.module is not None:  # a module imported earlier (an installed plugin) registers nothing new
+        specs += [s for s in registry._REGISTRY.values() if s not in specs and
+                  (s.source == src.module or s.source.startswith(src.module + "."))]
+    if not specs:
+        raise SubmissionRefused("import", f"{source!r} imported but registered no attack; decorate a scoring "
+                                          "function with @register_attack(...) from vidsme.attack")
+    return specs
+
+
+def _meta(spec: AttackSpec, src: _Source, commit: str | None) -> dict:
+    """The attack's results.json record: describe(), with the submission's own provenance."""
+    meta = spec.describe()
+    if spec.source.startswith(_USER_MODULES) and spec.family == spec.source.rsplit(".", 1)[-1]:
+        meta["family"] = Path(src.label).stem  # the file import's module name carries a per-process hash
+    meta["source"] = src.label
+    meta["file_sha256"] = src.file_sha256
+    meta["submission"] = {"kind": "reproduced", "source_kind": src.kind, "entry_point": src.entry_point,
+                          "file_sha256": src.file_sha256, "git_commit": commit}
+    return meta
+
+
+def _check_name(name: str, results: dict, kind: str) -> dict | None:
+    """Refuse unsafe names and clashes with the suite's attacks; the earlier submission's record, if any."""
+    if not NAME_PATTERN.match(name):
+        raise SubmissionRefused("name", f"attack name {name!r} must be 1-100 letters, digits or _ . + - "
+                                        "(starting with a letter or digit): it names files")
+    previous = (results.get("attacks") or {}).get(name)
+    if previous is None:
+        if any(r.get("attack") == name for r in results["rows"]):
+            raise SubmissionRefused("name", f"attack name {name!r} already has rows in results.json; choose another")
+        return None
+    submission = previous.get("submission") if isinstance(previous, dict) else None
+    if not isinstance(submission, dict):
+        raise SubmissionRefused("name", f"attack name {name!r} clashes with the suite's attack {name!r} "
+                                        f"(source {previous.get('source')!r}); rename yours")
+    if submission.get("kind") != kind:
+        raise SubmissionRefused("name", f"attack name {name!r} is already on the leaderboard as a "
+                                        f"{submission.get('kind')} submission; choose another name")
+    return previous
+
+
+# ----------------------------------------------------------------------------- code submissions
+@dataclass
+class _Pending:
+    """Files and rows a submission will write once every check passed."""
+
+    rows: list[dict] = field(default_factory=list)
+    csvs: list[tuple[Path, list[str], list[str], np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+
+
+def _missing_hint(key: str, target: str, n_frames: str, slice_name: str) -> str:
+    if key.startswith("reference."):
+        return ("the suite ran without the reference view: set reference_view=true in the suite config (and "
+                "targets[].reference when the target's card names no base model), rerun `vidsme benchmark SUITE` "
+                "to extract it, then submit again")
+    if key == TEXT:
+        return "the text exists on the instruction and answer slices only: declare slices=(\"instruction\", \"answer\")"
+    if key == FRAME_SLOT:
+        return "frame slots exist on the video slice only: declare slices=(\"video\",)"
+    return (f"the cache of target {target!r} ({n_frames} frames) has no {key!r} on slice {slice_name!r}; rerun "
+            "`vidsme benchmark SUITE` with this vidsme to extract it")
+
+
+def _timed(spec: AttackSpec, inputs) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    scores = spec.score(inputs)
+    return scores, time.perf_counter() - start
+
+
+def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_frames: str, ids: Sequence[str],
+                   budget: float):
+    """features, scores, determinism, time budget on one (target, frame count, slice): (scores, inputs)."""
+    unit = f"target {target!r}, {n_frames} frames, slice {slice_name!r}"
+    inputs = slice_inputs(samples, slice_name)
+    missing = [k for k in spec.needs if k not in inputs.available()]
+    if missing:
+        raise SubmissionRefused("features", f"attack {spec.name!r} needs {', '.join(missing)}, which the cached "
+                                            f"features of {unit} lack; "
+                                            f"{_missing_hint(missing[0], target, n_frames, slice_name)}")
+    try:
+        first, took = _timed(spec, inputs)
+    except InvalidScoresError as err:
+        raise SubmissionRefused("scores", f"{unit}: {err}; return one score per sample, in inputs.sample_ids "
+                                          "order") from err
+    except Exception as err:
+        raise SubmissionRefused("scores", f"{unit}: attack {spec.name!r} raised {_last_line(err)}") from err
+    bad = ~np.isfinite(first)
+    if bad.any():
+        nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
+        inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]
+        parts = ([f"NaN for {_ids(nan)}"] if nan else []) + ([f"inf for {_ids(inf)}"] if inf else [])
+        raise SubmissionRefused("scores", f"{unit}: {int(bad.sum())} of {len(first)} scores of attack {spec.name!r} "
+                                          f"are not finite ({'; '.join(parts)}); every sample needs a finite score")
+    try:
+        second, took_again = _timed(spec, slice_inputs(samples, slice_name))
+    except Exception as err:
+        raise SubmissionRefused("determinism", f"{unit}: the second call raised {_last_line(err)}") from err
+    if first.tobytes() != second.tobytes():
+        differ = np.flatnonzero(first != second)
+        raise SubmissionRefused("determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
+                                               f"{len(first)} samples ({_ids([ids[i] for i in differ])}; largest "
+                                               f"difference {float(np.max(np.abs(first - second))):.3g}); scores must "
+                                               "be bit-identical on a rerun (seed any randomness, avoid "
+                                               "order-dependent parallel reductions)")
+    slowest = max(took, took_again)
+    if slowest > budget:
+        raise SubmissionRefused("time budget", f"{unit}: one call of attack {spec.name!r} took {slowest:.3g} s, over "
+                                               f"the budget of {budget:g} s per (target, frame count, slice) on the "
+                                               "cached features (--time-budget)")
+    return first, inputs
+
+
+def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, budget: float,
+                   commit: str | None) -> _Pending:
+    config = results["suite"].get("config") or {}
+    n_bootstrap, seed = int(config.get("n_bootstrap", 1000)), int(config.get("seed", 0))
+    pending = _Pending()
+    applicable_anywhere = {s.name: False for s in specs}
+    cache_slices: set[str] = set()
+    for entry in results["targets"]:
+        target = entry["name"]
+        caches = entry.get("caches") or {}
+        if not caches:
+            raise VidsmeError(f"target {target!r} in results.json lists no feature caches; rerun "
+                              "`vidsme benchmark SUITE` with this vidsme")
+        samples_of = evaluated_samples(entry)
+        for n_frames, folder in sorted(caches.items(), key=lambda kv: int(kv[0])):
+            cache = _open_cache(entry, n_frames, folder)
+            samples = cache.read(samples_of.ids)
+            cache_slices.update(cache.key.slices)
+            columns: dict[str, dict[str, np.ndarray]] = {level: {} for level in LEVELS}
+            for spec in specs:
+                meta = metas[spec.name]
+                for slice_name in cache.key.slices:
+                    if not spec.applies_to(slice_name):
+                        continue
+                    applicable_anywhere[spec.name] = True
+                    scores, inputs = _validate_unit(spec, samples, slice_name, target, n_frames, samples_of.ids,
+                                                    budget)
+                    # the suite's own evaluation, on the validated scores (no third call of the attack)
+                    fixed = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
+                    res = evaluate_slice(inputs, [fixed], samples_of.labels,
+                                         samples_of.videos, n_bootstrap=n_bootstrap, seed=seed, extract_hint="")
+                    column = f"{slice_name}/{spec.name}"
+                    for level in LEVELS:
+                        rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
+                        pending.rows.append(_metric_row(target, meta, "reproduced", slice_name, level, int(n_frames),
+                                                        res.evaluations[(spec.name, level)], rel, column, commit))
+                        columns[level].setdefault(spec.name, {})
+                        columns[level][spec.name][column] = res.scores[spec.name] if level == "row" \
+                            else res.video_scores[spec.name]
+            for level in LEVELS:
+                for name, cols in columns[level].items():
+                    rel = f"scores/{target}/{SUBMISSIONS_DIR}/{name}-f{n_frames}-{level}.csv"
+                    if level == "row":
+                        pending.csvs.append((Path(rel), samples_of.ids, samples_of.videos, samples_of.labels, cols))
+                    else:
+                        pending.csvs.append((Path(rel), samples_of.video_order, samples_of.video_order,
+                                             samples_of.video_labels, cols))
+    for spec in specs:
+        if not applicable_anywhere[spec.name]:
+            raise SubmissionRefused("features", f"attack {spec.name!r} is declared on slices {list(spec.slices)}, but "
+                                                f"the suite's caches hold slices {sorted(cache_slices)}: nothing to "
+                                                "evaluate")
+    return pending
+
+
+def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+                  command: str | None = None) -> SubmissionResult:
+    """Validate the attacks `source` registers (a .py file, module path or entry-point name), evaluate them
+    on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
+
+    Raises SubmissionRefused (check, why) for a submission that fails a check, VidsmeError for an
+    unusable results directory; in both cases nothing is written.
+    """
+    if not (time_budget_s > 0 and math.isfinite(time_budget_s)):
+        raise VidsmeError(f"--time-budget must be a positive number of seconds, got {time_budget_s}")
+    results_dir = Path(results_dir)
+    original = _read_results_bytes(results_dir)
+    results = load_results(results_dir)
+    try:
+        list_attacks()  # built-ins and installed plugins, before the snapshot
+    except VidsmeError as err:
+        raise SubmissionRefused("import", str(err)) from err
+    src = _resolve(source)
+    commit = git_commit()
+    with _isolated_registry([src.module] if src.module else []):
+        specs = _load(source, src)
+        for spec in specs:
+            if spec.source.startswith(_BUILTIN_MODULES):
+                raise SubmissionRefused("name", f"{spec.name!r} is a built-in attack ({spec.source}); the benchmark "
+                                                "runs built-ins itself: add it to the suite's `attacks` and rerun")
+            if not spec.citation.strip():
+                raise SubmissionRefused("declaration", f"attack {spec.name!r} has an empty citation: say which paper "
+                                                       "(and equation) it implements, or describe it if it is new")
+        metas = {s.name: _meta(s, src, commit) for s in specs}
+        previous = {s.name: _check_name(s.name, results, "reproduced") for s in specs}
+        names = sorted(metas)
+        same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
+                and p.get("file_sha256") == src.file_sha256]
+        if len(same) == len(specs):
+            return SubmissionResult("unchanged", names, f"{', '.join(names)}: already on the leaderboard (same file "
+                                                        f"sha256 {src.file_sha256[:12]}...); nothing changed")
+        pending = _evaluate_code(specs, metas, results, time_budget_s, commit)
+    replaced = sorted(n for n, p in previous.items() if p is not None)
+    new = dict(results)
+    new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas] + pending.rows
+    new["attacks"] = {**(results.get("attacks") or {}), **metas}
+    new["submissions"] = list(results.get("submissions") or []) + [{
+        "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
+        "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__,
+        "status": "replaced" if replaced else "added", "created": _now(), "command": command}]
+    stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and _ours(r.get("scores_file"))]
+    board = _commit(results_dir, original, new, pending.csvs, stale)
+    status = "replaced" if replaced else "added"
+    what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
+    return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
+                            pending.rows, board)
+
+
+# ----------------------------------------------------------------------------- scores-file submissions
+def _read_scores_csv(path: Path) -> tuple[list[str], list[str]]:
+    """(ids, raw score strings) of a `sample_id,score` CSV; "format" refusals name the line."""
+    import csv
+
+    if not path.is_file():
+        raise SubmissionRefused("format", f"scores file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SubmissionRefused("format", f"{path} is not UTF-8 text ({err})") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise SubmissionRefused("format", f"{path} is empty; expected a header line `sample_id,score`")
+    header = [h.strip() for h in rows[0]]
+    if "sample_id" not in header or "score" not in header:
+        raise SubmissionRefused("format", f"{path}: the header {rows[0]} must name the columns sample_id and score")
+    i_id, i_score = header.index("sample_id"), header.index("score")
+    ids, scores = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) <= max(i_id, i_score):
+            raise SubmissionRefused("format", f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+        ids.append(row[i_id].strip())
+        scores.append(row[i_score].strip())
+    if not ids:
+        raise SubmissionRefused("format", f"{path} has a header but no scores")
+    return ids, scores
+
+
+def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, attack_name: str, direction: str,
+                       level: str = "row", slice_name: str = "answer", n_frames: int | None = None,
+                       citation: str = "", command: str | None = None) -> SubmissionResult:
+    """Add per-sample scores computed elsewhere (CSV `sample_id,score`) for one suite target, kind "scores_file".
+
+    At level "row" the ids are the split's sample ids; at level "video" they are the videos (the
+    manifest's video paths). Raises SubmissionRefused (nothing written) when a check fails.
+    """
+    scores_file, results_dir = Path(scores_file), Path(results_dir)
+    original = _read_results_bytes(results_dir)
+    results = load_results(results_dir)
+    if direction not in ("higher", "lower"):
+        raise SubmissionRefused("format", f"--direction must be 'higher' or 'lower' (which raw score means member), "
+                                          f"got {direction!r}")
+    if level not in LEVELS:
+        raise SubmissionRefused("format", f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if slice_name not in SLICES:
+        raise SubmissionRefused("format", f"--slice must be one of {', '.join(SLICES)}, got {slice_name!r}"
+                                          f"{did_you_mean(slice_name, SLICES)}")
+    if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
+        raise SubmissionRefused("format", f"--n-frames must be a positive integer, got {n_frames!r}")
+    ids, raw = _read_scores_csv(scores_file)
+    entries = {t["name"]: t for t in results["targets"]}
+    if target not in entries:
+        raise SubmissionRefused("target", f"unknown target {target!r}.{did_you_mean(target, entries)} The suite's "
+                                          f"targets: {', '.join(entries)}")
+    registered = {s.name: s for s in list_attacks()}
+    if attack_name in registered:
+        raise SubmissionRefused("name", f"attack name {attack_name!r} clashes with the registered attack of that "
+                                        f"name ({registered[attack_name].source}); choose another")
+    previous = _check_name(attack_name, results, "scores_file")
+    if previous is not None and previous.get("direction") != direction:
+        raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
+                                        "use the same direction or another name")
+    samples = evaluated_samples(entries[target])
+    expected = samples.ids if level == "row" else samples.video_order
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for i in ids:
+        (dupes if i in seen else seen).add(i)
+    if dupes:
+        raise SubmissionRefused("ids", f"{scores_file}: duplicate sample ids: {_ids(sorted(dupes))}; give each id "
+                                       "once")
+    known = set(expected)
+    unknown = [i for i in ids if i not in known]
+    what = "sample ids" if level == "row" else "videos"
+    if unknown:
+        raise SubmissionRefused("ids", f"{scores_file}: {len(unknown)} unknown {what} (not evaluated for target "
+                                       f"{target!r}): {_ids(unknown)}")
+    missing = [i for i in expected if i not in seen]
+    if missing:
+        raise SubmissionRefused("ids", f"{scores_file}: {len(missing)} of the {len(expected)} evaluated {what} of "
+                                       f"target {target!r} are missing: {_ids(missing)}; score every one")
+    by_id = dict(zip(ids, raw))
+    values = []
+    for i in expected:
+        try:
+            values.append(float(by_id[i]))
+        except ValueError:
+            raise SubmissionRefused("format", f"{scores_file}: score {by_id[i]!r} of {i!r} is not a number") from None
+    scores = np.array(values, dtype=np.float64)
+    bad = [expected[i] for i in np.flatnonzero(~np.isfinite(scores))]
+    if bad:
+        raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
+                                          f"{_ids(bad)}")
+    sha = _file_sha256(scores_file)
+    rel = (f"scores/{target}/{SUBMISSIONS_DIR}/{attack_name}-scores-{slice_name}-{level}"
+           + (f"-f{n_frames}" if n_frames is not None else "") + ".csv")
+    ident = (target, attack_name, slice_name, level, n_frames)
+    old = [r for r in results["rows"] if (r["target"], r["attack"], r["slice"], r["level"], r["n_frames"]) == ident]
+    if old and all((r.get("provenance") or {}).get("file_sha256") == sha for r in old):
+        return SubmissionResult("unchanged", [attack_name], f"{attack_name} ({target}, {slice_name}, {level}): "
+                                                            "already on the leaderboard (same file sha256); nothing "
+                                                            "changed")
+    config = results["suite"].get("config") or {}
+    labels = samples.labels if level == "row" else samples.video_labels
+    ev = evaluate_scores(scores, labels, direction=direction, attack=attack_name, sample_ids=list(expected),
+                         n_bootstrap=int(config.get("n_bootstrap", 1000)), seed=int(config.get("seed", 0)))
+    commit = git_commit()
+    meta = {"name": attack_name, "family": "scores_file", "version": 1, "source": scores_file.as_posix(),
+            "file_sha256": sha}
+    column = f"{slice_name}/{attack_name}"
+    row = _metric_row(target, meta, "scores_file", slice_name, level, n_frames, ev, rel, column, commit)
+    slices = sorted(set((previous or {}).get("slices", [])) | {slice_name}, key=SLICES.index)
+    record = {"name": attack_name, "family": "scores_file", "direction": direction, "needs": [], "slices": slices,
+              "citation": citation or (previous or {}).get("citation", ""),
+              "summary": "per-sample scores submitted as a file (not run here)", "version": 1,
+              "source": scores_file.as_posix(), "file_sha256": sha,
+              "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit}}
+    new = dict(results)
+    new["rows"] = [r for r in results["rows"] if r not in old] + [row]
+    new["attacks"] = {**(results.get("attacks") or {}), attack_name: record}
+    new["submissions"] = list(results.get("submissions") or []) + [{
+        "kind": "scores_file", "attacks": [attack_name], "target": target, "slice": slice_name, "level": level,
+        "n_frames": n_frames, "source": scores_file.as_posix(), "file_sha256": sha, "git_commit": commit,
+        "vidsme": __version__, "status": "replaced" if old else "added", "created": _now(), "command": command}]
+    ids_out = list(expected)
+    videos_out = samples.videos if level == "row" else samples.video_order
+    board = _commit(results_dir, original, new, [(Path(rel), ids_out, videos_out, labels, {column: scores})], [])
+    status = "replaced" if old else "added"
+    return SubmissionResult(status, [attack_name], f"{attack_name}: {status} for target {target!r} ({slice_name} "
+                                                   f"slice, {level} level, kind scores_file)", [row], board)
+
+
+# ----------------------------------------------------------------------------- writing, last and atomically
+def _ours(rel: object) -> bool:
+    """Whether a results.json scores path is a submission's file (the only ones a resubmission deletes)."""
+    if not isinstance(rel, str):
+        return False
+    parts = Path(rel).parts
+    return len(parts) == 4 and parts[0] == "scores" and parts[2] == SUBMISSIONS_DIR and ".." not in parts
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_results_bytes(results_dir: Path) -> bytes:
+    path = Path(results_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise VidsmeError(f"{path}: no results file; run `vidsme benchmark SUITE` first (e.g. `make demo`), or pass "
+                          "the directory that holds results.json")
+    return path.read_bytes()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the results folder while it is rewritten (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _restore(path: Path, data: bytes | None) -> None:
+    if data is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.restore")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path]) -> dict[str, Path]:
+    """Write the scores CSVs, results.json and the leaderboard; on any failure put every file back."""
+    results_path = results_dir / RESULTS_FILE
+    with _locked(results_dir):
+        if results_path.read_bytes() != original:
+            raise VidsmeError(f"{results_path} changed while the submission was being validated (another submission "
+                              "or benchmark run?); submit again")
+        touched = {results_dir / name for name in LEADERBOARD_FILES} | {results_path}
+        touched |= {results_dir / rel for rel, *_ in csvs} | {results_dir / rel for rel in stale}
+        backup = {p: (p.read_bytes() if p.is_file() else None) for p in touched}
+        try:
+            for rel in stale:
+                (results_dir / rel).unlink(missing_ok=True)
+            for rel, ids, videos, labels, columns in csvs:
+                _write_csv(results_dir / rel, ids, videos, labels, columns)
+            _write_json(results_path, new_results)
+            return write_leaderboard(results_dir)
+        except BaseException:
+            for path, data in backup.items():
+                with contextlib.suppress(OSError):
+                    _restore(path, data)
+            raise
+
+
+def format_result(result: SubmissionResult) -> str:
+    """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
+    lines = [result.message]
+    for r in result.rows:
+        frames = "-" if r["n_frames"] is None else str(r["n_frames"])
+        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<5} frames {frames:<3} "
+                     f"AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]  "
+                     f"TPR@1%FPR {r['tpr@1%fpr']['value']:.3f}")
+    if result.leaderboard:
+        lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
+    return "\n".join(lines)
+
+
+__all__ = ["CODE_CHECKS", "DEFAULT_TIME_BUDGET_S", "SCORES_FILE_CHECKS", "SubmissionRefused", "SubmissionResult",
+           "evaluated_samples", "format_result", "submit_attack", "submit_scores_file"]
