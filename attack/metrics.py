@@ -26,8 +26,9 @@ integers until one final division.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -155,51 +156,77 @@ def _replicate_metrics(
     auc = np.sum(neg * (2 * tp - pos), axis=1) / pairs
     # 1 - (FPR + 1 - TPR)/2 = 1/2 + (TP N - FP P) / (2 P N); the (0, 0) point gives 1/2.
     ba = 0.5 + np.maximum(np.max(tp * n_neg - fp * n_pos, axis=1), 0) / pairs
-    fpr = fp / n_neg  # same float comparison as tpr_at_fpr on roc_points
     rows = np.arange(len(pos))
     tpr = np.empty((len(pos), len(levels)))
     for j, level in enumerate(levels):
-        # fp is non-decreasing, so FPR <= level holds on a prefix of thresholds
-        # and TP is largest at its end; k = 0 means only the (0, 0) point.
-        k = np.count_nonzero(fpr <= level, axis=1)
+        # FP/N <= level, with the same float comparison as tpr_at_fpr on roc_points, is
+        # FP <= the largest such count: compare integers instead of building FPR [R, G].
+        max_fp = np.count_nonzero(np.arange(n_neg + 1) / n_neg <= level) - 1
+        # fp is non-decreasing, so it holds on a prefix of thresholds and TP is largest
+        # at its end; k = 0 means only the (0, 0) point.
+        k = np.count_nonzero(fp <= max_fp, axis=1)
         tpr[:, j] = np.where(k > 0, tp[rows, np.maximum(k - 1, 0)], 0) / n_pos
     return auc, ba, tpr
 
 
-def _resampled_counts(u: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def _multiplicities(u: np.ndarray, n: int) -> np.ndarray:
+    """[R, n] how often each of n samples is drawn in each of R resamples (draw = floor(u * n))."""
+    idx = np.minimum((u * n).astype(np.intp), n - 1)
+    flat = idx + (np.arange(len(u)) * n)[:, None]
+    return np.bincount(flat.ravel(), minlength=len(u) * n).reshape(len(u), n)
+
+
+def _resampled_counts(u: np.ndarray, groups: np.ndarray, n_groups: int,
+                      multiplicities: np.ndarray | None = None) -> np.ndarray:
     """Per-group counts [R, G] of R resamples with replacement of `groups`.
 
     u [R, n] are uniforms in [0, 1); draw j of replicate r is groups[floor(u * n)].
+    The draws do not depend on the scores, so their multiplicities can be passed in
+    (computed once for every attack evaluated on the same samples).
     """
-    n = len(groups)
-    idx = np.minimum((u * n).astype(np.intp), n - 1)
-    flat = groups[idx] + (np.arange(len(u)) * n_groups)[:, None]
-    return np.bincount(flat.ravel(), minlength=len(u) * n_groups).reshape(len(u), n_groups)
+    mult = _multiplicities(u, len(groups)) if multiplicities is None else multiplicities
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    counts = np.zeros((len(mult), n_groups), dtype=np.int64)
+    counts[:, sorted_groups[starts]] = np.add.reduceat(mult[:, order], starts, axis=1)
+    return counts
+
+
+@functools.lru_cache(maxsize=4)
+def _draws(seed: int, n_bootstrap: int, n_mem: int, n_non: int, block: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per block, the member and non-member multiplicities of the stratified resamples.
+
+    Uniform doubles (exactly one generator step each) are drawn replicate by replicate,
+    so the draws do not depend on the block size. Cached: evaluating many attacks on one
+    sample set draws once (the arrays are read-only).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n_bootstrap, block):
+        u = rng.random((min(block, n_bootstrap - start), n_mem + n_non))
+        mem, non = _multiplicities(u[:, :n_mem], n_mem), _multiplicities(u[:, n_mem:], n_non)
+        mem.flags.writeable = non.flags.writeable = False
+        out.append((mem, non))
+    return tuple(out)
 
 
 def _bootstrap(
     groups: np.ndarray, is_member: np.ndarray, n_groups: int, levels: Sequence[float],
     n_bootstrap: int, seed: int, block_bytes: int = _BLOCK_BYTES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Metrics of `n_bootstrap` stratified resamples, processed in memory blocks.
-
-    Uniform doubles (exactly one generator step each) are drawn replicate by
-    replicate, so the result does not depend on the block size.
-    """
+    """Metrics of `n_bootstrap` stratified resamples, processed in memory blocks."""
     mem, non = groups[is_member], groups[~is_member]
     n = len(groups)
     block = max(1, block_bytes // (96 * max(n, n_groups)))
-    rng = np.random.default_rng(seed)
     parts = []
-    for start in range(0, n_bootstrap, block):
-        u = rng.random((min(block, n_bootstrap - start), n))
-        pos = _resampled_counts(u[:, : len(mem)], mem, n_groups)
-        neg = _resampled_counts(u[:, len(mem) :], non, n_groups)
+    for mem_mult, non_mult in _draws(seed, n_bootstrap, len(mem), len(non), block):
+        pos = _resampled_counts(None, mem, n_groups, mem_mult)
+        neg = _resampled_counts(None, non, n_groups, non_mult)
         parts.append(_replicate_metrics(pos, neg, len(mem), len(non), levels))
     return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
 
 
-# ------------------------------------------------------------------- entry point
 def _clean_scores(scores: np.ndarray, attack: str, sample_ids: Sequence[str]) -> tuple[np.ndarray, int, int]:
     """Raise on NaN, clip +-inf to the finite extremes; returns (scores, n_pos_inf, n_neg_inf)."""
     nan = np.isnan(scores)

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from vidsme.errors import VidsmeError
 
 # Bump when vidsme.attack.features or the slicing changes what a stored number means.
-FEATURES_VERSION = 2  # 2: Sharma-Mittal on the video slice only
+FEATURES_VERSION = 3  # 2: Sharma-Mittal on the video slice only; 3: one tensor per feature per shard
 KEY_FILE = "key.json"
 
 
@@ -138,13 +138,22 @@ class FeatureCache:
         if not samples:
             raise VidsmeError("refusing to write an empty cache shard")
         stem = self.folder / f"shard-{batch:06d}"
-        tensors: dict[str, torch.Tensor] = {}
+        # One tensor per (slice, feature) with the batch's samples end to end, plus their
+        # lengths: a few dozen tensors per shard instead of thousands (safetensors pays per tensor).
+        grouped: dict[str, list[torch.Tensor]] = {}
         meta = []
-        for i, s in enumerate(samples):
+        for s in samples:
+            lengths = {}
             for slice_name, features in s.token.items():
                 for name, values in features.items():
-                    tensors[f"{i}/{slice_name}/{name}"] = values.detach().to(torch.float32).cpu().contiguous()
-            meta.append({"id": s.sample_id, "sequence": s.sequence, "frame_slot": s.frame_slot, "texts": s.texts})
+                    grouped.setdefault(f"{slice_name}/{name}", []).append(values.detach().to(torch.float32).cpu())
+                    lengths[slice_name] = int(values.numel())
+            meta.append({"id": s.sample_id, "sequence": s.sequence, "frame_slot": s.frame_slot, "texts": s.texts,
+                         "lengths": lengths})
+        layouts = [{sl: sorted(f) for sl, f in s.token.items()} for s in samples]
+        if any(layout != layouts[0] for layout in layouts[1:]):
+            raise VidsmeError("every sample of a cache batch must carry the same slices and features")
+        tensors = {key: torch.cat(parts).contiguous() for key, parts in grouped.items()}
         tmp = stem.with_suffix(".safetensors.tmp")
         save_file(tensors, str(tmp))
         tmp.replace(stem.with_suffix(".safetensors"))
@@ -162,13 +171,14 @@ class FeatureCache:
         found: dict[str, SampleFeatures] = {}
         for meta_path in self._committed():
             tensors = load_file(str(meta_path.with_suffix(".safetensors")))
-            for i, m in enumerate(json.loads(meta_path.read_text(encoding="utf-8"))["samples"]):
+            offsets: dict[str, int] = {}
+            for m in json.loads(meta_path.read_text(encoding="utf-8"))["samples"]:
                 token: dict[str, dict[str, torch.Tensor]] = {}
-                prefix = f"{i}/"
-                for key, value in tensors.items():
-                    if key.startswith(prefix):
-                        _, slice_name, name = key.split("/", 2)
-                        token.setdefault(slice_name, {})[name] = value
+                for key, values in tensors.items():
+                    slice_name, name = key.split("/", 1)
+                    start, length = offsets.get(key, 0), m["lengths"][slice_name]
+                    token.setdefault(slice_name, {})[name] = values[start:start + length]
+                    offsets[key] = start + length
                 sample = SampleFeatures(m["id"], token, m["sequence"], m["frame_slot"], m["texts"])
                 previous = found.get(m["id"])
                 if previous is not None and not _same(previous, sample):

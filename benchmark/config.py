@@ -40,5 +40,6 @@ class SuiteConfig:
     blind_baseline: bool = True  # the split's model-free baseline row, next to the attacks
     n_bootstrap: int = 1000  # bootstrap replicates for every CI
     seed: int = 0  # bootstrap and blind-baseline seed
-    plots: bool = True  # ROC curves, score and q/r histograms
+    plots: bool = True  # ROC curves, score and q/r histograms (at the largest frame count)
+    plot_every_frame_count: bool = False  # plots for every frame count of the sweep (about 1 s per figure)
     stats_workers: int | None = None  # processes for video statistics (None: one per core)

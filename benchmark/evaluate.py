@@ -7,7 +7,9 @@ because a missing leaderboard row must never look like a result.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,10 +71,18 @@ class SliceResult:
 
 
 def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: np.ndarray, videos: Sequence[str],
-                   *, n_bootstrap: int, seed: int, extract_hint: str) -> SliceResult:
-    """Score and evaluate `attacks` on one slice (rows in `inputs` order; labels 1 = member)."""
+                   *, n_bootstrap: int, seed: int, extract_hint: str, workers: int | None = None) -> SliceResult:
+    """Score and evaluate `attacks` on one slice (rows in `inputs` order; labels 1 = member).
+
+    Scoring runs in order; the evaluations (bootstrap CIs, pure numpy, which releases the
+    GIL) run on `workers` threads. Each evaluation seeds its own generator, so the numbers
+    do not depend on the thread count.
+    """
     result = SliceResult(inputs.slice)
-    video_order, video_label = None, None
+    first: dict[str, int] = {}
+    for v, label in zip(videos, labels):
+        first.setdefault(v, int(label))
+    jobs = []
     for spec in attacks:
         if not spec.applies_to(inputs.slice):
             continue
@@ -81,18 +91,19 @@ def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: 
             result.skipped[spec.name] = f"needs {', '.join(missing)}, which the cache lacks; {extract_hint}"
             continue
         scores = spec.score(inputs)
-        result.scores[spec.name] = scores
-        result.evaluations[(spec.name, "row")] = evaluate_scores(
-            scores, labels, direction=spec.direction, attack=spec.name, sample_ids=inputs.sample_ids,
-            n_bootstrap=n_bootstrap, seed=seed)
         video_order, per_video = video_scores(scores, videos)
-        if video_label is None:
-            first = {}
-            for v, label in zip(videos, labels):
-                first.setdefault(v, label)
-            video_label = np.array([first[v] for v in video_order])
+        result.scores[spec.name] = scores
         result.video_scores[spec.name] = per_video
-        result.evaluations[(spec.name, "video")] = evaluate_scores(
-            per_video, video_label, direction=spec.direction, attack=spec.name,
-            sample_ids=[f"video:{v}" for v in video_order], n_bootstrap=n_bootstrap, seed=seed)
+        video_label = np.array([first[v] for v in video_order])
+        jobs.append(((spec.name, "row"), scores, labels, spec.direction, list(inputs.sample_ids)))
+        jobs.append(((spec.name, "video"), per_video, video_label, spec.direction, [f"video:{v}" for v in video_order]))
+
+    def run(job):
+        key, scores, y, direction, ids = job
+        return key, evaluate_scores(scores, y, direction=direction, attack=key[0], sample_ids=ids,
+                                    n_bootstrap=n_bootstrap, seed=seed)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for key, evaluation in pool.map(run, jobs):  # map keeps the submission order
+            result.evaluations[key] = evaluation
     return result

@@ -338,7 +338,7 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         _write_csv(out / "scores" / t.name / f"f{n_frames}-row.csv", ids, videos, labels, columns["row"])
         _write_csv(out / "scores" / t.name / f"f{n_frames}-video.csv", video_order, video_order, video_labels,
                    columns["video"])
-        if cfg.plots:
+        if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
             _plots(out, t.name, n_frames, results, labels, video_labels, orders, by_name, member_of_video)
     if world.is_main and cfg.blind_baseline:
         run.rows += blind_rows(t.name, rows, video_root, cfg, out, commit)

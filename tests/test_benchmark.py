@@ -297,10 +297,11 @@ def test_a_corrupt_video_stops_the_run_unless_exclusions_are_allowed(world, tmp_
     assert n["member"] + n["nonmember"] == len(rows) - len(lost)
 
 
-def test_shipped_suites_load_and_name_existing_splits():
+def test_shipped_suites_load_and_name_existing_splits(monkeypatch):
     from vidsme.config import load_config
     from vidsme.data_splits.registry import known_split_names
 
+    monkeypatch.delenv(SPLITS_DIR_ENV, raising=False)  # the shipped splits, not a test's temp folder
     root = Path(__file__).resolve().parents[1] / "configs" / "suites"
     for path in sorted(root.glob("*.yaml")):
         assert path.read_text().splitlines()[1].startswith("# Launch:"), f"{path}: header must say how to launch it"
