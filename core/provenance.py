@@ -46,3 +46,29 @@ def tree_sha256(folder: Path, patterns: tuple[str, ...] = ("*.json", "*.safetens
 def ids_sha256(ids: list[str]) -> str:
     """sha256 of an ordered list of sample ids (newline-joined)."""
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
+def run_provenance(device: str, sources: dict[str, str] | None = None) -> dict:
+    """Where and how a measurement ran: machine, threads, device, commit, command, time (perf scripts)."""
+    import os
+    import sys
+    from datetime import datetime, timezone
+
+    import torch
+
+    dev = torch.device(device)
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "git_commit": git_commit(),
+        "source_sha256": sources or {},
+        "command": [sys.executable, *sys.argv],
+        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

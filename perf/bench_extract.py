@@ -68,20 +68,18 @@ import importlib.util
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vidsme.provenance import run_provenance
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.15
 
@@ -102,15 +100,6 @@ def _bench_features_module():
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def git_commit() -> str | None:
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        return (res.stdout.strip() or None) if res.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def measured_sources() -> dict[str, str]:
@@ -442,21 +431,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
                 "trained_vocab": model.config.text_config.vocab_size, "seed": args.seed,
             },
             "profile_top": profile_top,
-            "provenance": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                "torch_threads": torch.get_num_threads(),
-                "device": str(device),
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                "git_commit": git_commit(),
-                "source_sha256": sources,
-                "command": [sys.executable, *sys.argv],
-                "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
+            "provenance": run_provenance(str(device), sources),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -52,16 +52,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from vidsme.provenance import run_provenance
 from vidsme.attack.features import TOKEN_FEATURES, token_features
 from vidsme.attack.features_reference import features_one_position
 
@@ -245,20 +242,6 @@ def spaced_ids(total: int, n: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- provenance
-def git_commit() -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return (res.stdout.strip() or None) if res.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def measured_sources() -> dict[str, str]:
     """sha256 (first 16 hex digits) of the measured modules: the working tree may differ from the commit."""
     import hashlib
@@ -451,21 +434,7 @@ def _main(argv: list[str] | None = None) -> int:
                 "r": r.tolist(),
                 "max_prob_min_median_max": pmax_q,
             },
-            "provenance": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                "torch_threads": torch.get_num_threads(),
-                "device": str(device),
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                "git_commit": git_commit(),
-                "source_sha256": sources,
-                "command": [sys.executable, *sys.argv],
-                "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
+            "provenance": run_provenance(str(device), sources),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.attack.vid_sme_orders import orders_from_stats
+from vidsme.provenance import git_commit
 from vidsme.video_stats import StatsConfig, compute_video_stats
 
 
@@ -109,24 +110,6 @@ def timed_stats(paths: list[Path], config: StatsConfig, workers: int | None) -> 
     t0 = time.perf_counter()
     stats = compute_video_stats(paths, config, cache_dir=None, workers=workers, progress=False)
     return time.perf_counter() - t0, stats
-
-
-def git_commit() -> str | None:
-    """HEAD's commit read from .git directly (no git process)."""
-    root = Path(__file__).resolve().parents[1] / ".git"
-    try:
-        head = (root / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head or None
-        ref = head[5:]
-        if (root / ref).is_file():
-            return (root / ref).read_text().strip() or None
-        for line in (root / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        pass
-    return None
 
 
 def measured_sources() -> dict[str, str]:
