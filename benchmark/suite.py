@@ -370,26 +370,67 @@ def blind_rows(target: str, rows: list[dict], video_root: Path, cfg: SuiteConfig
     return out_rows
 
 
+def suite_fingerprint(cfg: SuiteConfig, specs: Sequence[AttackSpec], commit: str | None) -> str:
+    """Everything a finished results.json depends on, hashed: the suite config, the code
+    (commit + version + attack definitions), each target's model, reference and split."""
+    parts: list[object] = [config_hash(cfg), commit, __version__, [s.describe() for s in specs]]
+    for t in cfg.targets:
+        split = load_split(t.split)
+        card = _card(t.path) if (Path(t.path) / "config.json").is_file() else None
+        reference = _reference_path(t, card)[1] if cfg.reference_view and card is not None else None
+        parts.append([t.name, model_sha256(t.path) if card else None, reference, split.card.manifest_sha256])
+    return ids_sha256([json.dumps(parts, sort_keys=True, default=str)])
+
+
+def _up_to_date(path: Path, fingerprint: str, commit: str | None) -> bool:
+    # Without a commit (not a git checkout) the code cannot be told apart: always rerun.
+    if commit is None or not path.is_file():
+        return False
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return previous.get("provenance", {}).get("fingerprint") == fingerprint
+
+
 def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = None) -> Path | None:
-    """Run the whole suite; returns results.json's path on rank 0 (None on other ranks)."""
+    """Run the whole suite; returns results.json's path on rank 0 (None on other ranks).
+
+    A results.json already written by this very suite, code and models is kept as it is
+    (with any submissions added since): rerunning a finished benchmark costs nothing.
+    """
     specs = check_suite(cfg)
     world = join_world()
     commit = git_commit()
+    path = Path(cfg.output_dir) / RESULTS_FILE
+    fingerprint = suite_fingerprint(cfg, specs, commit) if all(
+        (Path(t.path) / "target.json").is_file() for t in cfg.targets) else None
+    if fingerprint is not None and _up_to_date(path, fingerprint, commit):
+        if world.is_main:
+            print(f"{path}: up to date (same suite, code, models and splits); not re-evaluated")
+        return path if world.is_main else None
     runs = [run_target(t, cfg, specs, world, progress=progress, commit=commit) for t in cfg.targets]
     if not world.is_main:
         return None
+    if path.is_file():
+        try:
+            submitted = json.loads(path.read_text(encoding="utf-8")).get("submissions") or []
+        except (OSError, json.JSONDecodeError):
+            submitted = []
+        if submitted:
+            print(f"note: {path} is rewritten; its {len(submitted)} submission(s) are not carried over "
+                  "(the targets or code changed): submit them again with `vidsme submit`", file=sys.stderr)
     results = {
         "schema_version": SCHEMA_VERSION,
         "suite": {"name": cfg.name, "config": config_to_dict(cfg), "config_hash": config_hash(cfg)},
         "provenance": {"git_commit": commit, "vidsme": __version__, "libraries": library_versions(),
                        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "command": command, "world_size": world.size},
+                       "command": command, "world_size": world.size, "fingerprint": fingerprint},
         "attacks": {s.name: s.describe() for s in specs},
         "targets": [r.entry for r in runs],
         "rows": [row for r in runs for row in r.rows],
         "skipped": [s for r in runs for s in r.skipped],
     }
-    path = Path(cfg.output_dir) / RESULTS_FILE
     _write_json(path, results)
     return path
 

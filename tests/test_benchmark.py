@@ -324,3 +324,19 @@ def test_reversing_processed_frames_equals_processing_reversed_frames(world):
     slow = video_inputs(model.config, model.processor, np.ascontiguousarray(frames[::-1]))
     assert fast.token_ids == slow.token_ids and fast.frame_slot == slow.frame_slot
     assert torch.equal(fast.model_kwargs["pixel_values_videos"], slow.model_kwargs["pixel_values_videos"])
+
+
+def test_a_finished_suite_is_not_re_evaluated(world, tmp_path, capsys):
+    """Same suite, code, models and splits: results.json is kept as it is (submissions included)."""
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target)
+    (target / "target.json").write_text(json.dumps({"name": "t", "strategy": "full"}))
+    t = SuiteTarget(name="t", path=target, split="synth-mcqa", reference=world["reference"])
+    cfg = _suite(world, tmp_path, targets=[t], attacks=["loss"])
+    path = run_suite(cfg, progress=False)
+    stamp = path.stat().st_mtime_ns
+    assert run_suite(cfg, progress=False) == path and path.stat().st_mtime_ns == stamp
+    assert "up to date" in capsys.readouterr().out
+    (target / "target.json").write_text(json.dumps({"name": "t", "strategy": "full", "retrained": True}))
+    run_suite(cfg, progress=False)  # a new model: evaluated again
+    assert path.stat().st_mtime_ns != stamp
