@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vidsme import __version__
 from vidsme.attack.inputs import SLICES
@@ -320,7 +321,8 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         columns: dict[str, dict[str, np.ndarray]] = {"row": {}, "video": {}}
         video_order: list[str] = []
         video_labels = np.zeros(0, dtype=int)
-        for slice_name in cfg.slices:
+        for slice_name in tqdm(cfg.slices, desc=f"evaluate {t.name} {n_frames} frames", unit="slice",
+                               disable=not progress):
             res = evaluate_slice(slice_inputs(samples, slice_name), specs, labels, videos,
                                  n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, extract_hint=hint)
             results.append(res)
