@@ -176,15 +176,10 @@ def _multiplicities(u: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat.ravel(), minlength=len(u) * n).reshape(len(u), n)
 
 
-def _resampled_counts(u: np.ndarray, groups: np.ndarray, n_groups: int,
-                      multiplicities: np.ndarray | None = None) -> np.ndarray:
-    """Per-group counts [R, G] of R resamples with replacement of `groups`.
-
-    u [R, n] are uniforms in [0, 1); draw j of replicate r is groups[floor(u * n)].
-    The draws do not depend on the scores, so their multiplicities can be passed in
-    (computed once for every attack evaluated on the same samples).
-    """
-    mult = _multiplicities(u, len(groups)) if multiplicities is None else multiplicities
+def _resampled_counts(mult: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group counts [R, G] of R resamples with replacement of `groups`, from the
+    resamples' multiplicities [R, n] (`_multiplicities`: they do not depend on the scores,
+    so every attack evaluated on the same samples shares them)."""
     order = np.argsort(groups, kind="stable")
     sorted_groups = groups[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
@@ -221,8 +216,8 @@ def _bootstrap(
     block = max(1, block_bytes // (96 * max(n, n_groups)))
     parts = []
     for mem_mult, non_mult in _draws(seed, n_bootstrap, len(mem), len(non), block):
-        pos = _resampled_counts(None, mem, n_groups, mem_mult)
-        neg = _resampled_counts(None, non, n_groups, non_mult)
+        pos = _resampled_counts(mem_mult, mem, n_groups)
+        neg = _resampled_counts(non_mult, non, n_groups)
         parts.append(_replicate_metrics(pos, neg, len(mem), len(non), levels))
     return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
 

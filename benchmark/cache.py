@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from vidsme.atomic import write_json_atomic
 from vidsme.errors import VidsmeError
 
 # Bump when vidsme.attack.features or the slicing changes what a stored number means.
@@ -88,9 +89,7 @@ class FeatureCache:
             if stored != json.loads(json.dumps(asdict(key))):
                 raise VidsmeError(f"cache folder {self.folder} holds a different key; delete it")
         else:
-            tmp = key_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(key), indent=2) + "\n", encoding="utf-8")
-            tmp.replace(key_file)
+            write_json_atomic(key_file, asdict(key))
 
     @classmethod
     def from_folder(cls, folder: Path) -> FeatureCache:
@@ -157,9 +156,7 @@ class FeatureCache:
         tmp = stem.with_suffix(".safetensors.tmp")
         save_file(tensors, str(tmp))
         tmp.replace(stem.with_suffix(".safetensors"))
-        tmp_meta = stem.with_suffix(".json.tmp")
-        tmp_meta.write_text(json.dumps({"samples": meta}), encoding="utf-8")
-        tmp_meta.replace(stem.with_suffix(".json"))
+        write_json_atomic(stem.with_suffix(".json"), {"samples": meta}, indent=None)
         return stem
 
     def read(self, order: Iterable[str]) -> list[SampleFeatures]:

@@ -49,14 +49,21 @@ def slice_inputs(samples: Sequence[SampleFeatures], slice_name: str) -> AttackIn
                         sequence=sequence, texts=texts, frame_slot=frame_slot)
 
 
-def video_scores(scores: np.ndarray, videos: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Mean score of each video's rows; videos in sorted order."""
+def group_by_video(videos: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct videos in sorted order, and each row's index among them."""
     order = sorted(set(videos))
     at = {v: i for i, v in enumerate(order)}
-    index = np.array([at[v] for v in videos])
-    total = np.bincount(index, weights=scores, minlength=len(order))
-    count = np.bincount(index, minlength=len(order))
-    return order, total / count
+    return order, np.array([at[v] for v in videos])
+
+
+def _video_means(scores: np.ndarray, index: np.ndarray, n_videos: int) -> np.ndarray:
+    return np.bincount(index, weights=scores, minlength=n_videos) / np.bincount(index, minlength=n_videos)
+
+
+def video_scores(scores: np.ndarray, videos: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Mean score of each video's rows; videos in sorted order."""
+    order, index = group_by_video(videos)
+    return order, _video_means(scores, index, len(order))
 
 
 @dataclass
@@ -79,9 +86,9 @@ def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: 
     do not depend on the thread count.
     """
     result = SliceResult(inputs.slice)
-    first: dict[str, int] = {}
-    for v, label in zip(videos, labels):
-        first.setdefault(v, int(label))
+    video_order, index = group_by_video(videos)
+    video_label = np.asarray(labels)[np.unique(index, return_index=True)[1]]  # each video's first row's label
+    video_ids = [f"video:{v}" for v in video_order]
     jobs = []
     for spec in attacks:
         if not spec.applies_to(inputs.slice):
@@ -91,12 +98,11 @@ def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: 
             result.skipped[spec.name] = f"needs {', '.join(missing)}, which the cache lacks; {extract_hint}"
             continue
         scores = spec.score(inputs)
-        video_order, per_video = video_scores(scores, videos)
+        per_video = _video_means(scores, index, len(video_order))
         result.scores[spec.name] = scores
         result.video_scores[spec.name] = per_video
-        video_label = np.array([first[v] for v in video_order])
-        jobs.append(((spec.name, "row"), scores, labels, spec.direction, list(inputs.sample_ids)))
-        jobs.append(((spec.name, "video"), per_video, video_label, spec.direction, [f"video:{v}" for v in video_order]))
+        jobs.append(((spec.name, "row"), scores, labels, spec.direction, inputs.sample_ids))
+        jobs.append(((spec.name, "video"), per_video, video_label, spec.direction, video_ids))
 
     def run(job):
         key, scores, y, direction, ids = job

@@ -23,12 +23,12 @@ import hashlib
 import html
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from vidsme.attack.direction import Direction
+from vidsme.atomic import write_text_atomic
 from vidsme.attack.metrics import roc_points
 from vidsme.errors import VidsmeError
 
@@ -410,19 +410,6 @@ def render_html(board: dict, results_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, text: str) -> None:
-    # temp file in the same folder + os.replace: readers see the old file or the whole new
-    # one; bytes (not text mode) so the output is identical on every platform
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Write leaderboard.json, .md and .html for `results_dir` into `out_dir` (default: results_dir).
 
@@ -442,7 +429,7 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> dict[st
     paths = {}
     for ext, text in texts.items():
         paths[ext] = out_dir / f"leaderboard.{ext}"
-        _write_atomic(paths[ext], text)
+        write_text_atomic(paths[ext], text)
     return paths
 
 

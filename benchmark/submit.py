@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsme import __version__
+from vidsme.atomic import write_bytes_atomic, write_json_atomic
 from vidsme.attack import registry
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT
 from vidsme.attack.metrics import evaluate_scores
@@ -56,7 +57,7 @@ from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, 
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import LEVELS, evaluate_slice, slice_inputs
 from vidsme.benchmark.leaderboard import load_results, write_leaderboard
-from vidsme.benchmark.suite import RESULTS_FILE, _metric_row, _write_csv, _write_json
+from vidsme.benchmark.suite import RESULTS_FILE, metric_row, write_scores_csv
 from vidsme.errors import InvalidScoresError, VidsmeError
 from vidsme.names import did_you_mean
 from vidsme.provenance import git_commit, ids_sha256
@@ -403,7 +404,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                     column = f"{slice_name}/{spec.name}"
                     for level in LEVELS:
                         rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
-                        pending.rows.append(_metric_row(target, meta, "reproduced", slice_name, level, int(n_frames),
+                        pending.rows.append(metric_row(target, meta, "reproduced", slice_name, level, int(n_frames),
                                                         res.evaluations[(spec.name, level)], rel, column, commit))
                         columns[level].setdefault(spec.name, {})
                         columns[level][spec.name][column] = res.scores[spec.name] if level == "row" \
@@ -590,7 +591,7 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
     meta = {"name": attack_name, "family": "scores_file", "version": 1, "source": scores_file.as_posix(),
             "file_sha256": sha}
     column = f"{slice_name}/{attack_name}"
-    row = _metric_row(target, meta, "scores_file", slice_name, level, n_frames, ev, rel, column, commit)
+    row = metric_row(target, meta, "scores_file", slice_name, level, n_frames, ev, rel, column, commit)
     slices = sorted(set((previous or {}).get("slices", [])) | {slice_name}, key=SLICES.index)
     record = {"name": attack_name, "family": "scores_file", "direction": direction, "needs": [], "slices": slices,
               "citation": citation or (previous or {}).get("citation", ""),
@@ -654,9 +655,7 @@ def _restore(path: Path, data: bytes | None) -> None:
     if data is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.restore")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path]) -> dict[str, Path]:
@@ -673,8 +672,8 @@ def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, s
             for rel in stale:
                 (results_dir / rel).unlink(missing_ok=True)
             for rel, ids, videos, labels, columns in csvs:
-                _write_csv(results_dir / rel, ids, videos, labels, columns)
-            _write_json(results_path, new_results)
+                write_scores_csv(results_dir / rel, ids, videos, labels, columns)
+            write_json_atomic(results_path, new_results)
             return write_leaderboard(results_dir)
         except BaseException:
             for path, data in backup.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vidsme import __version__
+from vidsme.atomic import write_json_atomic, write_text_atomic
 from vidsme.attack.inputs import SLICES
 from vidsme.attack.metrics import Evaluation, evaluate_scores
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks
@@ -182,7 +184,7 @@ def _reference_path(target: SuiteTarget, card: dict | None) -> tuple[Path | None
 
 
 # ----------------------------------------------------------------------------- outputs
-def _metric_row(target: str, spec_meta: dict, kind: str, slice_name: str, level: str, n_frames: int | None,
+def metric_row(target: str, spec_meta: dict, kind: str, slice_name: str, level: str, n_frames: int | None,
                 ev: Evaluation, scores_file: str, column: str, commit: str | None) -> dict:
     row = {"target": target, "attack": spec_meta["name"], "family": spec_meta["family"],
            "attack_version": spec_meta["version"], "kind": kind, "slice": slice_name, "level": level,
@@ -198,24 +200,17 @@ def _metric_row(target: str, spec_meta: dict, kind: str, slice_name: str, level:
     return row
 
 
-def _write_csv(path: Path, ids: Sequence[str], videos: Sequence[str], labels: np.ndarray,
-               columns: dict[str, np.ndarray]) -> None:
+def write_scores_csv(path: Path, ids: Sequence[str], videos: Sequence[str], labels: np.ndarray,
+                     columns: dict[str, np.ndarray]) -> None:
+    """Per-sample raw scores: sample_id, video, label, then one column per `<slice>/<attack>`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["sample_id", "video", "label", *columns])
-        values = list(columns.values())
-        for i, (sid, video, label) in enumerate(zip(ids, videos, labels)):
-            writer.writerow([sid, video, int(label), *(repr(float(v[i])) for v in values)])
-    tmp.replace(path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["sample_id", "video", "label", *columns])
+    values = list(columns.values())
+    for i, (sid, video, label) in enumerate(zip(ids, videos, labels)):
+        writer.writerow([sid, video, int(label), *(repr(float(v[i])) for v in values)])
+    write_text_atomic(path, text.getvalue())
 
 
 @dataclass
@@ -228,8 +223,8 @@ class TargetRun:
 
 
 def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], labels: np.ndarray,
-           video_labels: np.ndarray, orders: SplitOrders, specs: dict[str, AttackSpec],
-           rows_by_video: dict[str, int]) -> None:
+           video_labels: np.ndarray, orders: SplitOrders, specs: dict[str, AttackSpec]) -> None:
+    """video_labels: per video in sorted order, which is also the order of orders.videos."""
     from vidsme.benchmark.plots import Curve, HistPanel, qr_histograms, roc_plot, score_histograms
 
     folder = out / "plots" / target
@@ -254,8 +249,7 @@ def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], la
         if level_panels:
             score_histograms(level_panels, folder / f"f{n_frames}-{level}-hist.png",
                              f"{target}: best attack per slice, {level} level, {n_frames} frames")
-    member = np.array([rows_by_video[v] for v in orders.videos])
-    qr_histograms(orders.orders.q, orders.orders.r, member, folder / f"qr-f{n_frames}.png",
+    qr_histograms(orders.orders.q, orders.orders.r, video_labels, folder / f"qr-f{n_frames}.png",
                   f"{target}: Vid-SME orders per video, {n_frames} frames")
 
 
@@ -283,6 +277,8 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     videos = [r["video"] for r in rows]
     ids = [r["id"] for r in rows]
     member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
+    video_order = sorted(member_of_video)
+    video_labels = np.array([member_of_video[v] for v in video_order], dtype=int)
     run = TargetRun(entry={
         "name": t.name, "path": str(t.path), "card_sha256": target_sha,
         "strategy": (card or {}).get("strategy"), "task": rows[0]["task"],
@@ -319,8 +315,6 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
                 "`vidsme benchmark` to extract the missing view")
         results = []
         columns: dict[str, dict[str, np.ndarray]] = {"row": {}, "video": {}}
-        video_order: list[str] = []
-        video_labels = np.zeros(0, dtype=int)
         for slice_name in tqdm(cfg.slices, desc=f"evaluate {t.name} {n_frames} frames", unit="slice",
                                disable=not progress):
             res = evaluate_slice(slice_inputs(samples, slice_name), specs, labels, videos,
@@ -332,16 +326,14 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
             for (name, level), ev in res.evaluations.items():
                 column = f"{slice_name}/{name}"
                 scores_file = f"scores/{t.name}/f{n_frames}-{level}.csv"
-                run.rows.append(_metric_row(t.name, by_name[name].describe(), "reproduced", slice_name, level,
+                run.rows.append(metric_row(t.name, by_name[name].describe(), "reproduced", slice_name, level,
                                             n_frames, ev, scores_file, column, commit))
                 columns[level][column] = res.scores[name] if level == "row" else res.video_scores[name]
-        video_order = sorted(member_of_video)
-        video_labels = np.array([member_of_video[v] for v in video_order], dtype=int)
-        _write_csv(out / "scores" / t.name / f"f{n_frames}-row.csv", ids, videos, labels, columns["row"])
-        _write_csv(out / "scores" / t.name / f"f{n_frames}-video.csv", video_order, video_order, video_labels,
+        write_scores_csv(out / "scores" / t.name / f"f{n_frames}-row.csv", ids, videos, labels, columns["row"])
+        write_scores_csv(out / "scores" / t.name / f"f{n_frames}-video.csv", video_order, video_order, video_labels,
                    columns["video"])
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
-            _plots(out, t.name, n_frames, results, labels, video_labels, orders, by_name, member_of_video)
+            _plots(out, t.name, n_frames, results, labels, video_labels, orders, by_name)
     if world.is_main and cfg.blind_baseline:
         run.rows += blind_rows(t.name, rows, video_root, cfg, out, commit)
     return run
@@ -366,8 +358,8 @@ def blind_rows(target: str, rows: list[dict], video_root: Path, cfg: SuiteConfig
         ev = evaluate_scores(scores, labels, direction="higher", attack="blind_baseline",
                              sample_ids=list(ids), n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
         scores_file = f"scores/{target}/blind-{level}.csv"
-        _write_csv(out / scores_file, ids, vids, labels, {"metadata/blind_baseline": scores})
-        out_rows.append(_metric_row(target, meta, "blind", "metadata", level, None, ev, scores_file,
+        write_scores_csv(out / scores_file, ids, vids, labels, {"metadata/blind_baseline": scores})
+        out_rows.append(metric_row(target, meta, "blind", "metadata", level, None, ev, scores_file,
                                     "metadata/blind_baseline", commit))
     return out_rows
 
@@ -433,7 +425,8 @@ def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = 
         "rows": [row for r in runs for row in r.rows],
         "skipped": [s for r in runs for s in r.skipped],
     }
-    _write_json(path, results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, results)
     return path
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
 import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 _LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "deepspeed", "accelerate", "numpy", "decord", "av")
@@ -50,11 +53,7 @@ def ids_sha256(ids: list[str]) -> str:
 
 def run_provenance(device: str, sources: dict[str, str] | None = None) -> dict:
     """Where and how a measurement ran: machine, threads, device, commit, command, time (perf scripts)."""
-    import os
-    import sys
-    from datetime import datetime, timezone
-
-    import torch
+    import torch  # only here: the rest of this module must stay importable without it
 
     dev = torch.device(device)
     return {

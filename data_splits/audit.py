@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidsme.atomic import write_json_atomic
 from vidsme.attack.metrics import MetricValue, evaluate_scores
 from vidsme.data_splits.registry import Split
 from vidsme.errors import SplitError
@@ -130,9 +131,7 @@ def blind_scores(x: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int =
     oof = _fit_blind(x, y, folds=folds, repeats=repeats, seed=seed)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"scores": oof.tolist()}), encoding="utf-8")
-        tmp.replace(cached)
+        write_json_atomic(cached, {"scores": oof.tolist()}, indent=None)
     return oof
 
 

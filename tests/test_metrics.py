@@ -280,11 +280,11 @@ def test_to_dict_json_and_keys():
 
 def test_resampled_counts_count_the_drawn_groups():
     """Grouping the draws' multiplicities by tie group equals counting the drawn groups directly."""
-    from vidsme.attack.metrics import _resampled_counts
+    from vidsme.attack.metrics import _multiplicities, _resampled_counts
 
     rng = np.random.default_rng(3)
     groups = rng.integers(0, 7, size=40)  # ties: several samples per group, some groups empty
     u = rng.random((25, 40))
     drawn = groups[np.minimum((u * 40).astype(int), 39)]
     expected = np.stack([np.bincount(row, minlength=9) for row in drawn])
-    assert np.array_equal(_resampled_counts(u, groups, 9), expected)
+    assert np.array_equal(_resampled_counts(_multiplicities(u, 40), groups, 9), expected)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from vidsme import __version__
+from vidsme.atomic import write_json_atomic
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.registry import load_split
 from vidsme.errors import VidsmeError
@@ -67,12 +68,6 @@ def _save(model, processor, out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def _up_to_date(out: Path, card_name: str, cfg) -> bool:
     """A finished run of exactly this config is already there (rerunning reuses it)."""
     card = Path(out) / card_name
@@ -110,7 +105,7 @@ def pretrain_base(cfg: BaseConfig) -> Path:
         _save(trained, processor, out)
         shutil.rmtree(init_dir, ignore_errors=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
-        _write_json(out / BASE_CARD_FILE, {
+        write_json_atomic(out / BASE_CARD_FILE, {
             "name": cfg.name, "kind": "base", "config": config_to_dict(cfg), "config_hash": config_hash(cfg),
             "pool": {"name": split.name, "version": split.card.version,
                      "manifest_sha256": split.card.manifest_sha256},
@@ -159,7 +154,7 @@ def finetune_target(cfg: TargetConfig) -> Path:
         heldout_loss = statistics.fmean(per_sample_loss(final, heldout, pad)) if len(heldout) else None
         _save(final, processor, out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
-        _write_json(out / CARD_FILE, {
+        write_json_atomic(out / CARD_FILE, {
             "name": cfg.name,
             "kind": "target",
             "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base))},
