@@ -340,3 +340,19 @@ def test_a_finished_suite_is_not_re_evaluated(world, tmp_path, capsys):
     (target / "target.json").write_text(json.dumps({"name": "t", "strategy": "full", "retrained": True}))
     run_suite(cfg, progress=False)  # a new model: evaluated again
     assert path.stat().st_mtime_ns != stamp
+
+
+def test_bad_suite_inputs_are_named(world, tmp_path):
+    with pytest.raises(VidsmeError, match="frame_counts must be distinct positive integers"):
+        check_suite(_suite(world, tmp_path, frame_counts=[8, 8]))
+    with pytest.raises(VidsmeError, match="unknown prompt template 'refrence'"):
+        check_suite(_suite(world, tmp_path, template="refrence"))
+    with pytest.raises(VidsmeError, match=r"not a Hugging Face model directory \(no config.json\)"):
+        load_model(tmp_path)
+    # a card naming a base that is not there: say where, and how to go on without it
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target)
+    (target / "target.json").write_text(json.dumps({"name": "t", "base": {"path": str(tmp_path / "gone")}}))
+    t = SuiteTarget(name="t", path=target, split="synth-mcqa")
+    with pytest.raises(VidsmeError, match=r"names base model .*gone.*reference_view=false"):
+        run_suite(_suite(world, tmp_path, targets=[t]), progress=False)

@@ -413,3 +413,27 @@ def test_unsupported_field_type_is_a_programming_error():
 
     with pytest.raises(TypeError, match="unsupported config field type"):
         config_from_dict(Bad, {"x": [1]})
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class Listed:
+    items: list[Item]
+
+
+def test_overrides_index_into_a_list_of_sections(tmp_path):
+    path = tmp_path / "l.yaml"
+    path.write_text("items:\n  - name: a\n  - name: b\n")
+    cfg = load_config(Listed, path, ["items.1.size=5"])
+    assert cfg.items == [Item("a", 1), Item("b", 5)]
+    with pytest.raises(ConfigError, match=r"'items' has 2 entries, so there is no entry 2"):
+        load_config(Listed, path, ["items.2.size=5"])
+    with pytest.raises(ConfigError, match=r"Did you mean: size"):
+        load_config(Listed, path, ["items.0.sise=5"])
+    with pytest.raises(ConfigError, match=r"not a section"):
+        load_config(Listed, path, ["items.x.size=5"])
