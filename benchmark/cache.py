@@ -23,10 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vidsme.atomic import write_json_atomic
-from vidsme.errors import VidsmeError
+from vidsme.errors import CacheFileError, VidsmeError
+from vidsme.model_files import check_safetensors, first_line, read_json_file
 
 # Bump when vidsme.attack.features or the slicing changes what a stored number means.
 FEATURES_VERSION = 3  # 2: Sharma-Mittal on the video slice only; 3: one tensor per feature per shard
@@ -85,7 +87,8 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         key_file = self.folder / KEY_FILE
         if key_file.is_file():
-            stored = json.loads(key_file.read_text(encoding="utf-8"))
+            stored = read_json_file(key_file, f"delete the folder {self.folder} and rerun; its features are "
+                                              "extracted again", CacheFileError)
             if stored != json.loads(json.dumps(asdict(key))):
                 raise VidsmeError(f"cache folder {self.folder} holds a different key; delete it")
         else:
@@ -121,11 +124,25 @@ class FeatureCache:
         """Shard metadata files whose tensors were written before them."""
         return sorted(p for p in self.folder.glob("shard-*.json") if p.with_suffix(".safetensors").is_file())
 
+    def _shard_fix(self, meta: Path) -> str:
+        return (f"delete {meta.name} and {meta.with_suffix('.safetensors').name} in {self.folder} and rerun "
+                "`vidsme benchmark SUITE`, which extracts that batch again")
+
+    def _samples_meta(self, meta: Path) -> list[dict]:
+        """A shard's per-sample metadata; CacheFileError naming the file when it is damaged."""
+        data = read_json_file(meta, self._shard_fix(meta), CacheFileError)
+        samples = data.get("samples") if isinstance(data, dict) else None
+        if not isinstance(samples, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
+                                                    for m in samples):
+            raise CacheFileError(meta, "is not a cache shard's metadata (no list of samples with ids)",
+                                 self._shard_fix(meta))
+        return samples
+
     def done_ids(self) -> set[str]:
         """Ids of every committed sample."""
         done: set[str] = set()
         for meta in self._committed():
-            done.update(s["id"] for s in json.loads(meta.read_text(encoding="utf-8"))["samples"])
+            done.update(s["id"] for s in self._samples_meta(meta))
         return done
 
     def done_batches(self) -> set[int]:
@@ -163,24 +180,41 @@ class FeatureCache:
         """Every sample of `order` (manifest order), merged from all ranks' shards.
 
         Raises VidsmeError naming the missing ids when the cache is incomplete, and when a
-        sample was committed twice with different values (it must be identical to be kept).
+        sample was committed twice with different values (it must be identical to be kept);
+        CacheFileError naming the shard file when one is truncated, unreadable or inconsistent.
         """
         found: dict[str, SampleFeatures] = {}
         for meta_path in self._committed():
-            tensors = load_file(str(meta_path.with_suffix(".safetensors")))
+            fix = self._shard_fix(meta_path)
+            shard = meta_path.with_suffix(".safetensors")
+            samples = self._samples_meta(meta_path)
+            check_safetensors(shard, fix, CacheFileError)
+            try:
+                tensors = load_file(str(shard))
+            except (SafetensorError, OSError) as err:
+                raise CacheFileError(shard, f"cannot be read ({first_line(err)})", fix) from None
             offsets: dict[str, int] = {}
-            for m in json.loads(meta_path.read_text(encoding="utf-8"))["samples"]:
+            for m in samples:
                 token: dict[str, dict[str, torch.Tensor]] = {}
-                for key, values in tensors.items():
-                    slice_name, name = key.split("/", 1)
-                    start, length = offsets.get(key, 0), m["lengths"][slice_name]
-                    token.setdefault(slice_name, {})[name] = values[start:start + length]
-                    offsets[key] = start + length
-                sample = SampleFeatures(m["id"], token, m["sequence"], m["frame_slot"], m["texts"])
+                try:
+                    for key, values in tensors.items():
+                        slice_name, name = key.split("/", 1)
+                        start, length = offsets.get(key, 0), int(m["lengths"][slice_name])
+                        token.setdefault(slice_name, {})[name] = values[start:start + length]
+                        offsets[key] = start + length
+                    sample = SampleFeatures(m["id"], token, m["sequence"], m["frame_slot"], m["texts"])
+                except (KeyError, TypeError, ValueError) as err:
+                    raise CacheFileError(meta_path, f"sample {m['id']!r} has no valid lengths/sequence/frame_slot/"
+                                                    f"texts ({type(err).__name__}: {first_line(err)})", fix) from None
                 previous = found.get(m["id"])
                 if previous is not None and not _same(previous, sample):
                     raise VidsmeError(f"cache {self.folder}: sample {m['id']!r} was stored twice with different values")
                 found[m["id"]] = sample
+            # the metadata's lengths must cover every tensor exactly, or samples got wrong slices
+            short = [key for key, values in tensors.items() if offsets.get(key, 0) != values.numel()]
+            if short:
+                raise CacheFileError(shard, f"tensor {short[0]!r} holds {tensors[short[0]].numel()} values, "
+                                            f"{meta_path.name} describes {offsets.get(short[0], 0)}", fix)
         order = list(order)
         missing = [i for i in order if i not in found]
         if missing:

@@ -38,7 +38,9 @@ class SuiteConfig:
     max_text_tokens: int = 1024  # prompt budget besides the video tokens; a longer sample is an error, never cut
     allow_exclusions: bool = False  # skip rows whose video cannot be decoded (listed in results.json) instead of stopping
     blind_baseline: bool = True  # the split's model-free baseline row, next to the attacks
-    n_bootstrap: int = 1000  # bootstrap replicates for every CI
+    n_bootstrap: int = 1000  # bootstrap replicates for every CI (whole videos resampled, stratified by label)
+    primary_metric: str = "tpr@1%fpr"  # ranking metric where the test partition resolves it, else AUC (docs/LEADERBOARD.md)
+    min_false_positives: int = 10  # TPR@x FPR is reported only with >= this / x non-members (10 false positives)
     seed: int = 0  # bootstrap and blind-baseline seed
     plots: bool = True  # ROC curves, score and q/r histograms (at the largest frame count)
     plot_every_frame_count: bool = False  # plots for every frame count of the sweep (about 1 s per figure)

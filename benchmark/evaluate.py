@@ -1,9 +1,16 @@
-"""Scoring cached features: every registered attack, every slice, at QA-row and video level.
+"""Scoring cached features: every registered attack, every slice, at QA-row and video level,
+on the dev and on the test partition.
 
 No model runs here: the inputs are the feature cache's SampleFeatures. An attack whose
 inputs the cache lacks is reported as skipped, with the reason and the command that
 extracts them; an attack that fails (NaN scores, wrong shape) stops the run naming it,
 because a missing leaderboard row must never look like a result.
+
+Levels: "row" (a QA row is a sample) and "video" (a video's score is the mean of its
+rows'). Where every video has exactly one row the two are the same numbers and are
+evaluated once, as level "row=video". Every bootstrap resamples whole videos (rows of
+one video are not independent), stratified by label, so any two evaluations on the same
+partition — whatever their level — see the same resamples and can be compared paired.
 """
 from __future__ import annotations
 
@@ -11,16 +18,20 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from vidsme.attack.inputs import AttackInputs
-from vidsme.attack.metrics import Evaluation, evaluate_scores
+from vidsme.attack.metrics import DEFAULT_MIN_FALSE_POSITIVES, Evaluation, evaluate_scores
 from vidsme.attack.registry import AttackSpec
 from vidsme.benchmark.cache import SampleFeatures
+from vidsme.data_splits.partition import PARTITIONS
 
 LEVELS: tuple[str, ...] = ("row", "video")
+ROW_IS_VIDEO = "row=video"  # one row per video: the row and video levels coincide
+ALL_LEVELS: tuple[str, ...] = (*LEVELS, ROW_IS_VIDEO)
 
 
 def slice_inputs(samples: Sequence[SampleFeatures], slice_name: str) -> AttackInputs:
@@ -66,29 +77,105 @@ def video_scores(scores: np.ndarray, videos: Sequence[str]) -> tuple[list[str], 
     return order, _video_means(scores, index, len(order))
 
 
+@dataclass(frozen=True)
+class LevelView:
+    """The samples of one level: ids, videos (the bootstrap clusters), labels, sides."""
+
+    level: str
+    ids: list[str]
+    videos: list[str]
+    labels: np.ndarray  # 1 = member
+    partitions: np.ndarray  # "dev" | "test" per sample
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A target's evaluated rows (manifest order), their videos, labels and dev/test sides."""
+
+    ids: list[str]
+    videos: list[str]
+    labels: np.ndarray  # 1 = member, per row
+    partitions: list[str]  # "dev" | "test", per row (by its video)
+
+    @cached_property
+    def _grouped(self) -> tuple[list[str], np.ndarray]:
+        return group_by_video(self.videos)
+
+    @property
+    def video_order(self) -> list[str]:
+        """Distinct videos, sorted (the order of video-level scores)."""
+        return self._grouped[0]
+
+    @property
+    def video_index(self) -> np.ndarray:
+        """Each row's index into video_order."""
+        return self._grouped[1]
+
+    @cached_property
+    def video_labels(self) -> np.ndarray:
+        """Each video's label, in video_order."""
+        return np.asarray(self.labels)[np.unique(self.video_index, return_index=True)[1]]
+
+    @cached_property
+    def levels(self) -> tuple[str, ...]:
+        """("row=video",) when every video has exactly one row, else ("row", "video")."""
+        return (ROW_IS_VIDEO,) if len(self.video_order) == len(self.ids) else LEVELS
+
+    @cached_property
+    def views(self) -> dict[str, LevelView]:
+        """One LevelView per level of this set."""
+        first = np.unique(self.video_index, return_index=True)[1]  # each video's first row
+        parts = np.asarray(self.partitions)
+        out = {}
+        for level in self.levels:
+            if level == "video":
+                out[level] = LevelView(level, list(self.video_order), list(self.video_order),
+                                       np.asarray(self.labels)[first], parts[first])
+            else:
+                out[level] = LevelView(level, list(self.ids), list(self.videos), np.asarray(self.labels), parts)
+        return out
+
+    def at_level(self, row_scores: np.ndarray, level: str) -> np.ndarray:
+        """Row scores at `level`: as they are, or each video's mean (video_order)."""
+        if level == "video":
+            return _video_means(row_scores, self.video_index, len(self.video_order))
+        return row_scores
+
+
 @dataclass
 class SliceResult:
-    """Every attack's raw scores and evaluations on one slice, at both levels."""
+    """Every attack's raw scores and evaluations on one slice, at each level and partition."""
 
     slice: str
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # attack -> row scores
-    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # attack -> per-video scores
-    evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (attack, level) -> metrics
+    level_scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (attack, level) -> scores
+    evaluations: dict[tuple[str, str, str], Evaluation] = field(default_factory=dict)  # (attack, level, partition)
     skipped: dict[str, str] = field(default_factory=dict)  # attack -> reason
 
 
-def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: np.ndarray, videos: Sequence[str],
-                   *, n_bootstrap: int, seed: int, extract_hint: str, workers: int | None = None) -> SliceResult:
-    """Score and evaluate `attacks` on one slice (rows in `inputs` order; labels 1 = member).
+def evaluate_level_scores(scores: np.ndarray, view: LevelView, partition: str, *, direction: str, attack: str,
+                          n_bootstrap: int, seed: int,
+                          min_false_positives: int = DEFAULT_MIN_FALSE_POSITIVES) -> Evaluation:
+    """The pinned metrics of level scores on one partition, resampling whole videos."""
+    mask = view.partitions == partition
+    ids = [i for i, keep in zip(view.ids, mask) if keep]
+    clusters = [v for v, keep in zip(view.videos, mask) if keep]
+    return evaluate_scores(np.asarray(scores)[mask], view.labels[mask], direction=direction, attack=attack,
+                           sample_ids=ids, n_bootstrap=n_bootstrap, seed=seed, clusters=clusters,
+                           min_false_positives=min_false_positives)
+
+
+def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], samples: EvalSet, *, n_bootstrap: int,
+                   seed: int, extract_hint: str, workers: int | None = None,
+                   min_false_positives: int = DEFAULT_MIN_FALSE_POSITIVES) -> SliceResult:
+    """Score `attacks` on one slice (rows in `inputs` order = `samples` order) and evaluate each at
+    every level of `samples` on each partition (dev, test).
 
     Scoring runs in order; the evaluations (bootstrap CIs, pure numpy, which releases the
     GIL) run on `workers` threads. Each evaluation seeds its own generator, so the numbers
     do not depend on the thread count.
     """
     result = SliceResult(inputs.slice)
-    video_order, index = group_by_video(videos)
-    video_label = np.asarray(labels)[np.unique(index, return_index=True)[1]]  # each video's first row's label
-    video_ids = [f"video:{v}" for v in video_order]
     jobs = []
     for spec in attacks:
         if not spec.applies_to(inputs.slice):
@@ -98,16 +185,17 @@ def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], labels: 
             result.skipped[spec.name] = f"needs {', '.join(missing)}, which the cache lacks; {extract_hint}"
             continue
         scores = spec.score(inputs)
-        per_video = _video_means(scores, index, len(video_order))
         result.scores[spec.name] = scores
-        result.video_scores[spec.name] = per_video
-        jobs.append(((spec.name, "row"), scores, labels, spec.direction, inputs.sample_ids))
-        jobs.append(((spec.name, "video"), per_video, video_label, spec.direction, video_ids))
+        for level, view in samples.views.items():
+            level_scores = samples.at_level(scores, level)
+            result.level_scores[(spec.name, level)] = level_scores
+            jobs += [((spec.name, level, part), level_scores, view, spec.direction.value) for part in PARTITIONS]
 
     def run(job):
-        key, scores, y, direction, ids = job
-        return key, evaluate_scores(scores, y, direction=direction, attack=key[0], sample_ids=ids,
-                                    n_bootstrap=n_bootstrap, seed=seed)
+        key, scores, view, direction = job
+        return key, evaluate_level_scores(scores, view, key[2], direction=direction, attack=key[0],
+                                          n_bootstrap=n_bootstrap, seed=seed,
+                                          min_false_positives=min_false_positives)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for key, evaluation in pool.map(run, jobs):  # map keeps the submission order

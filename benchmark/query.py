@@ -51,12 +51,15 @@ class LoadedModel:
         return self.processor.tokenizer.pad_token_id
 
 
-def load_model(path: Path, *, dtype: str = "float32", device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(path: Path, *, dtype: str = "float32", device: str | torch.device = "cpu",
+               setting: str = "the suite's targets[].path (or targets[].reference)") -> LoadedModel:
     """Load a model directory offline (AutoModelForImageTextToText + AutoProcessor).
 
-    Raises VidsmeError naming the path and the fix when it is not a model directory.
+    Raises VidsmeError naming the path and the fix when it is not a model directory, and
+    ModelFileError naming the file when one of its files is missing, truncated or unreadable
+    (`setting`: where the suite names this directory, for the fix).
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from vidsme.model_files import load_pretrained, model_fix
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -64,9 +67,8 @@ def load_model(path: Path, *, dtype: str = "float32", device: str | torch.device
                           "`vidsme train target CONFIG` or fix the suite's target path")
     if dtype not in DTYPES:
         raise VidsmeError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
-    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
+    model, processor = load_pretrained(path, dtype=DTYPES[dtype], fix=model_fix(path, setting))
     model.to(device).eval()
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     return LoadedModel(path=path, model=model, processor=processor)
 
 

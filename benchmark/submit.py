@@ -52,12 +52,21 @@ from vidsme import __version__
 from vidsme.atomic import write_bytes_atomic, write_json_atomic
 from vidsme.attack import registry
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT
-from vidsme.attack.metrics import evaluate_scores
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
 from vidsme.benchmark.cache import FeatureCache
-from vidsme.benchmark.evaluate import LEVELS, evaluate_slice, slice_inputs
+from vidsme.benchmark.evaluate import (
+    LEVELS,
+    ROW_IS_VIDEO,
+    EvalSet,
+    LevelView,
+    evaluate_level_scores,
+    evaluate_slice,
+    slice_inputs,
+)
 from vidsme.benchmark.leaderboard import load_results, write_leaderboard
 from vidsme.benchmark.suite import RESULTS_FILE, metric_row, write_scores_csv
+from vidsme.benchmark.verdicts import compute_verdicts
+from vidsme.data_splits.partition import PARTITIONS
 from vidsme.errors import InvalidScoresError, VidsmeError
 from vidsme.names import did_you_mean
 from vidsme.provenance import git_commit, ids_sha256
@@ -91,6 +100,7 @@ class SubmissionResult:
     message: str
     rows: list[dict] = field(default_factory=list)
     leaderboard: dict[str, Path] = field(default_factory=dict)
+    verdicts: list[dict] = field(default_factory=list)  # the submitted methods' leaderboard entries, per target
 
 
 def _ids(ids: Sequence[str]) -> str:
@@ -105,21 +115,10 @@ def _last_line(err: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- the benchmark's samples
-@dataclass
-class TargetSamples:
-    """A target's evaluated rows, in the suite's (manifest) order, and its videos."""
-
-    name: str
-    ids: list[str]
-    videos: list[str]
-    labels: np.ndarray  # 1 = member
-    video_order: list[str]  # sorted, as in the suite's video-level scores
-    video_labels: np.ndarray
-
-
-def evaluated_samples(entry: dict) -> TargetSamples:
-    """The rows the benchmark evaluated for one results.json target: the split manifest minus
-    the target's excluded rows, checked against the manifest sha256 and the ids' sha256."""
+def evaluated_samples(entry: dict) -> EvalSet:
+    """The rows the benchmark evaluated for one results.json target — the split manifest minus
+    the target's excluded rows — with their dev/test sides, checked against the manifest
+    sha256, the ids' sha256 and the partition the benchmark recorded."""
     from vidsme.data_splits.manifest import file_sha256
     from vidsme.data_splits.registry import load_split
 
@@ -139,11 +138,15 @@ def evaluated_samples(entry: dict) -> TargetSamples:
         raise VidsmeError(f"target {name!r}: the split's rows minus the excluded ones do not give the ids the "
                           f"benchmark evaluated (evaluated_ids_sha256 {'missing' if expected is None else 'differs'}); "
                           f"{rerun}")
-    labels = np.array([r["label"] == "member" for r in rows], dtype=int)
-    member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
-    video_order = sorted(member_of_video)
-    return TargetSamples(name, ids, [r["video"] for r in rows], labels, video_order,
-                         np.array([member_of_video[v] for v in video_order], dtype=int))
+    partition = split.partition()
+    recorded = entry.get("partition") or {}
+    now = partition.record(rows)
+    if any(recorded.get(k) != now[k] for k in ("version", "seed", *PARTITIONS)):
+        raise VidsmeError(f"target {name!r}: the split's dev/test partition is not the one the benchmark used; "
+                          f"{rerun}")
+    return EvalSet(ids=ids, videos=[r["video"] for r in rows],
+                   labels=np.array([r["label"] == "member" for r in rows], dtype=int),
+                   partitions=partition.of_rows(rows))
 
 
 def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
@@ -299,13 +302,30 @@ def _check_name(name: str, results: dict, kind: str) -> dict | None:
     return previous
 
 
+def _check_families(metas: dict[str, dict], results: dict) -> None:
+    """A submitted family is a method of its own on the leaderboard, chosen among its own variants:
+    it must not share a name with a built-in family or another submission's family."""
+    builtin = {s.family for s in list_attacks() if s.source.startswith(_BUILTIN_MODULES)} | {"blind"}
+    taken = {meta.get("family"): meta.get("source") for name, meta in (results.get("attacks") or {}).items()
+             if isinstance(meta, dict) and name not in metas}
+    for name, meta in metas.items():
+        family = meta["family"]
+        if family in builtin:
+            raise SubmissionRefused("name", f"attack {name!r} declares family {family!r}, a built-in family: the "
+                                            "leaderboard chooses each family's representative among its own variants; "
+                                            "pass family='<a new name>' to register_attack")
+        if family in taken and taken[family] != meta["source"]:
+            raise SubmissionRefused("name", f"attack {name!r} declares family {family!r}, which {taken[family]} already "
+                                            "uses on this leaderboard; pass family='<a new name>' to register_attack")
+
+
 # ----------------------------------------------------------------------------- code submissions
 @dataclass
 class _Pending:
     """Files and rows a submission will write once every check passed."""
 
     rows: list[dict] = field(default_factory=list)
-    csvs: list[tuple[Path, list[str], list[str], np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+    csvs: list[tuple[Path, LevelView, dict[str, np.ndarray]]] = field(default_factory=list)
 
 
 def _missing_hint(key: str, target: str, n_frames: str, slice_name: str) -> str:
@@ -374,6 +394,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                    commit: str | None) -> _Pending:
     config = results["suite"].get("config") or {}
     n_bootstrap, seed = int(config.get("n_bootstrap", 1000)), int(config.get("seed", 0))
+    min_fp = int(config.get("min_false_positives", 10))
     pending = _Pending()
     applicable_anywhere = {s.name: False for s in specs}
     cache_slices: set[str] = set()
@@ -388,7 +409,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
             cache = _open_cache(entry, n_frames, folder)
             samples = cache.read(samples_of.ids)
             cache_slices.update(cache.key.slices)
-            columns: dict[str, dict[str, np.ndarray]] = {level: {} for level in LEVELS}
+            columns: dict[str, dict[str, dict[str, np.ndarray]]] = {level: {} for level in samples_of.levels}
             for spec in specs:
                 meta = metas[spec.name]
                 for slice_name in cache.key.slices:
@@ -399,24 +420,21 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                                                     budget)
                     # the suite's own evaluation, on the validated scores (no third call of the attack)
                     fixed = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
-                    res = evaluate_slice(inputs, [fixed], samples_of.labels,
-                                         samples_of.videos, n_bootstrap=n_bootstrap, seed=seed, extract_hint="")
+                    res = evaluate_slice(inputs, [fixed], samples_of, n_bootstrap=n_bootstrap, seed=seed,
+                                         extract_hint="", min_false_positives=min_fp)
                     column = f"{slice_name}/{spec.name}"
-                    for level in LEVELS:
+                    for level in samples_of.levels:
                         rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
-                        pending.rows.append(metric_row(target, meta, "reproduced", slice_name, level, int(n_frames),
-                                                        res.evaluations[(spec.name, level)], rel, column, commit))
-                        columns[level].setdefault(spec.name, {})
-                        columns[level][spec.name][column] = res.scores[spec.name] if level == "row" \
-                            else res.video_scores[spec.name]
-            for level in LEVELS:
+                        for part in PARTITIONS:
+                            pending.rows.append(metric_row(target, meta, "reproduced", slice_name, level,
+                                                           int(n_frames), part,
+                                                           res.evaluations[(spec.name, level, part)], rel, column,
+                                                           commit))
+                        columns[level].setdefault(spec.name, {})[column] = res.level_scores[(spec.name, level)]
+            for level, view in samples_of.views.items():
                 for name, cols in columns[level].items():
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{name}-f{n_frames}-{level}.csv"
-                    if level == "row":
-                        pending.csvs.append((Path(rel), samples_of.ids, samples_of.videos, samples_of.labels, cols))
-                    else:
-                        pending.csvs.append((Path(rel), samples_of.video_order, samples_of.video_order,
-                                             samples_of.video_labels, cols))
+                    pending.csvs.append((Path(rel), view, cols))
     for spec in specs:
         if not applicable_anywhere[spec.name]:
             raise SubmissionRefused("features", f"attack {spec.name!r} is declared on slices {list(spec.slices)}, but "
@@ -454,6 +472,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
                 raise SubmissionRefused("declaration", f"attack {spec.name!r} has an empty citation: say which paper "
                                                        "(and equation) it implements, or describe it if it is new")
         metas = {s.name: _meta(s, src, commit) for s in specs}
+        _check_families(metas, results)
         previous = {s.name: _check_name(s.name, results, "reproduced") for s in specs}
         names = sorted(metas)
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
@@ -475,7 +494,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
-                            pending.rows, board)
+                            pending.rows, board, _verdicts_of(new, {m["family"] for m in metas.values()}))
 
 
 # ----------------------------------------------------------------------------- scores-file submissions
@@ -544,7 +563,13 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
         raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
                                         "use the same direction or another name")
     samples = evaluated_samples(entries[target])
-    expected = samples.ids if level == "row" else samples.video_order
+    if ROW_IS_VIDEO in samples.levels:  # one row per video: both levels are the same numbers
+        if level == "video":  # the ids given are videos: name them by their one row
+            by_video = dict(zip(samples.videos, samples.ids))
+            ids = [by_video.get(i, i) for i in ids]
+        level = ROW_IS_VIDEO
+    view = samples.views[level]
+    expected = view.ids
     seen: set[str] = set()
     dupes: set[str] = set()
     for i in ids:
@@ -554,7 +579,7 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
                                        "once")
     known = set(expected)
     unknown = [i for i in ids if i not in known]
-    what = "sample ids" if level == "row" else "videos"
+    what = "videos" if level == "video" else "sample ids"
     if unknown:
         raise SubmissionRefused("ids", f"{scores_file}: {len(unknown)} unknown {what} (not evaluated for target "
                                        f"{target!r}): {_ids(unknown)}")
@@ -584,33 +609,46 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
                                                             "already on the leaderboard (same file sha256); nothing "
                                                             "changed")
     config = results["suite"].get("config") or {}
-    labels = samples.labels if level == "row" else samples.video_labels
-    ev = evaluate_scores(scores, labels, direction=direction, attack=attack_name, sample_ids=list(expected),
-                         n_bootstrap=int(config.get("n_bootstrap", 1000)), seed=int(config.get("seed", 0)))
+    evaluations = {part: evaluate_level_scores(scores, view, part, direction=direction, attack=attack_name,
+                                               n_bootstrap=int(config.get("n_bootstrap", 1000)),
+                                               seed=int(config.get("seed", 0)),
+                                               min_false_positives=int(config.get("min_false_positives", 10)))
+                   for part in PARTITIONS}
     commit = git_commit()
-    meta = {"name": attack_name, "family": "scores_file", "version": 1, "source": scores_file.as_posix(),
+    # a scores file is a method of its own: its family is its name
+    meta = {"name": attack_name, "family": attack_name, "version": 1, "source": scores_file.as_posix(),
             "file_sha256": sha}
     column = f"{slice_name}/{attack_name}"
-    row = metric_row(target, meta, "scores_file", slice_name, level, n_frames, ev, rel, column, commit)
+    new_rows = [metric_row(target, meta, "scores_file", slice_name, level, n_frames, part, ev, rel, column, commit)
+                for part, ev in evaluations.items()]
     slices = sorted(set((previous or {}).get("slices", [])) | {slice_name}, key=SLICES.index)
-    record = {"name": attack_name, "family": "scores_file", "direction": direction, "needs": [], "slices": slices,
+    record = {"name": attack_name, "family": attack_name, "direction": direction, "needs": [], "slices": slices,
               "citation": citation or (previous or {}).get("citation", ""),
               "summary": "per-sample scores submitted as a file (not run here)", "version": 1,
               "source": scores_file.as_posix(), "file_sha256": sha,
               "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit}}
     new = dict(results)
-    new["rows"] = [r for r in results["rows"] if r not in old] + [row]
+    new["rows"] = [r for r in results["rows"] if r not in old] + new_rows
     new["attacks"] = {**(results.get("attacks") or {}), attack_name: record}
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "scores_file", "attacks": [attack_name], "target": target, "slice": slice_name, "level": level,
         "n_frames": n_frames, "source": scores_file.as_posix(), "file_sha256": sha, "git_commit": commit,
         "vidsme": __version__, "status": "replaced" if old else "added", "created": _now(), "command": command}]
-    ids_out = list(expected)
-    videos_out = samples.videos if level == "row" else samples.video_order
-    board = _commit(results_dir, original, new, [(Path(rel), ids_out, videos_out, labels, {column: scores})], [])
+    board = _commit(results_dir, original, new, [(Path(rel), view, {column: scores})], [])
     status = "replaced" if old else "added"
     return SubmissionResult(status, [attack_name], f"{attack_name}: {status} for target {target!r} ({slice_name} "
-                                                   f"slice, {level} level, kind scores_file)", [row], board)
+                                                   f"slice, {level} level, kind scores_file)", new_rows, board,
+                            _verdicts_of(new, {attack_name}))
+
+
+def _verdicts_of(results: dict, methods: set[str]) -> list[dict]:
+    """The leaderboard entries of `methods`, each with its target and primary metric."""
+    out = []
+    for verdict in results.get("verdicts", {}).get("targets", []):
+        for entry in verdict["entries"]:
+            if entry["method"] in methods:
+                out.append({"target": verdict["target"], **entry})
+    return out
 
 
 # ----------------------------------------------------------------------------- writing, last and atomically
@@ -671,8 +709,10 @@ def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, s
         try:
             for rel in stale:
                 (results_dir / rel).unlink(missing_ok=True)
-            for rel, ids, videos, labels, columns in csvs:
-                write_scores_csv(results_dir / rel, ids, videos, labels, columns)
+            for rel, view, columns in csvs:
+                write_scores_csv(results_dir / rel, view, columns)
+            # rank bands and blind distances change with every new method: recomputed, from the files just written
+            new_results["verdicts"] = compute_verdicts(new_results, results_dir)
             write_json_atomic(results_path, new_results)
             return write_leaderboard(results_dir)
         except BaseException:
@@ -686,10 +726,21 @@ def format_result(result: SubmissionResult) -> str:
     """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
     lines = [result.message]
     for r in result.rows:
+        if r.get("partition") != "dev":  # dev numbers choose; test numbers are the ones to read
+            continue
         frames = "-" if r["n_frames"] is None else str(r["n_frames"])
-        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<5} frames {frames:<3} "
-                     f"AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]  "
-                     f"TPR@1%FPR {r['tpr@1%fpr']['value']:.3f}")
+        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
+                     f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
+    lines.append("  (dev-partition numbers, where configurations are chosen)")
+    for e in result.verdicts:
+        metric = e["primary_metric"]
+        value = e[metric]
+        vs = e.get("vs_blind")
+        lines.append(f"  leaderboard {e['target']}: {e['method']} rank {e['rank_band']}, test {metric} "
+                     f"{value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}] "
+                     f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
+                     + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
+                        f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
     if result.leaderboard:
         lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
     return "\n".join(lines)

@@ -26,15 +26,25 @@ from tqdm import tqdm
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic, write_text_atomic
 from vidsme.attack.inputs import SLICES
-from vidsme.attack.metrics import Evaluation, evaluate_scores
+from vidsme.attack.metrics import Evaluation
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks
 from vidsme.benchmark.cache import CacheKey, FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
-from vidsme.benchmark.evaluate import LEVELS, SliceResult, evaluate_slice, slice_inputs, video_scores
+from vidsme.benchmark.evaluate import (
+    EvalSet,
+    LevelView,
+    SliceResult,
+    evaluate_level_scores,
+    evaluate_slice,
+    slice_inputs,
+    video_scores,
+)
 from vidsme.benchmark.extract import World, extract_to_cache, join_world
 from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
+from vidsme.benchmark.verdicts import METRIC_LABELS, PRIMARY_METRICS, compute_verdicts
 from vidsme.config import config_hash, config_to_dict
+from vidsme.data_splits.partition import PARTITIONS, Partition
 from vidsme.data_splits.registry import load_split
 from vidsme.errors import SplitError, VideoError, VidsmeError
 from vidsme.names import did_you_mean
@@ -42,7 +52,7 @@ from vidsme.prompts import TEMPLATES
 from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATS_SUBDIR, FEATURES_SUBDIR = "video-stats", "features"
 
 
@@ -66,6 +76,11 @@ def check_suite(cfg: SuiteConfig) -> list[AttackSpec]:
             raise VidsmeError(f"unknown prompt template {template!r}.{did_you_mean(template, TEMPLATES)}")
     if cfg.batch_size < 1 or cfg.n_bootstrap < 1:
         raise VidsmeError("batch_size and n_bootstrap must be >= 1")
+    if cfg.primary_metric not in PRIMARY_METRICS:
+        raise VidsmeError(f"unknown primary_metric {cfg.primary_metric!r}.{did_you_mean(cfg.primary_metric, PRIMARY_METRICS)}"
+                          f" Choose one of {', '.join(PRIMARY_METRICS)}")
+    if cfg.min_false_positives < 1:
+        raise VidsmeError(f"min_false_positives must be >= 1, got {cfg.min_false_positives}")
     if cfg.attacks:
         return [get_attack(name) for name in cfg.attacks]  # did-you-mean on typos
     return list_attacks()
@@ -157,8 +172,19 @@ def _device_and_dtype(cfg: SuiteConfig) -> tuple[torch.device, str]:
 
 
 def _card(path: Path) -> dict | None:
+    """The target.json card of a model directory (None: not trained by vidsme); a damaged card is
+    a one-line error naming it."""
+    from vidsme.errors import ModelFileError
+    from vidsme.model_files import model_fix, read_json_file
+
     card = Path(path) / "target.json"
-    return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
+    if not card.is_file():
+        return None
+    fix = model_fix(Path(path), "the suite's targets[].path")
+    data = read_json_file(card, fix)
+    if not isinstance(data, dict) or not isinstance(data.get("base", {}), dict):
+        raise ModelFileError(card, "is not a target card (a JSON object whose 'base' is an object)", fix)
+    return data
 
 
 def model_sha256(path: Path) -> str:
@@ -185,31 +211,36 @@ def _reference_path(target: SuiteTarget, card: dict | None) -> tuple[Path | None
 
 # ----------------------------------------------------------------------------- outputs
 def metric_row(target: str, spec_meta: dict, kind: str, slice_name: str, level: str, n_frames: int | None,
-                ev: Evaluation, scores_file: str, column: str, commit: str | None) -> dict:
+               partition: str, ev: Evaluation, scores_file: str, column: str, commit: str | None) -> dict:
+    """One results.json row: an attack's metrics on one target, slice, level, frame count and partition."""
     row = {"target": target, "attack": spec_meta["name"], "family": spec_meta["family"],
            "attack_version": spec_meta["version"], "kind": kind, "slice": slice_name, "level": level,
-           "n_frames": n_frames}
+           "n_frames": n_frames, "partition": partition}
     metrics = ev.to_dict()
     for key in ("direction", "n_members", "n_nonmembers", "auc", "balanced_accuracy"):
         row[key] = metrics[key]
     row.update({k: v for k, v in metrics.items() if k.startswith("tpr@")})
     row.update(n_posinf_clipped=ev.n_posinf_clipped, n_neginf_clipped=ev.n_neginf_clipped,
-               scores_file=scores_file, scores_column=column,
+               bootstrap_clusters=metrics.get("bootstrap_clusters"), scores_file=scores_file, scores_column=column,
                provenance={"source": spec_meta["source"], "file_sha256": spec_meta.get("file_sha256"),
                            "git_commit": commit})
     return row
 
 
-def write_scores_csv(path: Path, ids: Sequence[str], videos: Sequence[str], labels: np.ndarray,
-                     columns: dict[str, np.ndarray]) -> None:
-    """Per-sample raw scores: sample_id, video, label, then one column per `<slice>/<attack>`."""
+def scores_path(target: str, n_frames: int, level: str) -> str:
+    """Where a target's per-sample scores of one frame count and level go (relative to output_dir)."""
+    return f"scores/{target}/f{n_frames}-{level}.csv"
+
+
+def write_scores_csv(path: Path, view: LevelView, columns: dict[str, np.ndarray]) -> None:
+    """Per-sample raw scores: sample_id, video, label, partition, then one column per `<slice>/<attack>`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["sample_id", "video", "label", *columns])
+    writer.writerow(["sample_id", "video", "label", "partition", *columns])
     values = list(columns.values())
-    for i, (sid, video, label) in enumerate(zip(ids, videos, labels)):
-        writer.writerow([sid, video, int(label), *(repr(float(v[i])) for v in values)])
+    for i, (sid, video, label, part) in enumerate(zip(view.ids, view.videos, view.labels, view.partitions)):
+        writer.writerow([sid, video, int(label), part, *(repr(float(v[i])) for v in values)])
     write_text_atomic(path, text.getvalue())
 
 
@@ -222,41 +253,54 @@ class TargetRun:
     skipped: list[dict] = field(default_factory=list)
 
 
-def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], labels: np.ndarray,
-           video_labels: np.ndarray, orders: SplitOrders, specs: dict[str, AttackSpec]) -> None:
-    """video_labels: per video in sorted order, which is also the order of orders.videos."""
+def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], samples: EvalSet,
+           orders: SplitOrders, specs: dict[str, AttackSpec]) -> None:
+    """ROC per slice and level (one curve per family: its variant with the best DEV AUC at this
+    slice, level and frame count, drawn from TEST scores), histograms of each slice's dev-best
+    attack on test, and the q/r histograms (every video: q and r use no labels)."""
     from vidsme.benchmark.plots import Curve, HistPanel, qr_histograms, roc_plot, score_histograms
 
     folder = out / "plots" / target
-    panels: dict[str, list[HistPanel]] = {level: [] for level in LEVELS}
+    panels: dict[str, list[HistPanel]] = {level: [] for level in samples.levels}
     for res in results:
-        for level, y in (("row", labels), ("video", video_labels)):
-            scores = res.scores if level == "row" else res.video_scores
-            best: dict[str, tuple[float, str]] = {}  # family -> (AUC, attack): one curve per family
-            for name in scores:
-                auc = res.evaluations[(name, level)].auc.value
+        for level, view in samples.views.items():
+            test = view.partitions == "test"
+            y = view.labels[test]
+            best: dict[str, tuple[float, str]] = {}  # family -> (dev AUC, attack)
+            for name in res.scores:
+                auc = res.evaluations[(name, level, "dev")].auc.value
                 family = specs[name].family
-                if family not in best or auc > best[family][0]:
+                if family not in best or auc > best[family][0] or (auc == best[family][0] and name < best[family][1]):
                     best[family] = (auc, name)
-            chosen = [name for _, name in sorted(best.values(), reverse=True)]
+            chosen = [name for _, name in sorted(best.values(), key=lambda t: (-t[0], t[1]))]
             if not chosen:
                 continue
-            curves = [Curve(name, scores[name], y, specs[name].direction.value) for name in chosen]
+            curves = [Curve(f"{specs[name].family}: {name}", res.level_scores[(name, level)][test], y,
+                            specs[name].direction.value) for name in chosen]
             roc_plot(curves, folder / f"f{n_frames}-{res.slice}-{level}-roc.png",
-                     f"{target}: {res.slice} slice, {level} level, {n_frames} frames")
-            panels[level].append(HistPanel(f"{res.slice}: {chosen[0]}", scores[chosen[0]], y))
+                     f"{target}: {res.slice} slice, {level} level, {n_frames} frames — "
+                     "per family the dev-selected variant, test partition")
+            panels[level].append(HistPanel(f"{res.slice}: {chosen[0]} (dev-selected)",
+                                           res.level_scores[(chosen[0], level)][test], y))
     for level, level_panels in panels.items():
         if level_panels:
             score_histograms(level_panels, folder / f"f{n_frames}-{level}-hist.png",
-                             f"{target}: best attack per slice, {level} level, {n_frames} frames")
-    qr_histograms(orders.orders.q, orders.orders.r, video_labels, folder / f"qr-f{n_frames}.png",
+                             f"{target}: per slice the dev-selected attack, test partition, {level} level, "
+                             f"{n_frames} frames")
+    qr_histograms(orders.orders.q, orders.orders.r, samples.video_labels, folder / f"qr-f{n_frames}.png",
                   f"{target}: Vid-SME orders per video, {n_frames} frames")
+
+
+def _partition_entry(partition: Partition, rows: list[dict]) -> dict:
+    record = partition.record(rows)
+    return {k: record[k] for k in ("version", "seed", "method", *PARTITIONS)}
 
 
 def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world: World, *,
                progress: bool, commit: str | None) -> TargetRun:
     """Extract (all ranks) and evaluate (rank 0) one target; returns its results (rank 0)."""
     split, all_rows = _split_rows(t)
+    partition = split.partition()  # checked against the manifest: a tampered card stops here
     video_root = _video_root(t, split)
     template = t.template or cfg.template
     # rank 0 decodes and caches the statistics first; the others then read them from the cache
@@ -269,16 +313,18 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     target_sha = model_sha256(t.path)
     ref_path, ref_sha = _reference_path(t, card) if cfg.reference_view else (None, None)
     device, dtype = _device_and_dtype(cfg)
-    target = load_model(t.path, dtype=dtype, device=device)
-    reference: LoadedModel | None = load_model(ref_path, dtype=dtype, device=device) if ref_path else None
+    target = load_model(t.path, dtype=dtype, device=device, setting="the suite's targets[].path")
+    reference: LoadedModel | None = load_model(
+        ref_path, dtype=dtype, device=device,
+        setting="the suite's targets[].reference (or set reference_view=false)") if ref_path else None
     views = ("natural", "reversed") + (("reference",) if reference else ())
     settings = QuerySettings(slices=tuple(cfg.slices))
-    labels = np.array([r["label"] == "member" for r in rows], dtype=int)
-    videos = [r["video"] for r in rows]
-    ids = [r["id"] for r in rows]
+    samples = EvalSet(ids=[r["id"] for r in rows], videos=[r["video"] for r in rows],
+                      labels=np.array([r["label"] == "member" for r in rows], dtype=int),
+                      partitions=partition.of_rows(rows))
+    _check_sides(samples, t.name)
+    labels, ids = samples.labels, samples.ids
     member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
-    video_order = sorted(member_of_video)
-    video_labels = np.array([member_of_video[v] for v in video_order], dtype=int)
     run = TargetRun(entry={
         "name": t.name, "path": str(t.path), "card_sha256": target_sha,
         "strategy": (card or {}).get("strategy"), "task": rows[0]["task"],
@@ -288,6 +334,7 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         "n_rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
         "n_videos": {"member": sum(member_of_video.values()),
                      "nonmember": len(member_of_video) - sum(member_of_video.values())},
+        "levels": list(samples.levels), "partition": _partition_entry(partition, rows),
         "excluded": excluded.to_dict(), "evaluated_ids_sha256": ids_sha256(ids), "caches": {},
     })
     out = Path(cfg.output_dir)
@@ -310,57 +357,69 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         if not world.is_main:
             continue
         run.entry["caches"][str(n_frames)] = str(cache.folder.resolve())
-        samples = cache.read(ids)
+        cached = cache.read(ids)
         hint = ("set reference_view=true (and targets[].reference if the card names no base), then rerun "
                 "`vidsme benchmark` to extract the missing view")
         results = []
-        columns: dict[str, dict[str, np.ndarray]] = {"row": {}, "video": {}}
+        columns: dict[str, dict[str, np.ndarray]] = {level: {} for level in samples.levels}
         for slice_name in tqdm(cfg.slices, desc=f"evaluate {t.name} {n_frames} frames", unit="slice",
                                disable=not progress):
-            res = evaluate_slice(slice_inputs(samples, slice_name), specs, labels, videos,
-                                 n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, extract_hint=hint)
+            res = evaluate_slice(slice_inputs(cached, slice_name), specs, samples, n_bootstrap=cfg.n_bootstrap,
+                                 seed=cfg.seed, extract_hint=hint, min_false_positives=cfg.min_false_positives)
             results.append(res)
             for name, reason in res.skipped.items():
                 run.skipped.append({"target": t.name, "attack": name, "slice": slice_name, "n_frames": n_frames,
                                     "reason": reason})
-            for (name, level), ev in res.evaluations.items():
+            for (name, level, part), ev in res.evaluations.items():
                 column = f"{slice_name}/{name}"
-                scores_file = f"scores/{t.name}/f{n_frames}-{level}.csv"
                 run.rows.append(metric_row(t.name, by_name[name].describe(), "reproduced", slice_name, level,
-                                            n_frames, ev, scores_file, column, commit))
-                columns[level][column] = res.scores[name] if level == "row" else res.video_scores[name]
-        write_scores_csv(out / "scores" / t.name / f"f{n_frames}-row.csv", ids, videos, labels, columns["row"])
-        write_scores_csv(out / "scores" / t.name / f"f{n_frames}-video.csv", video_order, video_order, video_labels,
-                   columns["video"])
+                                           n_frames, part, ev, scores_path(t.name, n_frames, level), column, commit))
+                columns[level][column] = res.level_scores[(name, level)]
+        for level, view in samples.views.items():
+            write_scores_csv(out / scores_path(t.name, n_frames, level), view, columns[level])
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
-            _plots(out, t.name, n_frames, results, labels, video_labels, orders, by_name)
+            _plots(out, t.name, n_frames, results, samples, orders, by_name)
     if world.is_main and cfg.blind_baseline:
-        run.rows += blind_rows(t.name, rows, video_root, cfg, out, commit)
+        run.rows += blind_rows(t.name, rows, samples, video_root, cfg, out, commit)
     return run
 
 
-def blind_rows(target: str, rows: list[dict], video_root: Path, cfg: SuiteConfig, out: Path,
+def _check_sides(samples: EvalSet, target: str) -> None:
+    """Both partitions must hold members and non-members (after any exclusions)."""
+    for side in PARTITIONS:
+        labels = {int(y) for y, p in zip(samples.labels, samples.partitions) if p == side}
+        if labels != {0, 1}:
+            raise VidsmeError(f"target {target!r}: the {side} partition has no "
+                              f"{'members' if 1 not in labels else 'non-members'} (after exclusions); "
+                              "nothing can be selected or reported there")
+
+
+def blind_rows(target: str, rows: list[dict], samples: EvalSet, video_root: Path, cfg: SuiteConfig, out: Path,
                commit: str | None) -> list[dict]:
-    """The split's blind (model-free) baseline at video and row level (a video's score for its rows)."""
-    from vidsme.data_splits.audit import blind_scores, video_features
+    """The split's blind (model-free) baseline at each level and partition: fitted on dev videos
+    (out-of-fold within dev for the dev rows), predicting the test videos."""
+    from vidsme.data_splits.audit import blind_dev_test_scores, video_features
 
     videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
                                   workers=cfg.stats_workers, progress=False)
-    oof = blind_scores(x, y, seed=cfg.seed, where=f"target {target!r}", cache_dir=Path(cfg.cache_dir))
+    side = dict(zip(samples.videos, samples.partitions))
+    is_dev = np.array([side[v] == "dev" for v in videos])
+    per_video = blind_dev_test_scores(x, y, is_dev, seed=cfg.seed, where=f"target {target!r}",
+                                      cache_dir=Path(cfg.cache_dir))
     at = {v: i for i, v in enumerate(videos)}
-    row_scores = np.array([oof[at[r["video"]]] for r in rows])
-    row_labels = np.array([r["label"] == "member" for r in rows], dtype=int)
-    meta = {"name": "blind_baseline", "family": "blind", "version": 1, "source": "vidsme.data_splits.audit"}
+    row_scores = np.array([per_video[at[v]] for v in samples.videos])
+    meta = {"name": "blind_baseline", "family": "blind", "version": 2, "source": "vidsme.data_splits.audit"}
     out_rows = []
-    for level, ids, vids, scores, labels in (("video", videos, videos, oof, y),
-                                             ("row", [r["id"] for r in rows], [r["video"] for r in rows],
-                                              row_scores, row_labels)):
-        ev = evaluate_scores(scores, labels, direction="higher", attack="blind_baseline",
-                             sample_ids=list(ids), n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
+    for level, view in samples.views.items():
+        scores = samples.at_level(row_scores, level)
         scores_file = f"scores/{target}/blind-{level}.csv"
-        write_scores_csv(out / scores_file, ids, vids, labels, {"metadata/blind_baseline": scores})
-        out_rows.append(metric_row(target, meta, "blind", "metadata", level, None, ev, scores_file,
-                                    "metadata/blind_baseline", commit))
+        write_scores_csv(out / scores_file, view, {"metadata/blind_baseline": scores})
+        for part in PARTITIONS:
+            ev = evaluate_level_scores(scores, view, part, direction="higher", attack="blind_baseline",
+                                       n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                                       min_false_positives=cfg.min_false_positives)
+            out_rows.append(metric_row(target, meta, "blind", "metadata", level, None, part, ev, scores_file,
+                                       "metadata/blind_baseline", commit))
     return out_rows
 
 
@@ -372,7 +431,8 @@ def suite_fingerprint(cfg: SuiteConfig, specs: Sequence[AttackSpec], commit: str
         split = load_split(t.split)
         card = _card(t.path) if (Path(t.path) / "config.json").is_file() else None
         reference = _reference_path(t, card)[1] if cfg.reference_view and card is not None else None
-        parts.append([t.name, model_sha256(t.path) if card else None, reference, split.card.manifest_sha256])
+        parts.append([t.name, model_sha256(t.path) if card else None, reference, split.card.manifest_sha256,
+                      split.card.partition])
     return ids_sha256([json.dumps(parts, sort_keys=True, default=str)])
 
 
@@ -425,35 +485,46 @@ def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = 
         "rows": [row for r in runs for row in r.rows],
         "skipped": [s for r in runs for s in r.skipped],
     }
+    results["verdicts"] = compute_verdicts(results, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, results)
     return path
 
 
-def summarize(results_path: Path, top: int = 3) -> str:
-    """A few lines per target: the best attacks per slice at row level, and the blind baseline."""
+def summarize(results_path: Path) -> str:
+    """Per target: every method's dev-selected configuration with its TEST number, CI, rank band
+    and distance to the blind baseline (results.json's verdicts)."""
     data = json.loads(Path(results_path).read_text(encoding="utf-8"))
-    lines = []
+    lines = [f"Verdicts (each method's configuration chosen on the dev partition, numbers from the test partition; "
+             f"{int(data['verdicts']['confidence'] * 100)}% CIs, paired bootstrap over test videos):"]
+    entries_of = {v["target"]: v for v in data["verdicts"]["targets"]}
     for entry in data["targets"]:
-        name = entry["name"]
-        lines.append(f"{name} ({entry['split']['name']}, {entry['strategy'] or 'untracked'}; "
-                     f"{entry['n_rows']['member']}+{entry['n_rows']['nonmember']} rows):")
-        rows = [r for r in data["rows"] if r["target"] == name and r["level"] == "row"]
-        for r in rows:
-            if r["kind"] == "blind":
-                lines.append(f"  blind baseline           AUC {_fmt(r['auc'])}")
-        frames = max((r["n_frames"] for r in rows if r["n_frames"] is not None), default=None)
-        for slice_name in SLICES:
-            best = sorted((r for r in rows if r["slice"] == slice_name and r["n_frames"] == frames),
-                          key=lambda r: -r["auc"]["value"])[:top]
-            for r in best:
-                lines.append(f"  {slice_name:<11} {r['attack']:<24} AUC {_fmt(r['auc'])} "
-                             f"TPR@1%FPR {r['tpr@1%fpr']['value']:.3f}  ({frames} frames)")
+        verdict = entries_of[entry["name"]]
+        metric = verdict["primary_metric"]
+        test = entry["partition"]["test"]
+        lines.append(f"{entry['name']} ({entry['split']['name']}, {entry['strategy'] or 'untracked'}; test partition "
+                     f"{test['rows']['member']}+{test['rows']['nonmember']} rows, "
+                     f"{test['videos']['member']}+{test['videos']['nonmember']} videos)")
+        lines.append(f"  ranked by {METRIC_LABELS[metric]}: {verdict['why']}")
+        lines.append(f"  {'rank':<6}{'method':<20}{'test ' + METRIC_LABELS[metric]:<24}"
+                     f"{'vs blind':<31}chosen on dev: slice / attack / frames / level (candidates)")
+        for e in verdict["entries"]:
+            vs = "" if e["vs_blind"] is None else _fmt_diff(e["vs_blind"]) + ("" if e["above_blind"] else " n.s.")
+            chosen = "" if e["blind"] else (f"{e['slice']} / {e['attack']} / {e['n_frames'] or '-'} / {e['level']}"
+                                            f" ({e['n_candidates']})")
+            lines.append(f"  {e['rank_band']:<6}{e['method']:<20}{_fmt(e[metric]):<24}{vs:<31}{chosen}".rstrip())
+    lines.append("(n.s. = not above blind: the paired CI of the difference to the blind baseline includes 0)")
     return "\n".join(lines)
 
 
 def _fmt(metric: dict) -> str:
+    if metric.get("value") is None:
+        return f"n/a ({metric.get('reason')})"
     return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+def _fmt_diff(metric: dict) -> str:
+    return f"{metric['value']:+.3f} [{metric['ci_low']:+.3f}, {metric['ci_high']:+.3f}]"
 
 
 __all__ = ["RESULTS_FILE", "check_suite", "run_suite", "summarize", "usable_rows", "video_scores"]

@@ -70,7 +70,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
     from vidsme.errors import SplitError
 
     if args.action == "list":
-        print(f"{'split':<18} {'kind':<6} {'status':<11} {'rows (member/non-member)':<26} videos (member/non-member)")
+        print(f"{'split':<18} {'kind':<6} {'status':<11} {'rows (member/non-member)':<26} "
+              f"{'videos (member/non-member)':<28} dev | test videos")
         for name in known_split_names():
             try:
                 split = load_split(name)
@@ -85,7 +86,17 @@ def _cmd_splits(args: argparse.Namespace) -> int:
             else:
                 counts = f"{rows.get('member', 0)}/{rows.get('nonmember', 0)}"
                 vids = f"{videos.get('member', 0)}/{videos.get('nonmember', 0)}"
-            print(f"{name:<18} {split.card.kind:<6} {status:<11} {counts:<26} {vids}")
+            # the card's record as written; `vidsme splits verify` checks it against the manifest
+            part = split.card.partition
+            if isinstance(part, dict) and all(isinstance(part.get(s), dict) for s in ("dev", "test")):
+                dev, test = part["dev"].get("videos", {}), part["test"].get("videos", {})
+                sides = (f"{dev.get('member', 0)}/{dev.get('nonmember', 0)} | "
+                         f"{test.get('member', 0)}/{test.get('nonmember', 0)}")
+            elif split.is_pool or not split.card.members_available:
+                sides = "-"
+            else:
+                sides = f"none: run `vidsme splits build {name}`" if name in SYNTHETIC_SPLITS else "none: re-create it"
+            print(f"{name:<18} {split.card.kind:<6} {status:<11} {counts:<26} {vids:<28} {sides}")
         return 0
     if args.action == "build":
         from vidsme.data_splits.build import build_synthetic_split
@@ -273,29 +284,34 @@ def build_parser() -> argparse.ArgumentParser:
     build = actions.add_parser("build", help="generate synthetic videos and draw the split")
     build.add_argument("names", nargs="+", metavar="NAME", help="synth-mcqa, synth-oeqa, synth-caption, synth-pretrain")
     build.add_argument("--video-root", type=Path, default=Path("runs/videos"), help="where videos are written")
-    build.add_argument("--seed", type=int, default=0, help="generator and member-draw seed")
+    build.add_argument("--seed", type=int, default=0,
+                       help="seeds the generator, the member draw and the dev/test partition (default 0)")
     build.add_argument("--n-videos", type=int, default=None, help="override the pool's default size")
-    verify = actions.add_parser("verify", help="check checksums, disjointness, presence and decodability")
-    verify.add_argument("names", nargs="+", metavar="NAME")
+    verify = actions.add_parser("verify", help="check checksums, disjointness, the dev/test partition, presence "
+                                "and decodability")
+    verify.add_argument("names", nargs="+", metavar="NAME", help="splits to verify (`vidsme splits list`)")
     verify.add_argument("--video-root", type=Path, default=None,
                         help="folder the manifest's video paths are under (synthetic splits: where they were built)")
     verify.add_argument("--no-decode", action="store_true", help="check presence and checksums only")
     verify.add_argument("--thorough", action="store_true", help="decode every frame (slow on long videos)")
     create = actions.add_parser("create", help="a split from your own videos and reference-format JSON")
-    create.add_argument("name")
-    create.add_argument("--video-root", type=Path, required=True)
+    create.add_argument("name", help="name of the new split (its folder under the splits dir)")
+    create.add_argument("--video-root", type=Path, required=True,
+                        help="folder the annotations' video paths are relative to")
     create.add_argument("--annotations", type=Path, help="one JSON list, split i.i.d. by video")
     create.add_argument("--member-fraction", type=float, help="with --annotations: share of videos that are members")
-    create.add_argument("--seed", type=int, help="with --annotations: seed of the draw")
+    create.add_argument("--seed", type=int, default=0,
+                        help="seeds the member draw of --annotations and the dev/test partition (default 0; "
+                        "with --members/--nonmembers only the partition)")
     create.add_argument("--members", type=Path, help="JSON list of member rows")
     create.add_argument("--nonmembers", type=Path, help="JSON list of non-member rows")
     create.add_argument("--task", choices=("mcqa", "oeqa", "caption"), help="force a task (default: from candidates)")
     create.add_argument("--force", action="store_true", help="replace an existing split of that name")
     audit = actions.add_parser("audit", help="blind (model-free) baseline: can metadata alone predict membership?")
-    audit.add_argument("names", nargs="+", metavar="NAME")
-    audit.add_argument("--video-root", type=Path, required=True)
+    audit.add_argument("names", nargs="+", metavar="NAME", help="splits to audit (`vidsme splits list`)")
+    audit.add_argument("--video-root", type=Path, required=True, help="folder the manifest's video paths are under")
     audit.add_argument("--folds", type=int, default=5, help="cross-validation folds")
-    audit.add_argument("--seed", type=int, default=0, help="seed of folds, model and bootstrap")
+    audit.add_argument("--seed", type=int, default=0, help="seeds the folds, the model and the bootstrap (default 0)")
     audit.add_argument("--cache-dir", type=Path, default=None,
                        help="cache video statistics and blind scores here (a suite's cache_dir reuses them)")
     splits.set_defaults(func=_cmd_splits)

@@ -54,3 +54,24 @@ class UnsupportedVideoError(VideoError):
 
 class SplitError(VidsmeError):
     """A split that fails verification or cannot be built/created."""
+
+
+class DamagedFileError(VidsmeError):
+    """A file vidsme wrote or was handed (model, checkpoint, cache shard) that is missing, truncated
+    or unreadable; the message names the file, what is wrong with it and what to do."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem, self.fix = problem, fix
+        super().__init__(f"{self.path}: {problem}; {fix}")
+
+    def __reduce__(self):  # cross process-pool boundaries with its class and fields intact
+        return (type(self), (self.path, self.problem, self.fix))
+
+
+class ModelFileError(DamagedFileError):
+    """A model directory's file (weights, config, tokenizer) or a training checkpoint's file."""
+
+
+class CacheFileError(DamagedFileError):
+    """A feature-cache shard (safetensors or JSON) that cannot be read back."""

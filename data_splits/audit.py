@@ -136,20 +136,26 @@ def blind_scores(x: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int =
 
 
 def _fit_blind(x: np.ndarray, y: np.ndarray, *, folds: int, repeats: int, seed: int) -> np.ndarray:
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
 
     oof = np.zeros(len(y))
     for repeat in range(repeats):
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
         for train, test in cv.split(x, y):
-            # sklearn's default 20-sample leaves cannot split a small fold at all
-            leaf = max(2, min(20, len(train) // 10))
-            model = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1,
-                                                   min_samples_leaf=leaf, random_state=seed + repeat)
+            model = _blind_model(len(train), seed + repeat)
             model.fit(x[train], y[train])
             oof[test] += model.predict_proba(x[test])[:, 1] / repeats
     return oof
+
+
+def _blind_model(n_train: int, seed: int):
+    """The blind classifier for `n_train` training videos."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    # sklearn's default 20-sample leaves cannot split a small fold at all
+    leaf = max(2, min(20, n_train // 10))
+    return HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1, min_samples_leaf=leaf,
+                                          random_state=seed)
 
 
 def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int = 5, seed: int = 0,
@@ -177,3 +183,34 @@ def audit_split(split: Split, video_root: Path, *, folds: int = 5, repeats: int 
     if write:
         (split.path / AUDIT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def blind_dev_test_scores(x: np.ndarray, y: np.ndarray, is_dev: np.ndarray, *, folds: int = 5, repeats: int = 5,
+                          seed: int = 0, where: str = "split", cache_dir: Path | None = None) -> np.ndarray:
+    """The blind baseline under a dev/test partition: each video's member probability, where dev
+    videos get out-of-fold scores from cross-validation within dev (at most `folds` folds, fewer
+    when dev has fewer videos of a label), and test videos the prediction of the classifier
+    fitted on all of dev (it never sees a test label).
+
+    Cached like `blind_scores` (the key adds the partition).
+    """
+    is_dev = np.asarray(is_dev, dtype=bool)
+    key = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes() + np.asarray(y, dtype=np.int64).tobytes()
+                         + is_dev.tobytes() + json.dumps(["dev/test", folds, repeats, seed, BLIND_VERSION]).encode()
+                         ).hexdigest()
+    cached = Path(cache_dir) / "blind" / f"{key}.json" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return np.asarray(json.loads(cached.read_text(encoding="utf-8"))["scores"], dtype=np.float64)
+    n_pos, n_neg = int(y[is_dev].sum()), int(is_dev.sum() - y[is_dev].sum())
+    folds = min(folds, n_pos, n_neg)  # a small dev half gets fewer folds rather than no baseline
+    if folds < 2:
+        raise SplitError(f"{where}: the dev partition has {n_pos} member and {n_neg} non-member videos; the blind "
+                         "baseline's cross-validation needs at least 2 of each")
+    out = np.zeros(len(y))
+    out[is_dev] = _fit_blind(x[is_dev], y[is_dev], folds=folds, repeats=repeats, seed=seed)
+    if (~is_dev).any():
+        out[~is_dev] = _blind_model(len(y[is_dev]), seed).fit(x[is_dev], y[is_dev]).predict_proba(x[~is_dev])[:, 1]
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cached, {"scores": out.tolist()}, indent=None)
+    return out

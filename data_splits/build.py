@@ -2,17 +2,21 @@
 
 Synthetic splits are drawn i.i.d. 50/50 from one pool, grouped by video. The videos are
 generated on this machine into a video root; their checksums go into the manifest, and
-the generator is deterministic, so the same seed rebuilds the same split. Rebuilding an
-up-to-date split (same settings, every video present with its recorded checksum) does
-nothing.
+the generator is deterministic, so the same seed rebuilds the same split; the seed also
+draws the dev/test partition the card records. Rebuilding an up-to-date split (same
+settings, every video present with its recorded checksum, a valid partition record) does
+nothing; one whose card only lacks the partition (built before partitions existed) gets
+its card rewritten, with the manifest and videos left untouched.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from vidsme import __version__
 from vidsme.data_splits.create import _draw_members
-from vidsme.data_splits.manifest import CARD_FILE, file_sha256, make_row, write_split
+from vidsme.data_splits.manifest import CARD_FILE, file_sha256, make_row, partitions, with_partition, write_split
+from vidsme.data_splits.partition import check_partition_record
 from vidsme.data_splits.registry import SYNTHETIC_SPLITS, Split, load_split, splits_dir
 from vidsme.errors import SplitError
 from vidsme.names import did_you_mean
@@ -20,18 +24,31 @@ from vidsme.names import did_you_mean
 DEFAULT_VIDEO_ROOT = Path("runs/videos")
 
 
-def _up_to_date(name: str, source: dict, video_root: Path) -> bool:
+def _state(name: str, source: dict, video_root: Path, seed: int) -> Literal["fresh", "card", "stale"]:
+    """"fresh": nothing to do; "card": manifest and videos are right but the card's partition
+    is missing or wrong (rewrite the card only); "stale": generate and draw again."""
     path = splits_dir() / name
     if not (path / CARD_FILE).is_file():
-        return False
-    split = load_split(name)
-    if split.card.source != source or file_sha256(split.manifest_path) != split.card.manifest_sha256:
-        return False
-    for row in split.rows():
+        return "stale"
+    try:
+        split = load_split(name)
+        if split.card.source != source or file_sha256(split.manifest_path) != split.card.manifest_sha256:
+            return "stale"
+        rows = split.rows()
+    except SplitError:  # a malformed card or manifest: regenerate
+        return "stale"
+    for row in rows:
         video = video_root / row["video"]
         if not video.is_file() or file_sha256(video) != row["video_sha256"]:
-            return False
-    return True
+            return "stale"
+    if not partitions(split.card.kind, split.card.members_available):
+        return "fresh"
+    record = split.card.partition
+    try:
+        check_partition_record(record, rows, f"split {name!r}")
+    except SplitError:
+        return "card"
+    return "fresh" if record.get("seed") == seed else "card"  # type: ignore[union-attr]
 
 
 def build_synthetic_split(
@@ -42,7 +59,11 @@ def build_synthetic_split(
     n_videos: int | None = None,
     progress: bool = True,
 ) -> tuple[Split, bool]:
-    """Build (or find up to date) the synthetic split `name`; returns (split, rebuilt)."""
+    """Build (or find up to date) the synthetic split `name`; returns (split, rebuilt).
+
+    `seed` seeds the generator, the member draw and the dev/test partition. `rebuilt` is
+    True when anything was written, including only the card (a missing partition record).
+    """
     if name not in SYNTHETIC_SPLITS:
         raise SplitError(
             f"{name!r} is not a buildable split.{did_you_mean(name, SYNTHETIC_SPLITS)} "
@@ -60,8 +81,13 @@ def build_synthetic_split(
         "n_videos": n,
         "video_root": str(video_root.resolve()),
     }
-    if _up_to_date(name, source, video_root):
+    state = _state(name, source, video_root, seed)
+    if state == "fresh":
         return load_split(name), False
+    if state == "card":  # the manifest keeps its bytes (and sha256): trained targets and caches stay valid
+        split = load_split(name)
+        with_partition(split.card, split.rows(), seed).write(split.path / CARD_FILE)
+        return load_split(name), True
 
     generated = generate_pool(name, video_root, n_videos=n, seed=seed, progress=progress)
     # The manifest keeps the shared schema; the generator's reversal metadata is summarised.
@@ -79,6 +105,7 @@ def build_synthetic_split(
     write_split(
         splits_dir() / name,
         rows,
+        partition_seed=seed,
         name=name,
         kind="pool" if is_pool else "split",
         version=1,

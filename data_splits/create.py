@@ -5,6 +5,10 @@ Input: a JSON list of {"video": path relative to the video root, "question": str
   * one file + --member-fraction F --seed S: an i.i.d. draw grouped by video, so a video
     (and every question on it) lands on exactly one side;
   * two files: --members A.json --nonmembers B.json.
+Either way --seed S (default 0) also seeds the split's dev/test partition (partition.py).
+Before anything is written every video must exist, decode (verify's check: probe + first
+and last frame) and sit on one side only, by path and by content; a refusal names every
+offending file and leaves no folder behind.
 The result is an ordinary split (manifest + card) that training and the benchmark accept.
 The paper's splits are converted with the same row builder (scripts/convert_paper_splits.py).
 """
@@ -23,6 +27,7 @@ from vidsme.data_splits.registry import Split, load_split, splits_dir
 from vidsme.errors import SplitError
 
 IDS_SHOWN = 8
+BAD_VIDEOS_SHOWN = 20  # undecodable videos listed one per line in the refusal, then "... and N more"
 
 
 def read_reference_json(path: Path) -> list[dict]:
@@ -114,23 +119,31 @@ def create_split(
     *,
     annotations: Path | None = None,
     member_fraction: float | None = None,
-    seed: int | None = None,
+    seed: int = 0,
     members: Path | None = None,
     nonmembers: Path | None = None,
     task: str | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Split:
-    """Create `<splits dir>/<name>/` from annotation file(s); see the module docstring."""
+    """Create `<splits dir>/<name>/` from annotation file(s); see the module docstring.
+
+    `seed` seeds the member draw of `annotations` (one-file mode) and, in both modes, the
+    dev/test partition; the card records it. Raises SplitError, writing nothing, on bad
+    arguments or annotations, missing or undecodable videos (each one named), a video on
+    both sides (by path or content, the files named) or rows that cannot be partitioned.
+    """
     one_file = annotations is not None
     if one_file == (members is not None or nonmembers is not None):
-        raise SplitError("give either --annotations (with --member-fraction and --seed) or --members and --nonmembers")
-    if one_file and (member_fraction is None or seed is None):
-        raise SplitError("--annotations needs --member-fraction F and --seed S")
+        raise SplitError("give either --annotations (with --member-fraction) or --members and --nonmembers")
+    if one_file and member_fraction is None:
+        raise SplitError("--annotations needs --member-fraction F (the share of videos that are members)")
     if not one_file and (members is None or nonmembers is None):
         raise SplitError("two-file mode needs both --members and --nonmembers")
-    if not one_file and (member_fraction is not None or seed is not None):
-        raise SplitError("--member-fraction/--seed apply to --annotations only")
+    if not one_file and member_fraction is not None:
+        raise SplitError("--member-fraction applies to --annotations only (two files give the labels)")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SplitError(f"--seed must be an integer, got {seed!r}")
     if one_file and not 0.0 < member_fraction < 1.0:
         raise SplitError(f"--member-fraction must be in (0, 1), got {member_fraction}")
     if not name or "/" in name or name.startswith("."):
@@ -158,12 +171,15 @@ def create_split(
                                     id_prefix=Path(nonmembers).stem, label="nonmember", task=task)
         drawn = {"method": "given_lists", "members": Path(members).name, "nonmembers": Path(nonmembers).name}
         source = {"members": Path(members).name, "nonmembers": Path(nonmembers).name}
+    _refuse_overlap(rows, "video")  # paths: known before touching any file
     _attach_checksums(rows, video_root, progress)
-    _refuse_overlap(rows)
+    _refuse_overlap(rows, "video_sha256")
+    _refuse_undecodable(rows, video_root, progress)
 
-    write_split(
+    write_split(  # draws the dev/test partition (recorded with `seed`) before writing anything
         target,
         rows,
+        partition_seed=seed,
         name=name,
         kind="split",
         version=1,
@@ -174,14 +190,47 @@ def create_split(
     return load_split(name)
 
 
-def _refuse_overlap(rows: list[dict]) -> None:
-    """A video (by path or content) on both sides is an error, not a warning."""
-    for key in ("video", "video_sha256"):
-        sides: dict[str, set] = {}
-        for row in rows:
-            sides.setdefault(row[key], set()).add(row["label"])
-        both = sorted(v for v, s in sides.items() if len(s) > 1)
-        if both:
-            shown = ", ".join(both[:IDS_SHOWN]) + (", ..." if len(both) > IDS_SHOWN else "")
-            what = "video paths" if key == "video" else "video contents (checksums)"
-            raise SplitError(f"{len(both)} {what} appear among both members and non-members: {shown}")
+def _refuse_overlap(rows: list[dict], key: str) -> None:
+    """A video on both sides, by path (key "video") or content ("video_sha256"), is an error.
+
+    The message names the files: the shared path with the annotation files listing it, or
+    for content the member path(s) and the non-member path(s) that share each checksum.
+    """
+    found: dict[str, dict[str, set[str]]] = {}  # value -> label -> video paths (or annotation files)
+    for row in rows:
+        found.setdefault(row[key], {}).setdefault(row["label"], set()).add(
+            row["source"] if key == "video" else row["video"])
+    both = sorted(v for v, by_label in found.items() if len(by_label) > 1)
+    if not both:
+        return
+    if key == "video":
+        listed = [f"{v} (member in {', '.join(sorted(found[v]['member']))}, non-member in "
+                  f"{', '.join(sorted(found[v]['nonmember']))})" for v in both[:IDS_SHOWN]]
+        what = f"{len(both)} video path(s) appear among both members and non-members"
+        fix = "a video (with all of its questions) must be on one side: drop its entries from one annotation file"
+    else:
+        listed = [f"member {', '.join(sorted(found[c]['member']))} = non-member "
+                  f"{', '.join(sorted(found[c]['nonmember']))} (sha256 {c[:12]}...)" for c in both[:IDS_SHOWN]]
+        what = f"{len(both)} video content(s) (checksums) appear among both members and non-members"
+        fix = "these files are copies of one video: keep one copy and put its entries on one side only"
+    more = f"; ... and {len(both) - IDS_SHOWN} more" if len(both) > IDS_SHOWN else ""
+    raise SplitError(f"{what}: {'; '.join(listed)}{more}. Nothing was written. Fix: {fix}")
+
+
+def _refuse_undecodable(rows: list[dict], video_root: Path, progress: bool) -> None:
+    """Every video must decode (verify's check); the refusal names each bad file and its problem."""
+    from vidsme.data_splits.verify import decode_error
+
+    videos = sorted({r["video"] for r in rows})
+    bad = []
+    for video in tqdm(videos, desc="decode check", unit="video", disable=not progress):
+        err = decode_error(video_root / video)
+        if err is not None:
+            bad.append(f"  {video}: {err.problem}")
+    if bad:
+        more = f"\n  ... and {len(bad) - BAD_VIDEOS_SHOWN} more" if len(bad) > BAD_VIDEOS_SHOWN else ""
+        raise SplitError(
+            f"{len(bad)} of {len(videos)} video(s) under {video_root} do not decode (probe + first and last frame):\n"
+            + "\n".join(bad[:BAD_VIDEOS_SHOWN]) + more
+            + "\nNothing was written. Re-encode or replace these files, or drop their entries from the annotations"
+        )

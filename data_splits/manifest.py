@@ -14,16 +14,18 @@ A row:
 
 Every row has every key (null where absent) so `datasets.load_dataset("json", ...)`
 infers one schema. The card records how the split was drawn and the manifest's sha256,
-which `vidsme splits verify` checks: a manifest edited by hand no longer verifies.
+which `vidsme splits verify` checks: a manifest edited by hand no longer verifies. A split
+(not a pool, members available) also records its dev/test partition (partition.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from vidsme.data_splits.partition import DEFAULT_PARTITION_SEED, draw_partition
 from vidsme.errors import SplitError
 
 ROW_KEYS: tuple[str, ...] = (
@@ -146,6 +148,9 @@ class SplitCard:
         manifest_sha256: sha256 of manifest.jsonl; verify fails when it differs.
         members_available: False when the member list is not public (the split is then
             incomplete and verify says so).
+        partition: the dev/test partition record (`Partition.record`: seed, rule version,
+            per side the video-list sha256 and counts); None for pools, incomplete splits
+            and cards written before partitions existed (`Split.partition()` then refuses).
         notes: caveats (conversions, anomalies in the source lists).
     """
 
@@ -158,10 +163,12 @@ class SplitCard:
     counts: dict
     manifest_sha256: str
     members_available: bool = True
+    partition: dict | None = None
     notes: list[str] = field(default_factory=list)
     card_version: int = CARD_VERSION
 
     def to_json(self) -> str:
+        """The card as indented JSON (field order as declared), newline-terminated."""
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -176,18 +183,45 @@ class SplitCard:
             raise SplitError(f"split card {path} is malformed: {err}") from None
 
     def write(self, path: Path) -> None:
+        """Write the card atomically (tmp file + rename)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(self.to_json(), encoding="utf-8")
         tmp.replace(path)
 
 
-def write_split(folder: Path, rows: list[dict], **card_fields: object) -> SplitCard:
+def partitions(kind: object, members_available: object) -> bool:
+    """Whether a split of this kind gets a dev/test partition: labelled and complete."""
+    return kind == "split" and members_available is not False
+
+
+def with_partition(card: SplitCard, rows: Sequence[dict], seed: int = DEFAULT_PARTITION_SEED) -> SplitCard:
+    """`card` recording the dev/test partition of `rows` drawn with `seed` (also noted in `drawn`).
+
+    Raises SplitError naming the split when the rows cannot be partitioned (a label with
+    fewer than two videos, a video under both labels).
+    """
+    try:
+        record = draw_partition(rows, seed).record(rows)
+    except SplitError as err:
+        raise SplitError(f"split {card.name!r}: cannot draw its dev/test partition: {err}. Give the split at "
+                         "least two distinct videos per label") from None
+    return replace(card, partition=record, drawn={**card.drawn, "partition_seed": seed})
+
+
+def write_split(
+    folder: Path, rows: list[dict], *, partition_seed: int = DEFAULT_PARTITION_SEED, **card_fields: object
+) -> SplitCard:
     """Write `<folder>/manifest.jsonl`, then its card with the manifest's sha256 and counts.
 
-    The manifest is written first: a card always describes a manifest that exists.
+    A split (kind "split" with members available) records its dev/test partition drawn
+    with `partition_seed`; pools and incomplete splits record None. The partition is drawn
+    before anything is written, so rows that cannot be partitioned leave the folder as it
+    was. The manifest is written first: a card always describes a manifest that exists.
     """
-    sha = write_manifest(folder / MANIFEST_FILE, rows)
-    card = SplitCard(counts=count_by_label(rows), manifest_sha256=sha, **card_fields)
+    card = SplitCard(counts=count_by_label(rows), manifest_sha256="", **card_fields)
+    if partitions(card.kind, card.members_available):
+        card = with_partition(card, rows, partition_seed)
+    card.manifest_sha256 = write_manifest(folder / MANIFEST_FILE, rows)
     card.write(folder / CARD_FILE)
     return card

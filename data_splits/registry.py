@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, read_manifest
+from vidsme.data_splits.partition import Partition, check_partition_record
 from vidsme.errors import SplitError, UnknownNameError
 from vidsme.names import did_you_mean
 
@@ -45,6 +46,23 @@ class Split:
     def rows(self) -> list[dict]:
         """The manifest rows, schema-checked (errors name file:line)."""
         return read_manifest(self.manifest_path, pool=self.is_pool)
+
+    def partition(self) -> Partition:
+        """The split's dev/test partition, redrawn from the manifest and checked against the card.
+
+        Raises SplitError naming the split, with the fix, for a pool or an incomplete split
+        (nothing to partition), a card without a partition record (written before partitions
+        existed), or a record the manifest does not reproduce (card or manifest changed).
+        """
+        where = f"split {self.name!r}"
+        if self.is_pool:
+            raise SplitError(f"{where} is a pool (unlabelled rows): it has no dev/test partition; evaluate a "
+                             "member/non-member split instead")
+        if not self.card.members_available:
+            raise SplitError(f"{where} is incomplete (its member list is not available, see its card's notes): it "
+                             "has no dev/test partition; supply members with `vidsme splits create --members ... "
+                             "--nonmembers ...`")
+        return check_partition_record(self.card.partition, self.rows(), where)
 
 
 def _on_disk(root: Path) -> list[str]:

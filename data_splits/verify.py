@@ -6,6 +6,8 @@ Checks, each reported with how many rows and which ids:
   counts     rows and distinct videos per label equal the card's counts
   overlap    no video is on both sides, by path and by content checksum
   complete   the member list is available (the paper's caption split is not)
+  partition  the card's dev/test partition record is what the manifest's rows give
+             (redrawn with the recorded seed); pools and incomplete splits have none
   videos     (with a video root) every video exists, matches its recorded checksum,
              and decodes (probe + first and last frame; with thorough=True every frame,
              with PyAV, which also catches damaged frame data that decord conceals)
@@ -19,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vidsme.data_splits.manifest import count_by_label, file_sha256
+from vidsme.data_splits.partition import check_partition_record
 from vidsme.data_splits.registry import Split
 from vidsme.errors import SplitError, VideoError
 
@@ -124,6 +127,19 @@ def verify_split(
                     "incomplete and cannot be evaluated as a membership benchmark",
                 )
             )
+        if card.members_available:
+            try:
+                partition = check_partition_record(card.partition, rows, f"split {split.name!r}")
+            except SplitError as err:
+                report.checked.append("dev/test partition")
+                report.problems.append(Problem("partition", str(err)))
+            else:
+                sides = {side: card.partition[side]["videos"] for side in ("dev", "test")}
+                report.checked.append(
+                    f"dev/test partition (seed {partition.seed}; videos member/non-member: dev "
+                    f"{sides['dev']['member']}/{sides['dev']['nonmember']}, test "
+                    f"{sides['test']['member']}/{sides['test']['nonmember']})"
+                )
 
     if video_root is None:
         report.checked.append("videos: NOT checked (no --video-root)")
@@ -133,11 +149,29 @@ def verify_split(
     return report
 
 
+def decode_error(path: Path, *, thorough: bool = False) -> VideoError | None:
+    """None if the video at `path` decodes, else the VideoError (naming the path and the problem).
+
+    The decode check of verify (and of `vidsme splits create`): probe, then the first and
+    last frame; with thorough=True every frame, with PyAV, which also catches damaged frame
+    data that decord conceals.
+    """
+    from vidsme.video import probe_video, read_frames
+
+    try:
+        info = probe_video(path)
+        if thorough:
+            read_frames(path, info.num_frames, backend="pyav")
+        else:
+            read_frames(path, 2 if info.num_frames > 1 else 1)
+    except VideoError as err:
+        return err
+    return None
+
+
 def _check_videos(
     report: VerifyReport, rows: list[dict], video_root: Path, *, decode: bool, thorough: bool, progress: bool
 ) -> None:
-    from vidsme.video import probe_video, read_frames
-
     by_video: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_video[row["video"]].append(row)
@@ -158,17 +192,11 @@ def _check_videos(
         for r in video_rows:
             label_by_checksum[checksum].add(r["label"])
             ids_by_checksum[checksum].append(r["id"])
-        if decode:
-            try:
-                info = probe_video(path)
-                if thorough:
-                    read_frames(path, info.num_frames, backend="pyav")
-                else:
-                    read_frames(path, 2 if info.num_frames > 1 else 1)
-            except VideoError as err:
-                undecodable += ids
-                if len(reasons) < 3:
-                    reasons.append(str(err))
+        err = decode_error(path, thorough=thorough) if decode else None
+        if err is not None:
+            undecodable += ids
+            if len(reasons) < 3:
+                reasons.append(str(err))
     if missing:
         report.problems.append(Problem("videos", f"videos missing under {video_root}", missing))
     if mismatched:

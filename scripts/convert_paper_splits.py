@@ -4,6 +4,9 @@ Run from the repository root when the lists change (never at run time):
     .venv/bin/python scripts/convert_paper_splits.py ../shared/paper_splits
 Writes data_splits/paper-{cinepile,nextqa,caption}/ (manifest.jsonl + card.json); the
 result is committed. Videos are not part of the lists: users supply them via --video-root.
+The cinepile and nextqa cards record their dev/test partition (seed PARTITION_SEED, by
+video, stratified by label: data_splits/partition.py); the caption split, whose member list
+is not public, has none.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from vidsme.data_splits.manifest import write_split
 
 MLVU_FILES = ("anomaly_reco", "count", "ego", "needleQA", "order", "plotQA", "sportsQA", "topic_reasoning",
               "tutorialQA")
+PARTITION_SEED = 0  # the dev/test partition of the paper splits; changing it moves every paper result's dev/test
 PAPER = "Li, Yu, Wang. Vid-SME, arXiv 2506.03179 (2025), Sec. 5.1 and the reference repository's video_json/"
 
 
@@ -30,9 +34,11 @@ def _answer_anomalies(rows: list[dict]) -> int:
 
 def _write(out: Path, name: str, rows: list[dict], *, description: str, drawn: dict, source: dict,
            members_available: bool, notes: list[str]) -> None:
-    card = write_split(out / name, rows, name=name, kind="split", version=1, description=description,
-                       drawn=drawn, source=source, members_available=members_available, notes=notes)
-    print(f"{name}: {card.counts}")
+    card = write_split(out / name, rows, partition_seed=PARTITION_SEED, name=name, kind="split", version=1,
+                       description=description, drawn=drawn, source=source, members_available=members_available,
+                       notes=notes)
+    sides = {s: card.partition[s]["videos"] for s in ("dev", "test")} if card.partition else "none (incomplete)"
+    print(f"{name}: {card.counts}; dev/test videos {sides}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -164,29 +164,50 @@ def test_end_to_end_through_the_cli(uninterrupted, world):
     assert target["split"]["manifest_sha256"] == world["split"].card.manifest_sha256
     assert results["provenance"]["libraries"]["torch"] and "git_commit" in results["provenance"]
     rows = results["rows"]
-    kinds = {(r["kind"], r["level"]) for r in rows}
-    assert {("reproduced", "row"), ("reproduced", "video"), ("blind", "row"), ("blind", "video")} <= kinds
+    # one question per video: the row and video levels are the same numbers, evaluated once
+    assert target["levels"] == ["row=video"]
+    assert {(r["kind"], r["level"]) for r in rows} == {("reproduced", "row=video"), ("blind", "row=video")}
+    # every configuration on both halves of the partition, recorded in the target entry
+    assert {r["partition"] for r in rows} == {"dev", "test"}
+    configs = {}
+    for r in rows:
+        configs.setdefault((r["attack"], r["slice"], r["level"], r["n_frames"]), []).append(r["partition"])
+    assert all(sorted(p) == ["dev", "test"] for p in configs.values())
+    part = target["partition"]
+    assert part["seed"] == 0 and part["dev"]["videos"] == {"member": 3, "nonmember": 3}
+    assert part["test"]["videos"] == {"member": 3, "nonmember": 3}
+    # 3 non-members per half resolve no TPR: null, with the reason
+    assert all(r["tpr@5%fpr"]["value"] is None and "needs ≥ 200 non-members (has 3)" == r["tpr@5%fpr"]["reason"]
+               for r in rows)
     applicable = {(s.name, sl) for s in list_attacks() for sl in ("video", "instruction", "answer") if s.applies_to(sl)}
     ran = {(r["attack"], r["slice"]) for r in rows if r["kind"] == "reproduced"}
     assert ran == applicable  # every registered attack on every slice it is defined on
     for r in rows:
         assert 0.0 <= r["auc"]["ci_low"] <= r["auc"]["value"] <= r["auc"]["ci_high"] <= 1.0
-    # per-sample scores: the CSV column reproduces the reported AUC
+    # per-sample scores: the CSV's test rows reproduce the reported test AUC and its CI (videos resampled)
     from vidsme.attack.metrics import evaluate_scores
 
-    loss = next(r for r in rows if r["attack"] == "loss" and r["slice"] == "answer" and r["level"] == "row")
+    loss = next(r for r in rows if r["attack"] == "loss" and r["slice"] == "answer" and r["partition"] == "test")
     lines = (uninterrupted / "results" / loss["scores_file"]).read_text().splitlines()
     header = lines[0].split(",")
+    assert header[:4] == ["sample_id", "video", "label", "partition"]
     col = header.index(loss["scores_column"])
-    table = [line.split(",") for line in lines[1:]]
+    table = [t for t in (line.split(",") for line in lines[1:]) if t[3] == "test"]
     scores = np.array([float(t[col]) for t in table])
     labels = np.array([int(t[2]) for t in table])
     again = evaluate_scores(scores, labels, direction=loss["direction"], attack="loss",
-                            sample_ids=[t[0] for t in table], n_bootstrap=1)
-    assert again.auc.value == loss["auc"]["value"]
+                            sample_ids=[t[0] for t in table], n_bootstrap=50, clusters=[t[1] for t in table])
+    assert (again.auc.value, again.auc.ci_low, again.auc.ci_high) == tuple(loss["auc"][k] for k in
+                                                                           ("value", "ci_low", "ci_high"))
+    # the verdicts: one dev-selected, test-reported entry per method, with a rank band
+    (verdict,) = results["verdicts"]["targets"]
+    methods = [e["method"] for e in verdict["entries"]]
+    assert "blind baseline" in methods and "vid_sme" in methods and len(methods) == len(set(methods))
+    assert all(e["partition"] == "test" and e["selected_on"] == "dev" and e["rank_band"] for e in verdict["entries"])
+    assert verdict["primary_metric"] == "auc" and "1000" in verdict["why"]
     plots = uninterrupted / "results" / "plots" / "t"
-    assert (plots / "f4-answer-row-roc.png").is_file() and (plots / "qr-f4.png").is_file()
-    assert (plots / "f4-video-hist.png").is_file()
+    assert (plots / "f4-answer-row=video-roc.png").is_file() and (plots / "qr-f4.png").is_file()
+    assert (plots / "f4-row=video-hist.png").is_file()
     for name in ("leaderboard.json", "leaderboard.md", "leaderboard.html"):
         assert (uninterrupted / "results" / name).is_file()
 

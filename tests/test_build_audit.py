@@ -29,6 +29,8 @@ def test_build_is_deterministic_verifies_and_skips_when_up_to_date(splits_root, 
     assert rebuilt and split.card.kind == "split"
     assert split.card.counts == {"rows": {"member": 12, "nonmember": 12}, "videos": {"member": 6, "nonmember": 6}}
     assert verify_split(split, videos, progress=False).ok
+    assert split.card.partition["seed"] == 0 and split.partition().seed == 0  # the build seed
+    assert split.card.partition["dev"]["videos"] == {"member": 3, "nonmember": 3}
     first = split.manifest_path.read_bytes()
     again, rebuilt = build_synthetic_split("synth-oeqa", videos, n_videos=12, progress=False)
     assert not rebuilt and again.manifest_path.read_bytes() == first
@@ -40,9 +42,36 @@ def test_build_is_deterministic_verifies_and_skips_when_up_to_date(splits_root, 
     assert any("reverse" in note for note in split.card.notes)
 
 
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_build_rewrites_only_the_card_when_its_partition_is_missing_or_wrong(splits_root, tmp_path):
+    videos = tmp_path / "videos"
+    split, _ = build_synthetic_split("synth-mcqa", videos, n_videos=8, progress=False)
+    card_path = split.path / "card.json"
+    fresh_card, manifest = card_path.read_bytes(), split.manifest_path.read_bytes()
+    untouched = _mtimes(videos) | {"manifest": split.manifest_path.stat().st_mtime_ns}
+    old = json.loads(fresh_card)
+    del old["partition"], old["drawn"]["partition_seed"]  # a card written before partitions existed
+    for stale in (old, dict(json.loads(fresh_card), partition=dict(json.loads(fresh_card)["partition"], seed=3))):
+        card_path.write_text(json.dumps(stale, indent=2))
+        again, rebuilt = build_synthetic_split("synth-mcqa", videos, n_videos=8, progress=False)
+        assert rebuilt
+        assert card_path.read_bytes() == fresh_card  # the card a fresh build writes
+        assert split.manifest_path.read_bytes() == manifest and again.card.manifest_sha256 == split.card.manifest_sha256
+        assert _mtimes(videos) | {"manifest": split.manifest_path.stat().st_mtime_ns} == untouched  # nothing regenerated
+        assert again.partition() == split.partition()
+    _, rebuilt = build_synthetic_split("synth-mcqa", videos, n_videos=8, progress=False)
+    assert not rebuilt
+
+
 def test_pretrain_is_a_pool_without_labels(splits_root, tmp_path):
     split, _ = build_synthetic_split("synth-pretrain", tmp_path / "videos", n_videos=4, progress=False)
     assert split.is_pool and all(r["label"] is None for r in split.rows())
+    assert split.card.partition is None
+    with pytest.raises(SplitError, match="pool .*no dev/test partition"):
+        split.partition()
     assert verify_split(split, tmp_path / "videos", progress=False).ok
     with pytest.raises(SplitError, match="pool"):
         audit_split(split, tmp_path / "videos", progress=False)

@@ -28,6 +28,7 @@ def ids(n: int) -> list[str]:
 
 def evaluate(scores, labels, direction="higher", **kw) -> Evaluation:
     kw.setdefault("n_bootstrap", 200)
+    kw.setdefault("min_false_positives", 0)  # these cases check the TPR arithmetic on small samples
     return evaluate_scores(
         np.asarray(scores, dtype=float), np.asarray(labels), direction=direction,
         attack="loss", sample_ids=ids(len(scores)), **kw,
@@ -141,7 +142,7 @@ def test_weighted_formula_equals_explicit_resample():
         w[np.flatnonzero(labels == 0)[0]] += 1
         pos = np.bincount(groups, weights=w * (labels == 1), minlength=n_groups).astype(np.int64)
         neg = np.bincount(groups, weights=w * (labels == 0), minlength=n_groups).astype(np.int64)
-        auc, ba, tpr = _replicate_metrics(pos[None], neg[None], int(pos.sum()), int(neg.sum()), levels)
+        auc, ba, tpr = _replicate_metrics(pos[None], neg[None], levels)
         fpr_r, tpr_r = roc_points(np.repeat(scores, w), np.repeat(labels, w))
         assert auc[0] == pytest.approx(auc_from_roc(fpr_r, tpr_r), abs=1e-12)
         assert ba[0] == pytest.approx(balanced_accuracy_from_roc(fpr_r, tpr_r), abs=1e-12)
@@ -156,7 +157,7 @@ def test_point_estimate_is_formula_with_unit_weights():
     pos = np.bincount(groups, weights=ones * (labels == 1), minlength=n_groups).astype(np.int64)
     neg = np.bincount(groups, weights=ones * (labels == 0), minlength=n_groups).astype(np.int64)
     levels = (0.001, 0.01, 0.05)
-    auc, ba, tpr = _replicate_metrics(pos[None], neg[None], int(pos.sum()), int(neg.sum()), levels)
+    auc, ba, tpr = _replicate_metrics(pos[None], neg[None], levels)
     ev = evaluate(scores, labels)
     assert ev.auc.value == auc[0]
     assert ev.balanced_accuracy.value == ba[0]
@@ -288,3 +289,86 @@ def test_resampled_counts_count_the_drawn_groups():
     drawn = groups[np.minimum((u * 40).astype(int), 39)]
     expected = np.stack([np.bincount(row, minlength=9) for row in drawn])
     assert np.array_equal(_resampled_counts(_multiplicities(u, 40), groups, 9), expected)
+
+
+# ------------------------------------------------ resolution, clusters, pairing
+def test_tpr_is_null_with_reason_below_resolvable_size():
+    scores, labels = random_case(n=500, seed=1)
+    n_neg = int((labels == 0).sum())
+    assert 200 <= n_neg < 1000
+    ev = evaluate_scores(scores, labels, direction="higher", attack="a", sample_ids=ids(500), n_bootstrap=50)
+    assert ev.tpr_at_fpr[0.05].resolved  # 200 non-members resolve 5%
+    for level, need in ((0.01, 1000), (0.001, 10000)):
+        m = ev.tpr_at_fpr[level]
+        assert (m.value, m.ci_low, m.ci_high) == (None, None, None)
+        assert m.reason == f"needs ≥ {need} non-members (has {n_neg})"
+    d = ev.to_dict()
+    assert d["tpr@1%fpr"]["value"] is None and "needs ≥ 1000" in d["tpr@1%fpr"]["reason"]
+    assert "reason" not in d["tpr@5%fpr"]
+
+
+def test_min_nonmembers_thresholds():
+    from vidsme.attack.metrics import min_nonmembers, resolution_reason
+
+    assert [min_nonmembers(x) for x in (0.001, 0.01, 0.05)] == [10000, 1000, 200]
+    assert resolution_reason(0.05, 200) is None and resolution_reason(0.05, 199) is not None
+
+
+def test_cluster_bootstrap_resamples_whole_clusters():
+    # Clusters of 3 identical samples: a cluster resample equals a sample resample of the
+    # cluster means repeated 3x, so the AUC replicates must match that explicit computation.
+    from vidsme.attack.metrics import _draws, bootstrap_replicates
+
+    rng = np.random.default_rng(0)
+    n_videos = 30
+    video_label = np.array([1] * 15 + [0] * 15)
+    video_score = np.round(rng.normal(size=n_videos) + 0.5 * video_label, 2)
+    rows = np.repeat(np.arange(n_videos), 3)
+    reps = bootstrap_replicates(video_score[rows], video_label[rows], direction="higher", attack="a",
+                                sample_ids=ids(len(rows)), n_bootstrap=40, seed=7, clusters=rows)
+    (mem, non), = _draws(7, 40, 15, 15, 40)  # the draws do not depend on the block size
+    for r in range(40):
+        w = np.concatenate([mem[r], non[r]])  # members are videos 0..14, non-members 15..29 (sorted labels)
+        fpr, tpr = roc_points(np.repeat(video_score, w), np.repeat(video_label, w))
+        assert reps.replicates["auc"][r] == pytest.approx(auc_from_roc(fpr, tpr), abs=1e-12)
+    # row level and video level of the same videos are paired: same resamples
+    video = bootstrap_replicates(video_score, video_label, direction="higher", attack="a", sample_ids=ids(n_videos),
+                                 n_bootstrap=40, seed=7, clusters=np.arange(n_videos))
+    np.testing.assert_allclose(video.replicates["auc"], reps.replicates["auc"], atol=1e-12)
+
+
+def test_clustered_ci_is_wider_than_iid_for_duplicated_rows():
+    rng = np.random.default_rng(2)
+    video_label = np.array([1] * 40 + [0] * 40)
+    video_score = rng.normal(size=80) + 0.3 * video_label
+    rows = np.repeat(np.arange(80), 5)
+    kw = dict(direction="higher", attack="a", sample_ids=ids(400), n_bootstrap=300)
+    iid = evaluate_scores(video_score[rows], video_label[rows], **kw).auc
+    clustered = evaluate_scores(video_score[rows], video_label[rows], clusters=rows, **kw).auc
+    assert iid.value == clustered.value
+    assert clustered.ci_high - clustered.ci_low > 1.5 * (iid.ci_high - iid.ci_low)
+
+
+def test_cluster_with_both_labels_is_refused():
+    with pytest.raises(InvalidScoresError, match="both members and non-members"):
+        evaluate_scores(np.arange(4.0), np.array([1, 0, 1, 0]), direction="higher", attack="a", sample_ids=ids(4),
+                        clusters=["v1", "v1", "v2", "v3"])
+
+
+def test_paired_difference_of_identical_attacks_is_exactly_zero_and_checks_pairing():
+    from vidsme.attack.metrics import bootstrap_replicates, paired_difference
+
+    scores, labels = random_case(n=200, seed=5)
+    a = bootstrap_replicates(scores, labels, direction="higher", attack="a", sample_ids=ids(200), n_bootstrap=100)
+    b = bootstrap_replicates(scores + 0.0, labels, direction="higher", attack="b", sample_ids=ids(200),
+                             n_bootstrap=100)
+    d = paired_difference(a, b, "auc")
+    assert (d.value, d.ci_low, d.ci_high) == (0.0, 0.0, 0.0)
+    noise = scores + np.random.default_rng(0).normal(size=200)
+    c = bootstrap_replicates(noise, labels, direction="higher", attack="c", sample_ids=ids(200), n_bootstrap=100)
+    d = paired_difference(a, c, "auc")
+    assert d.ci_low < d.value < d.ci_high
+    other_seed = bootstrap_replicates(scores, labels, direction="higher", attack="a", sample_ids=ids(200),
+                                      n_bootstrap=100, seed=1)
+    with pytest.raises(InvalidScoresError, match="different resamples"):
+        paired_difference(a, other_seed, "auc")

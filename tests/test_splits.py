@@ -77,22 +77,28 @@ def test_create_from_two_files_and_refuse_overlap(splits_root, my_videos, tmp_pa
     assert split.card.counts["videos"] == {"member": 3, "nonmember": 3}
     assert {r["task"] for r in split.rows()} == {"mcqa", "oeqa"}
     overlapping = _annotations(tmp_path / "test2.json", [2, 6])
-    with pytest.raises(SplitError, match=r"1 video paths appear among both.*clip2"):
+    with pytest.raises(SplitError, match=r"1 video path\(s\) appear among both.*clips/clip2.mp4 "
+                                         r"\(member in train.json, non-member in test2.json\)"):
         create_split("bad", my_videos, members=members, nonmembers=overlapping, progress=False)
-    # same content under another name is caught by checksum
+    # same content under another name is caught by checksum; the message names both files
     (my_videos / "clips" / "copy_of_clip0.mp4").write_bytes((my_videos / "clips" / "clip0.mp4").read_bytes())
     copy = tmp_path / "copy.json"
-    copy.write_text(json.dumps([{"video": "clips/copy_of_clip0.mp4", "question": "q", "answer": "a"}]))
-    with pytest.raises(SplitError, match="checksums"):
+    copy.write_text(json.dumps([{"video": "clips/copy_of_clip0.mp4", "question": "q", "answer": "a"},
+                                {"video": "clips/clip6.mp4", "question": "q", "answer": "a"}]))
+    with pytest.raises(SplitError, match=r"1 video content\(s\) \(checksums\).*member clips/clip0.mp4 = "
+                                         r"non-member clips/copy_of_clip0.mp4 \(sha256 [0-9a-f]{12}"):
         create_split("bad2", my_videos, members=members, nonmembers=copy, progress=False)
+    assert not (splits_root / "bad").exists() and not (splits_root / "bad2").exists()  # nothing written
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"annotations": "qa"}, "--member-fraction F and --seed S"),
+        ({"annotations": "qa"}, "--member-fraction F"),
         ({"annotations": "qa", "member_fraction": 1.0, "seed": 0}, r"in \(0, 1\)"),
+        ({"annotations": "qa", "member_fraction": 0.5, "seed": 1.5}, "--seed must be an integer"),
         ({"members": "qa"}, "both --members and --nonmembers"),
+        ({"members": "qa", "nonmembers": "qa", "member_fraction": 0.5}, "--annotations only"),
         ({}, "either --annotations"),
     ],
 )
@@ -167,7 +173,8 @@ def test_verify_reports_missing_corrupt_and_swapped_videos(splits_root, my_video
 def test_cli_verify_exit_codes(splits_root, my_videos, tmp_path, capsys):
     _user_split(splits_root, my_videos, tmp_path)
     assert main(["splits", "verify", "mine", "--video-root", str(my_videos)]) == 0
-    assert "OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK" in out and "dev/test partition (seed 0; videos member/non-member: dev 2/2, test 2/2)" in out
     (my_videos / "clips" / "clip1.mp4").unlink()
     assert main(["splits", "verify", "mine", "--video-root", str(my_videos)]) == 1
     assert "videos missing" in capsys.readouterr().out
@@ -180,6 +187,8 @@ def test_cli_create_and_list(splits_root, my_videos, tmp_path, capsys):
     assert main(["splits", "list"]) == 0
     out = capsys.readouterr().out
     assert "cli-split" in out and "8/8" in out and "synth-mcqa" in out
+    assert "2/2 | 2/2" in out  # dev | test videos (member/non-member)
+    assert load_split("cli-split").card.partition["seed"] == 1
     assert main(["splits", "create", "cli-split", "--annotations", str(ann), "--video-root", str(my_videos),
                  "--member-fraction", "0.5", "--seed", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -218,9 +227,18 @@ def test_paper_splits_have_their_true_counts(name, rows, videos, complete, monke
     assert split.card.counts == {"rows": rows, "videos": videos}
     assert split.card.members_available is complete
     report = verify_split(split)  # no videos here: list-level checks only
-    assert report.ok is complete
+    assert report.ok is complete, report.format()
     if not complete:
         assert [p.check for p in report.problems] == ["complete"]
+        assert split.card.partition is None
+        with pytest.raises(SplitError, match="incomplete"):
+            split.partition()
+    else:
+        partition = split.partition()  # the committed record is what the committed manifest gives
+        assert partition.seed == 0 and split.card.partition["seed"] == 0
+        for label in ("member", "nonmember"):
+            assert split.card.partition["dev"]["videos"][label] == videos[label] // 2
+        assert any(c.startswith("dev/test partition (seed 0") for c in report.checked)
 
 
 def test_manifests_load_with_datasets(tmp_path):
@@ -235,3 +253,111 @@ def test_thorough_verify_decodes_every_frame(splits_root, my_videos, tmp_path):
     split = _user_split(splits_root, my_videos, tmp_path)
     report = verify_split(split, my_videos, thorough=True, progress=False)
     assert report.ok, report.format()
+
+
+# ----------------------------------------------------------------------------- dev/test partition
+
+
+def test_create_records_the_seed_and_the_partition(splits_root, my_videos, tmp_path):
+    ann = _annotations(tmp_path / "qa.json", list(range(8)))
+    split = create_split("mine", my_videos, annotations=ann, member_fraction=0.5, progress=False)  # seed: 0
+    assert split.card.drawn["seed"] == 0 and split.card.drawn["partition_seed"] == 0
+    partition = split.partition()
+    assert partition.seed == 0 and split.card.partition["seed"] == 0
+    rows = split.rows()
+    assert split.card.partition == partition.record(rows)
+    assert {s for r, s in zip(rows, partition.of_rows(rows))} == {"dev", "test"}
+    # two-file mode: the seed draws only the partition
+    members = _annotations(tmp_path / "train.json", [0, 1, 2, 3])
+    nonmembers = _annotations(tmp_path / "test.json", [4, 5, 6, 7])
+    default = create_split("pair0", my_videos, members=members, nonmembers=nonmembers, progress=False)
+    seeded = create_split("pair5", my_videos, members=members, nonmembers=nonmembers, seed=5, progress=False)
+    assert [r["label"] for r in default.rows()] == [r["label"] for r in seeded.rows()]
+    assert default.card.partition["seed"] == 0 and seeded.card.drawn == dict(default.card.drawn, partition_seed=5)
+    assert default.partition().of_video != seeded.partition().of_video
+    assert seeded.partition().seed == 5
+
+
+def test_create_refuses_undecodable_videos_naming_each_and_writes_nothing(splits_root, my_videos, tmp_path):
+    existing = _user_split(splits_root, my_videos, tmp_path)
+    card_before = (existing.path / CARD_FILE).read_bytes()
+    truncated = my_videos / "clips" / "clip2.mp4"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    (my_videos / "clips" / "clip5.mp4").write_text("not a video at all")
+    ann = _annotations(tmp_path / "qa.json", list(range(8)))
+    for name, force in (("fresh", False), ("mine", True)):
+        with pytest.raises(SplitError) as err:
+            create_split(name, my_videos, annotations=ann, member_fraction=0.5, force=force, progress=False)
+        message = str(err.value)
+        assert message.startswith("2 of 8 video(s)") and "do not decode" in message
+        lines = message.splitlines()
+        assert any(line.strip().startswith("clips/clip2.mp4: ") for line in lines), message
+        assert any(line.strip().startswith("clips/clip5.mp4: ") and "not a video" in line for line in lines), message
+        assert not any("clip0" in line for line in lines)
+    assert not (splits_root / "fresh").exists()
+    assert (existing.path / CARD_FILE).read_bytes() == card_before  # --force replaced nothing
+
+
+def test_create_bounds_a_long_list_of_undecodable_videos(splits_root, tmp_path):
+    root = tmp_path / "junk"
+    (root / "clips").mkdir(parents=True)
+    for i in range(25):
+        (root / "clips" / f"bad{i:02d}.mp4").write_bytes(b"junk" * (i + 1))
+    ann = tmp_path / "qa.json"
+    ann.write_text(json.dumps([{"video": f"clips/bad{i:02d}.mp4", "question": "q", "answer": "a"}
+                               for i in range(25)]))
+    with pytest.raises(SplitError, match=r"(?s)25 of 25 video.*clips/bad19.mp4: .*\.\.\. and 5 more") as err:
+        create_split("junk", root, annotations=ann, member_fraction=0.5, progress=False)
+    assert "bad20" not in str(err.value)
+    assert not (splits_root / "junk").exists()
+
+
+def test_create_refuses_a_split_that_cannot_be_partitioned(splits_root, my_videos, tmp_path):
+    members = _annotations(tmp_path / "train.json", [0])
+    nonmembers = _annotations(tmp_path / "test.json", [1, 2, 3])
+    with pytest.raises(SplitError, match="split 'tiny': cannot draw its dev/test partition: 1 member video"):
+        create_split("tiny", my_videos, members=members, nonmembers=nonmembers, progress=False)
+    assert not (splits_root / "tiny").exists()
+
+
+def test_an_old_card_without_a_partition_loads_but_is_refused(splits_root, my_videos, tmp_path, capsys):
+    split = _user_split(splits_root, my_videos, tmp_path)
+    card = json.loads((split.path / CARD_FILE).read_text())
+    del card["partition"]  # as written before partitions existed
+    (split.path / CARD_FILE).write_text(json.dumps(card))
+    old = load_split("mine")
+    assert old.card.partition is None and old.rows() == split.rows()
+    with pytest.raises(SplitError, match="split 'mine': the split card records no dev/test partition.*vidsme splits"):
+        old.partition()
+    report = verify_split(old, my_videos, progress=False)
+    assert [p.check for p in report.problems] == ["partition"]
+    assert main(["splits", "list"]) == 0
+    assert "none: re-create it" in capsys.readouterr().out
+
+
+def test_verify_catches_a_tampered_partition(splits_root, my_videos, tmp_path):
+    split = _user_split(splits_root, my_videos, tmp_path)
+    card = json.loads((split.path / CARD_FILE).read_text())
+    card["partition"]["seed"] = 1  # claims another draw
+    (split.path / CARD_FILE).write_text(json.dumps(card))
+    report = verify_split(load_split("mine"), my_videos, progress=False)
+    assert [p.check for p in report.problems] == ["partition"]
+    assert "does not match" in report.problems[0].message
+    with pytest.raises(SplitError, match="does not match"):
+        load_split("mine").partition()
+
+
+def test_verify_catches_a_manifest_tampered_with_a_consistent_card(splits_root, my_videos, tmp_path):
+    """Rows of one video dropped and the card's sha256 and counts updated to match: only the partition notices."""
+    from vidsme.data_splits.manifest import count_by_label, write_manifest
+
+    split = _user_split(splits_root, my_videos, tmp_path)
+    rows = split.rows()
+    dropped = next(v for v in split.partition().videos("test"))
+    rows = [r for r in rows if r["video"] != dropped]
+    card = json.loads((split.path / CARD_FILE).read_text())
+    card["manifest_sha256"] = write_manifest(split.manifest_path, rows)
+    card["counts"] = count_by_label(rows)
+    (split.path / CARD_FILE).write_text(json.dumps(card))
+    report = verify_split(load_split("mine"), my_videos, progress=False)
+    assert [p.check for p in report.problems] == ["partition"], report.format()

@@ -22,9 +22,11 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vidsme.errors import VidsmeError
+from vidsme.errors import ModelFileError, VidsmeError
+from vidsme.model_files import check_safetensors, first_line, read_json_file
 
 COMPLETE = "COMPLETE"
 # DeepSpeed's LossScaler object only changes with fp16 dynamic loss scaling, which vidsme
@@ -82,9 +84,29 @@ def save_state(stem: Path, state: object) -> None:
     stem.with_suffix(".json").write_text(json.dumps(skeleton), encoding="utf-8")
 
 
+def _fix(folder: Path) -> str:
+    return f"delete {folder} and rerun the same command (training starts again from step 0)"
+
+
+def _load_tensors(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors file, header checked first; ModelFileError naming it if damaged."""
+    check_safetensors(path, fix)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(path, f"cannot be read ({first_line(err)})", fix) from None
+
+
 def load_state(stem: Path) -> object:
-    tensors = load_file(str(stem.with_suffix(".safetensors")))
-    return unflatten(json.loads(stem.with_suffix(".json").read_text(encoding="utf-8")), tensors)
+    """Inverse of `save_state`; a missing or damaged file is a ModelFileError naming it."""
+    fix = _fix(stem.parent)
+    tensors = _load_tensors(stem.with_suffix(".safetensors"), fix)
+    skeleton = read_json_file(stem.with_suffix(".json"), fix)
+    try:
+        return unflatten(skeleton, tensors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(stem.with_suffix(".json"), f"does not match {stem.name}.safetensors "
+                                                        f"({type(err).__name__}: {first_line(err)})", fix) from None
 
 
 def _zero_stage(engine) -> int:
@@ -127,27 +149,38 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def load_checkpoint(folder: Path, engine, world: int, config_hash: str) -> dict:
     """Restore model, optimizer, scheduler, counters and RNG; returns the saved progress."""
+    fix = _fix(folder)
     state = load_state(folder / "state")
+    if not isinstance(state, dict) or not {"config_hash", "world_size", "scheduler"} <= state.keys():
+        raise ModelFileError(folder / "state.json", "lacks config_hash, world_size or scheduler", fix)
     if state["config_hash"] != config_hash:
         raise VidsmeError(f"checkpoint {folder} was written by a different config; delete it or restore the config")
     if state["world_size"] != world:
         raise VidsmeError(f"checkpoint {folder} was written by {state['world_size']} processes; resume with the "
                           f"same number (now {world})")
-    params = load_file(str(folder / "model.safetensors"))
+    params = _load_tensors(folder / "model.safetensors", fix)
+    rng = _load_tensors(folder / "rng.safetensors", fix)
+    if "torch" not in rng:
+        raise ModelFileError(folder / "rng.safetensors", "holds no torch RNG state", fix)
+    # every file is read (and so checked) before anything is applied to the engine
+    optim_states = [load_state(folder / f"optim-rank{r}") for r in range(world)]
     named = dict(engine.module.named_parameters())
     missing = sorted(set(params) ^ {n for n, p in named.items() if p.requires_grad})
     if missing:
-        raise VidsmeError(f"checkpoint {folder} does not match the model's trainable parameters: {missing[:5]}")
-    with torch.no_grad():
-        for name, value in params.items():
-            named[name].copy_(value)
-    optim_states = [load_state(folder / f"optim-rank{r}") for r in range(world)]
-    if _zero_stage(engine) in (1, 2):
-        engine.optimizer.load_state_dict(optim_states, load_optimizer_states=True, load_from_fp32_weights=True)
-    else:
-        engine.optimizer.load_state_dict(optim_states[torch.distributed.get_rank()])
-    engine.lr_scheduler.load_state_dict(state["scheduler"])
-    engine.global_steps, engine.global_samples = state["global_steps"], state["global_samples"]
-    engine.micro_steps = state["micro_steps"]
-    torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch"])
+        raise VidsmeError(f"checkpoint {folder} does not match the model's trainable parameters: {missing[:5]}; {fix}")
+    try:  # files that parse but whose contents do not fit this model/optimizer/scheduler
+        with torch.no_grad():
+            for name, value in params.items():
+                named[name].copy_(value)
+        if _zero_stage(engine) in (1, 2):
+            engine.optimizer.load_state_dict(optim_states, load_optimizer_states=True, load_from_fp32_weights=True)
+        else:
+            engine.optimizer.load_state_dict(optim_states[torch.distributed.get_rank()])
+        engine.lr_scheduler.load_state_dict(state["scheduler"])
+        engine.global_steps, engine.global_samples = state["global_steps"], state["global_samples"]
+        engine.micro_steps = state["micro_steps"]
+        torch.set_rng_state(rng["torch"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ModelFileError(folder, f"does not fit this run's model or optimizer ({type(err).__name__}: "
+                                     f"{first_line(err)})", fix) from None
     return state

@@ -16,7 +16,7 @@ from vidsme import __version__
 from vidsme.atomic import write_json_atomic
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.registry import load_split
-from vidsme.errors import VidsmeError
+from vidsme.errors import ModelFileError, VidsmeError
 from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
 from vidsme.train.config import BaseConfig, TargetConfig
 from vidsme.train.loop import (
@@ -43,15 +43,16 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_base(path: Path):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def _load_base(path: Path, fix: str | None = None):
+    """(model, processor) of a base directory, its files checked first; `fix` overrides the hint
+    a damaged file gets (default: retrain or restore it, or fix the target config's `base`)."""
+    from vidsme.model_files import load_pretrained, model_fix
 
     if not (Path(path) / "config.json").is_file():
         raise VidsmeError(f"base model {path} is not a Hugging Face model directory (no config.json); "
                           "build the tiny base with `vidsme train base CONFIG` or point `base` at a checkpoint")
-    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-    return model, processor
+    fix = fix or model_fix(Path(path), "the target config's `base` (or override it: base=DIR)")
+    return load_pretrained(Path(path), dtype=torch.float32, fix=fix)
 
 
 def _split_rows(split_name: str) -> tuple[object, list[dict], list[dict]]:
@@ -70,10 +71,24 @@ def _save(model, processor, out: Path) -> None:
 
 def _up_to_date(out: Path, card_name: str, cfg) -> bool:
     """A finished run of exactly this config is already there (rerunning reuses it)."""
+    from vidsme.model_files import check_model_dir
+
     card = Path(out) / card_name
     if not card.is_file() or not (Path(out) / "config.json").is_file():
         return False
-    return json.loads(card.read_text(encoding="utf-8")).get("config_hash") == config_hash(cfg)
+    try:
+        recorded = json.loads(card.read_text(encoding="utf-8")).get("config_hash")
+    except (OSError, ValueError, AttributeError):  # a damaged card: this run rewrites it
+        print(f"{card}: unreadable, training again")
+        return False
+    if recorded != config_hash(cfg):
+        return False
+    try:  # same config, but a damaged model file must be rebuilt, not reused (cheap: headers only)
+        check_model_dir(Path(out), "")
+    except ModelFileError as err:
+        print(f"{err.path}: {err.problem}; training again")
+        return False
+    return True
 
 
 def pretrain_base(cfg: BaseConfig) -> Path:
@@ -95,7 +110,7 @@ def pretrain_base(cfg: BaseConfig) -> Path:
     if rank == 0:
         build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir, overwrite=True)  # deterministic: a resume rebuilds it identically
     torch.distributed.barrier()
-    model, processor = _load_base(init_dir)
+    model, processor = _load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
     set_trainable(model, ("vision_tower", "projector", "language_model"))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,

@@ -375,11 +375,11 @@ def load_tiny_vullm(path: Path):
     """(model, processor) from a local directory, never the hub (local_files_only=True).
 
     A path that is not a directory is an error here rather than a hub repo id."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from vidsme.model_files import load_pretrained
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise VidsmeError(f"{path}: not a model directory (no config.json); build one with build_tiny_vullm")
-    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    model, processor = load_pretrained(path, dtype=torch.float32,
+                                       fix="rebuild the directory with build_tiny_vullm or restore the file")
     return model.eval(), processor

@@ -1,0 +1,293 @@
+"""Verdicts: per target, one dev-selected, test-reported entry per method, with rank bands
+and the paired distance to the split's blind baseline.
+
+PROTOCOL (docs/LEADERBOARD.md has a worked example):
+  1. A method is an attack family (every K, alpha, alignment ... of it: its registered
+     variants), a submitted family, or a submitted scores file; the blind baseline is a
+     method with nothing to choose. Its candidates are its rows of results.json: variant x
+     slice x frame count x level.
+  2. The candidate with the best selection metric on the DEV partition is the method's
+     representative (ties: higher dev AUC, then attack, slice, level, frame count in
+     ascending order). The selection metric is the primary metric where the dev partition
+     resolves it, else AUC.
+  3. The representative's TEST-partition row is what is reported; no test number is ever
+     compared across candidates of a method.
+  4. The primary (ranking) metric is the suite's `primary_metric` (default TPR@1%FPR) when
+     the test partition holds enough non-member videos to resolve it (10 false positives at
+     that rate: 1,000 for 1%), else AUC. Videos, not QA rows, are counted: rows of one video
+     are not independent.
+  5. Entries are ordered by the primary metric's test value. For each pair of neighbours a
+     paired bootstrap (the same resampled test videos for both, stratified by label) gives
+     the CI of their difference; where it excludes 0 the ranking breaks. Entries between two
+     breaks share a rank band ("1–3"). Note the chaining: A and C can share a band although
+     A is distinguishable from C, when B sits between them and is distinguishable from neither.
+  6. Each entry's paired difference to the blind baseline, with its CI: an entry whose CI
+     does not lie above 0 is flagged "not above blind".
+
+The replicates are recomputed from the per-sample scores CSVs (column `partition`), with
+the suite's seed and replicate count, so they are exactly the resamples behind every CI in
+results.json; a scores file that does not reproduce its row's value is an error.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vidsme.attack.metrics import (
+    DEFAULT_FPR_LEVELS,
+    DEFAULT_MIN_FALSE_POSITIVES,
+    MetricValue,
+    Replicates,
+    bootstrap_replicates,
+    min_nonmembers,
+    paired_difference,
+    tpr_key,
+)
+from vidsme.errors import VidsmeError
+
+VERDICTS_VERSION = 1
+BLIND_METHOD = "blind baseline"
+PARTITION_SELECT, PARTITION_REPORT = "dev", "test"
+CONFIDENCE = 0.95
+PRIMARY_METRICS: tuple[str, ...] = ("auc", "balanced_accuracy", *(tpr_key(lv) for lv in DEFAULT_FPR_LEVELS))
+NOT_ABOVE_BLIND = "not above blind"
+PROTOCOL = ("Each method's configuration (variant, slice, frame count, level) is chosen on the dev partition by the "
+            "selection metric; its test-partition numbers are reported. Rank bands: neighbours whose paired "
+            f"bootstrap difference (same resampled test videos) has a {CONFIDENCE:.0%} CI containing 0 share a band. "
+            f"'{NOT_ABOVE_BLIND}': the paired difference to the split's blind baseline has a CI that does not lie "
+            "above 0.")
+_FPR_OF = {tpr_key(lv): lv for lv in DEFAULT_FPR_LEVELS}
+METRIC_LABELS = {"auc": "AUC", "balanced_accuracy": "balanced accuracy",
+                 **{tpr_key(lv): f"TPR@{lv * 100:g}%FPR" for lv in DEFAULT_FPR_LEVELS}}
+
+
+# ----------------------------------------------------------------------------- which metric
+def resolve_primary(declared: str, n_nonmember_videos: int,
+                    min_false_positives: int = DEFAULT_MIN_FALSE_POSITIVES) -> tuple[str, str]:
+    """(metric to rank by, why) for a partition with `n_nonmember_videos` non-member videos."""
+    if declared not in PRIMARY_METRICS:
+        raise VidsmeError(f"unknown primary_metric {declared!r}; choose one of {', '.join(PRIMARY_METRICS)}")
+    name = METRIC_LABELS[declared]
+    if declared not in _FPR_OF:
+        return declared, f"{name} is the suite's declared primary metric"
+    need = min_nonmembers(_FPR_OF[declared], min_false_positives)
+    if n_nonmember_videos >= need:
+        return declared, (f"{name} declared; the partition's {n_nonmember_videos} non-member videos resolve it "
+                          f"(≥ {need} needed for {min_false_positives} false positives)")
+    return "auc", (f"{name} declared, but the partition has {n_nonmember_videos} non-member videos and "
+                   f"{need} are needed for {min_false_positives} false positives at that rate: ranked by AUC")
+
+
+def method_of(row: dict, attacks: dict) -> str:
+    """The method a results.json row belongs to: the blind baseline, or its attack's family
+    (a scores-file submission is a method of its own)."""
+    if row["kind"] == "blind":
+        return BLIND_METHOD
+    meta = attacks.get(row["attack"]) or {}
+    if row["kind"] == "scores_file" or meta.get("family") in (None, "scores_file"):
+        return row["attack"]
+    return meta["family"]
+
+
+def _value(metric: dict | None) -> float:
+    value = (metric or {}).get("value")
+    return -np.inf if value is None else float(value)
+
+
+def _frames_key(row: dict) -> tuple:
+    return (row["n_frames"] is None, row["n_frames"] or 0)
+
+
+def select_on_dev(candidates: Sequence[dict], metric: str) -> dict:
+    """The dev row with the best `metric` (ties: dev AUC, then attack, slice, level, frames)."""
+    if not candidates:
+        raise VidsmeError("no dev-partition candidates to select from")
+    return min(candidates, key=lambda r: (-_value(r[metric]), -_value(r["auc"]), r["attack"], r["slice"], r["level"],
+                                          *_frames_key(r)))
+
+
+# ----------------------------------------------------------------------------- scores files
+class _ScoreTables:
+    """Per-sample scores CSVs of a results directory, each read once."""
+
+    def __init__(self, results_dir: Path) -> None:
+        self.root = Path(results_dir).resolve()
+        self._tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+
+    def test_scores(self, row: dict) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """(ids, videos, labels, scores) of the row's test-partition samples."""
+        rel, column = row.get("scores_file"), row.get("scores_column")
+        where = f"target {row['target']!r}, attack {row['attack']!r}"
+        if not rel or not column:
+            raise VidsmeError(f"{where}: results.json records no scores file; rerun `vidsme benchmark SUITE`")
+        if rel not in self._tables:
+            path = (self.root / rel).resolve()
+            if not path.is_relative_to(self.root) or not path.is_file():
+                raise VidsmeError(f"{where}: scores file {rel} not found under {self.root}; rerun `vidsme benchmark "
+                                  "SUITE` (the verdicts are computed from the per-sample scores)")
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
+            self._tables[rel] = (rows[0], rows[1:]) if rows else ([], [])
+        header, rows = self._tables[rel]
+        missing = [c for c in ("sample_id", "video", "label", "partition", column) if c not in header]
+        if missing:
+            raise VidsmeError(f"{where}: scores file {rel} lacks the column(s) {missing}; rerun `vidsme benchmark "
+                              "SUITE` with this vidsme")
+        i_id, i_video, i_label, i_part, i_score = (header.index(c) for c in
+                                                   ("sample_id", "video", "label", "partition", column))
+        test = [r for r in rows if r[i_part] == PARTITION_REPORT]
+        try:
+            return ([r[i_id] for r in test], [r[i_video] for r in test], np.array([int(r[i_label]) for r in test]),
+                    np.array([float(r[i_score]) for r in test]))
+        except (ValueError, IndexError):
+            raise VidsmeError(f"{where}: unreadable values in scores file {rel}; rerun `vidsme benchmark SUITE`") \
+                from None
+
+
+def _replicates(row: dict, tables: _ScoreTables, n_bootstrap: int, seed: int) -> Replicates:
+    ids, videos, labels, scores = tables.test_scores(row)
+    reps = bootstrap_replicates(scores, labels, direction=row["direction"], attack=row["attack"], sample_ids=ids,
+                                n_bootstrap=n_bootstrap, seed=seed, clusters=videos)
+    recorded = row["auc"]["value"]
+    if not np.isclose(reps.point["auc"], recorded, rtol=0, atol=1e-12):
+        raise VidsmeError(f"target {row['target']!r}, attack {row['attack']!r}: its scores file {row['scores_file']} "
+                          f"gives test AUC {reps.point['auc']:.6f}, results.json says {recorded:.6f}: the files do "
+                          "not belong together; rerun `vidsme benchmark SUITE`")
+    return reps
+
+
+# ----------------------------------------------------------------------------- bands
+def rank_bands(breaks: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) rank of each of len(breaks) + 1 ordered entries, where breaks[i] says
+    whether entries i and i + 1 (0-based) are distinguishable."""
+    n = len(breaks) + 1
+    bands: list[tuple[int, int]] = []
+    start = 0
+    for i in range(n):
+        if i == n - 1 or breaks[i]:
+            bands += [(start + 1, i + 1)] * (i + 1 - start)
+            start = i + 1
+    return bands
+
+
+def band_label(band: tuple[int, int]) -> str:
+    """(1, 3) -> "1–3", (2, 2) -> "2"."""
+    return str(band[0]) if band[0] == band[1] else f"{band[0]}–{band[1]}"
+
+
+def _metric(m: MetricValue) -> dict:
+    return {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}
+
+
+# ----------------------------------------------------------------------------- per target
+def _n_videos(target: dict, side: str) -> dict:
+    return ((target.get("partition") or {}).get(side) or {}).get("videos") or {}
+
+
+def target_verdict(target: dict, rows: Sequence[dict], attacks: dict, tables: _ScoreTables, *, declared: str,
+                   n_bootstrap: int, seed: int, min_false_positives: int) -> dict:
+    """The verdict record of one target (see the module docstring)."""
+    name = target["name"]
+    n_test = _n_videos(target, PARTITION_REPORT)
+    n_dev = _n_videos(target, PARTITION_SELECT)
+    if not n_test or not n_dev:
+        raise VidsmeError(f"target {name!r} in results.json records no dev/test partition; rerun `vidsme benchmark "
+                          "SUITE` with this vidsme")
+    primary, why = resolve_primary(declared, int(n_test.get("nonmember", 0)), min_false_positives)
+    selection, selection_why = resolve_primary(primary, int(n_dev.get("nonmember", 0)), min_false_positives)
+    methods: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["target"] == name:
+            methods.setdefault(method_of(row, attacks), []).append(row)
+    entries = []
+    for method, method_rows in sorted(methods.items()):
+        dev = [r for r in method_rows if r.get("partition") == PARTITION_SELECT]
+        if method == BLIND_METHOD:  # nothing to choose: the video-level unit
+            dev = [min(dev, key=lambda r: (r["level"] == "row",))] if dev else []
+        if not dev:
+            continue
+        chosen = select_on_dev(dev, selection)
+        ident = (chosen["attack"], chosen["slice"], chosen["level"], chosen["n_frames"])
+        test = [r for r in method_rows if r.get("partition") == PARTITION_REPORT and
+                (r["attack"], r["slice"], r["level"], r["n_frames"]) == ident]
+        if len(test) != 1:
+            raise VidsmeError(f"target {name!r}: method {method!r} has {len(test)} test rows for its dev-selected "
+                              f"configuration {ident}; rerun `vidsme benchmark SUITE`")
+        entries.append(_entry(method, chosen, test[0], attacks, len(dev), selection, primary))
+    reps = {e["method"]: _replicates(e["_row"], tables, n_bootstrap, seed) for e in entries}
+    entries.sort(key=lambda e: (-_value(e[primary]), e["method"]))
+    adjacent, breaks = [], []
+    for a, b in zip(entries, entries[1:]):
+        diff = paired_difference(reps[a["method"]], reps[b["method"]], primary, CONFIDENCE)
+        distinct = bool(diff.ci_low > 0 or diff.ci_high < 0)
+        breaks.append(distinct)
+        adjacent.append({"higher": a["method"], "lower": b["method"], "difference": _metric(diff),
+                         "distinguishable": distinct})
+    blind = reps.get(BLIND_METHOD)
+    for position, (entry, band) in enumerate(zip(entries, rank_bands(breaks)), start=1):
+        entry.update(rank=position, band=list(band), rank_band=band_label(band))
+        if blind is None or entry["method"] == BLIND_METHOD:
+            entry.update(vs_blind=None, above_blind=None, flag=None)
+            continue
+        diff = paired_difference(reps[entry["method"]], blind, primary, CONFIDENCE)
+        above = bool(diff.ci_low > 0)
+        entry.update(vs_blind=_metric(diff), above_blind=above, flag=None if above else NOT_ABOVE_BLIND)
+    for entry in entries:
+        del entry["_row"]
+    return {"target": name, "primary_metric": primary, "declared_metric": declared, "why": why,
+            "selection_metric": selection, "selection_why": selection_why,
+            "partition": {"selected_on": PARTITION_SELECT, "reported_on": PARTITION_REPORT,
+                          "videos": {PARTITION_SELECT: n_dev, PARTITION_REPORT: n_test}},
+            "has_blind_baseline": blind is not None, "entries": entries, "adjacent": adjacent}
+
+
+def _entry(method: str, chosen: dict, test: dict, attacks: dict, n_candidates: int, selection: str,
+           primary: str) -> dict:
+    meta = attacks.get(test["attack"]) or {}
+    entry = {
+        "method": method,
+        "kind": test["kind"],
+        "blind": test["kind"] == "blind",
+        "submitted": test["kind"] == "scores_file" or "submission" in meta,
+        "attack": test["attack"],
+        "slice": test["slice"],
+        "level": test["level"],
+        "n_frames": test["n_frames"],
+        "direction": test["direction"],
+        "partition": PARTITION_REPORT,
+        "selected_on": PARTITION_SELECT,
+        "n_candidates": n_candidates,
+        "dev": {selection: chosen[selection], "auc": chosen["auc"]},
+        "primary_metric": primary,
+        "n_members": test["n_members"],
+        "n_nonmembers": test["n_nonmembers"],
+        "scores_file": test.get("scores_file"),
+        "scores_column": test.get("scores_column"),
+        "_row": test,
+    }
+    for key in ("auc", "balanced_accuracy", *(tpr_key(lv) for lv in DEFAULT_FPR_LEVELS)):
+        if key in test:
+            entry[key] = test[key]
+    return entry
+
+
+def compute_verdicts(results: dict, results_dir: Path) -> dict:
+    """The `verdicts` section of results.json, from its rows and the per-sample scores under
+    `results_dir` (see the module docstring)."""
+    config = results["suite"].get("config") or {}
+    declared = str(config.get("primary_metric", "tpr@1%fpr"))
+    n_bootstrap, seed = int(config.get("n_bootstrap", 1000)), int(config.get("seed", 0))
+    min_fp = int(config.get("min_false_positives", DEFAULT_MIN_FALSE_POSITIVES))
+    tables = _ScoreTables(results_dir)
+    attacks = results.get("attacks") or {}
+    targets = [target_verdict(t, results["rows"], attacks, tables, declared=declared, n_bootstrap=n_bootstrap,
+                              seed=seed, min_false_positives=min_fp) for t in results["targets"]]
+    return {"version": VERDICTS_VERSION, "protocol": PROTOCOL, "confidence": CONFIDENCE, "n_bootstrap": n_bootstrap,
+            "seed": seed, "min_false_positives": min_fp, "declared_metric": declared, "targets": targets}
+
+
+__all__ = ["BLIND_METHOD", "METRIC_LABELS", "NOT_ABOVE_BLIND", "PRIMARY_METRICS", "PROTOCOL", "band_label", "compute_verdicts",
+           "method_of", "rank_bands", "resolve_primary", "select_on_dev", "target_verdict"]
