@@ -55,7 +55,7 @@ def test_bench_train_step_runs(tmp_path: Path, monkeypatch):
 def test_bench_extract_runs(tmp_path: Path):
     bench = _load("bench_extract")
     out = tmp_path / "extract.json"
-    args = ["--n-videos", "2", "--n-frames", "4", "--batch-size", "2", "--repeats", "1", "--device", "cpu",
+    args = ["--n-videos", "4", "--n-frames", "4", "--batch-size", "2", "--repeats", "1", "--device", "cpu",
             "--tokenizer-pool", "split", "--set", "model.hidden_size=32", "--set", "model.num_hidden_layers=1",
             "--set", "model.vision_layers=1", "--reference-loop", "--reference-samples", "1",
             "--workdir", str(tmp_path / "work"), "--json", str(out)]
@@ -67,5 +67,5 @@ def test_bench_extract_runs(tmp_path: Path):
     assert figures["median_ratio_to_floor"]["pipeline_predecoded"] > 0
     assert figures["reference_loop"]["per_video_s"] > 0
     assert figures["reference_loop"]["speedup_over_pipeline_predecoded_median_per_repeat"] > 0
-    assert record["inputs"]["rows"] == 2 and record["inputs"]["n_frames"] == 4
+    assert record["inputs"]["rows"] == 4 and record["inputs"]["n_frames"] == 4
     assert record["provenance"]["source_sha256"]["benchmark/query.py"]

@@ -35,15 +35,16 @@ TARGET = "t"
 
 @pytest.fixture(scope="module")
 def suite_results(tmp_path_factory):
-    """One small benchmark (12 videos, an untrained tiny model, no reference view) with its caches
-    and leaderboard; each test works on its own copy of the results folder."""
+    """One small benchmark (12 videos with two questions each, so row and video level differ; an
+    untrained tiny model, no reference view) with its caches and leaderboard; each test works on its
+    own copy of the results folder."""
     root = tmp_path_factory.mktemp("submit")
     mp = pytest.MonkeyPatch()
     mp.setenv(SPLITS_DIR_ENV, str(root / "splits"))
-    split, _ = build_synthetic_split("synth-mcqa", root / "videos", n_videos=12, progress=False)
+    split, _ = build_synthetic_split("synth-oeqa", root / "videos", n_videos=12, progress=False)
     target = build_tiny_vullm(TINY, tokenizer_corpus(split.rows()), root / "target")
     cfg = SuiteConfig(name="tiny", output_dir=root / "results", cache_dir=root / "cache", frame_counts=[4],
-                      targets=[SuiteTarget(name=TARGET, path=target, split="synth-mcqa")], n_bootstrap=50,
+                      targets=[SuiteTarget(name=TARGET, path=target, split="synth-oeqa")], n_bootstrap=50,
                       batch_size=4, attacks=["loss", "vid_sme_mean", "zlib"], plots=False, blind_baseline=False,
                       reference_view=False, stats_workers=1)
     path = run_suite(cfg, progress=False)
@@ -111,25 +112,30 @@ def test_docs_example_goes_on_the_leaderboard(results, capsys):
     after = _results(results)
     assert after["rows"][: len(before["rows"])] == before["rows"]  # the suite's rows are untouched
     rows = [r for r in after["rows"] if r["attack"] == "frame_contrast"]
-    assert {(r["slice"], r["level"], r["n_frames"], r["kind"]) for r in rows} == {
-        ("video", "row", 4, "reproduced"), ("video", "video", 4, "reproduced")}
+    assert {(r["slice"], r["level"], r["n_frames"], r["kind"], r["partition"]) for r in rows} == {
+        ("video", level, 4, "reproduced", part) for level in ("row", "video") for part in ("dev", "test")}
     sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     for r in rows:
         assert r["provenance"]["file_sha256"] == sha and r["provenance"]["source"] == EXAMPLE.as_posix()
         assert "git_commit" in r["provenance"] and r["family"] == "frame_contrast" and r["direction"] == "higher"
         assert set(r) == set(before["rows"][0])  # the same row layout as the benchmark's
     assert after["attacks"]["frame_contrast"]["submission"]["kind"] == "reproduced"
-    # the per-sample scores reproduce the reported AUC
-    row = next(r for r in rows if r["level"] == "row")
+    # the per-sample scores reproduce the reported test AUC and its CI (whole videos resampled)
+    row = next(r for r in rows if r["level"] == "row" and r["partition"] == "test")
     with (results / row["scores_file"]).open() as fh:
-        table = list(csv.DictReader(fh))
+        table = [t for t in csv.DictReader(fh) if t["partition"] == "test"]
     again = evaluate_scores(np.array([float(t[row["scores_column"]]) for t in table]),
                             np.array([int(t["label"]) for t in table]), direction="higher", attack="x",
-                            sample_ids=[t["sample_id"] for t in table], n_bootstrap=50, seed=0)
+                            sample_ids=[t["sample_id"] for t in table], n_bootstrap=50, seed=0,
+                            clusters=[t["video"] for t in table])
     assert again.auc.value == row["auc"]["value"] and again.auc.ci_low == row["auc"]["ci_low"]
     board = json.loads((results / "leaderboard.json").read_text())
-    entries = [e for e in board["targets"][0]["entries"] if e["attack"] == "frame_contrast"]
-    assert len(entries) == 2 and all(e["kind"] == "reproduced" for e in entries)
+    # one main entry for the submitted family: its dev-selected configuration, reported on test
+    (entry,) = [e for e in board["targets"][0]["entries"] if e["method"] == "frame_contrast"]
+    assert entry["kind"] == "reproduced" and entry["submitted"] and entry["partition"] == "test"
+    assert entry["rank_band"] and entry["n_candidates"] == 2
+    assert "leaderboard t: frame_contrast rank" in out
+    assert len([d for d in board["targets"][0]["details"] if d["attack"] == "frame_contrast"]) == 4
     assert board["source"]["sha256"] == hashlib.sha256((results / "results.json").read_bytes()).hexdigest()
     assert "frame_contrast" in (results / "leaderboard.md").read_text()
     html = (results / "leaderboard.html").read_text()
@@ -150,7 +156,7 @@ def test_the_same_file_again_changes_nothing_a_changed_one_replaces_its_rows(res
     assert "replaced" in capsys.readouterr().out
     after = _results(results)
     rows = [r for r in after["rows"] if r["attack"] == "frame_contrast"]
-    assert len(rows) == 2  # replaced, not duplicated
+    assert len(rows) == 4  # replaced, not duplicated (row and video level, dev and test)
     assert {r["provenance"]["file_sha256"] for r in rows} == {hashlib.sha256(source.read_bytes()).hexdigest()}
     assert [s["status"] for s in after["submissions"]] == ["added", "replaced"]
 
@@ -177,7 +183,7 @@ BROKEN = {
         return s
         """), "inf for"),
     "wrong_length": ("scores", _simple("short_attack", "return torch.zeros(inputs.n - 1)"),
-                     r"shape \(11,\), expected one score per sample \(12,\)"),
+                     r"shape \(23,\), expected one score per sample \(24,\)"),
     "raises": ("scores", _simple("raising_attack", "raise KeyError('oops')"), "raised KeyError"),
     "nondeterministic": ("determinism", _simple("random_attack", "return torch.rand(inputs.n, dtype=torch.float64)"),
                          "a second call gave different scores"),
@@ -197,6 +203,13 @@ BROKEN = {
             return inputs.n
         """), "'up' is not a valid Direction"),
     "no_attack": ("import", HEADER + "x = 1\n", "registered no attack"),
+    # a family is a method on the leaderboard, chosen among its own variants: no mixing into a built-in one
+    "builtin_family": ("name", HEADER + textwrap.dedent("""
+        @register_attack("loss_twin", direction="lower", needs=("natural.entropy",), citation="a test",
+                         family="loss")
+        def attack(inputs):
+            return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
+        """), "declares family 'loss', a built-in family"),
 }
 
 
@@ -255,7 +268,7 @@ def test_module_path_and_entry_point_sources(results, tmp_path, monkeypatch, cap
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["submit", "contrast_mod_attacks", "--results", str(results)]) == 0
     rows = [r for r in _results(results)["rows"] if r["attack"] == "frame_contrast_mod"]
-    assert len(rows) == 2 and rows[0]["provenance"]["source"] == "contrast_mod_attacks"
+    assert len(rows) == 4 and rows[0]["provenance"]["source"] == "contrast_mod_attacks"
     sha = hashlib.sha256((tmp_path / "contrast_mod_attacks.py").read_bytes()).hexdigest()
     assert rows[0]["provenance"]["file_sha256"] == sha
     capsys.readouterr()
@@ -319,15 +332,19 @@ def test_scores_file_is_scored_with_the_same_metrics(results, tmp_path, capsys):
     path = _scores_csv(tmp_path / "scores.csv", [(t["sample_id"], t["answer/loss"]) for t in reversed(table)])
     assert _submit_scores(results, path, "--n-frames", "4") == 0
     data = _results(results)
-    (row,) = [r for r in data["rows"] if r["attack"] == "outside_loss"]
-    loss = next(r for r in data["rows"] if r["attack"] == "loss" and r["slice"] == "answer" and r["level"] == "row")
-    assert row["kind"] == "scores_file" and row["slice"] == "answer" and row["n_frames"] == 4
-    for key in ("auc", "balanced_accuracy", "tpr@1%fpr", "n_members", "n_nonmembers"):
-        assert row[key] == loss[key], key  # same scores, same pinned metrics, same bootstrap
+    rows = [r for r in data["rows"] if r["attack"] == "outside_loss"]
+    assert {r["partition"] for r in rows} == {"dev", "test"}
+    for row in rows:
+        loss = next(r for r in data["rows"] if r["attack"] == "loss" and r["slice"] == "answer" and r["level"] == "row"
+                    and r["partition"] == row["partition"])
+        assert row["kind"] == "scores_file" and row["slice"] == "answer" and row["n_frames"] == 4
+        for key in ("auc", "balanced_accuracy", "tpr@1%fpr", "n_members", "n_nonmembers"):
+            assert row[key] == loss[key], key  # same scores, same pinned metrics, same bootstrap
     assert row["provenance"]["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert row["family"] == "outside_loss"  # a scores file is a method of its own
     board = json.loads((results / "leaderboard.json").read_text())
     assert any(e["attack"] == "outside_loss" and e["kind"] == "scores_file" for e in board["targets"][0]["entries"])
-    assert "scores_file" in (results / "leaderboard.md").read_text()
+    assert "outside_loss (submitted)" in (results / "leaderboard.md").read_text()
     once = _tree(results)
     assert _submit_scores(results, path, "--n-frames", "4") == 0
     assert "already on the leaderboard" in capsys.readouterr().out and _tree(results) == once
@@ -335,9 +352,12 @@ def test_scores_file_is_scored_with_the_same_metrics(results, tmp_path, capsys):
     videos = _evaluated(results, "video")
     vpath = _scores_csv(tmp_path / "video.csv", [(t["sample_id"], t["answer/loss"]) for t in videos])
     assert _submit_scores(results, vpath, "--level", "video", "--n-frames", "4") == 0
-    (vrow,) = [r for r in _results(results)["rows"] if r["attack"] == "outside_loss" and r["level"] == "video"]
-    vloss = next(r for r in data["rows"] if r["attack"] == "loss" and r["slice"] == "answer" and r["level"] == "video")
-    assert vrow["auc"] == vloss["auc"]
+    vrows = [r for r in _results(results)["rows"] if r["attack"] == "outside_loss" and r["level"] == "video"]
+    assert len(vrows) == 2
+    for vrow in vrows:
+        vloss = next(r for r in data["rows"] if r["attack"] == "loss" and r["slice"] == "answer"
+                     and r["level"] == "video" and r["partition"] == vrow["partition"])
+        assert vrow["auc"] == vloss["auc"]
 
 
 def _pairs(results: Path, case: str) -> list[tuple[str, str]]:
