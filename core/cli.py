@@ -143,12 +143,40 @@ TRAIN_EPILOG = """examples:
   vidsme train target configs/targets/mcqa-full.yaml
   vidsme train target configs/targets/oeqa-lora.yaml optim.epochs=2 seed=1
   deepspeed --num_gpus 8 -m vidsme.cli train target configs/targets/mcqa-full-7b.yaml base=/models/llava-ov-7b
+  vidsme train target configs/targets/mcqa-full-7b.yaml --dry-run --world-size 8   # before allocating GPUs
+  vidsme train target configs/targets/paper-nextqa-lora-7b.yaml --dry-run --quick --world-size 16 --gpus-per-node 8
+A dry run loads no weights and writes nothing: parameters per module group (total, trainable),
+model-state memory per GPU for the ZeRO stage and world size, tokens per sample, steps per epoch;
+it checks the base, the split and that every video is present and decodes; exit 1 lists what is missing.
 """
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from vidsme.config import load_config
     from vidsme.train.config import BaseConfig, TargetConfig
+
+    if not args.dry_run:
+        given = [flag for flag, value in (("--quick", args.quick), ("--world-size", args.world_size),
+                                          ("--gpus-per-node", args.gpus_per_node),
+                                          ("--architecture", args.architecture)) if value not in (None, False)]
+        if given:
+            raise VidsmeError(f"{', '.join(given)} only apply with --dry-run (a training run takes its world size "
+                              "from the launcher)")
+    else:
+        from vidsme.train.dry_run import dry_run_base, dry_run_target
+
+        layout = {"world_size": args.world_size, "gpus_per_node": args.gpus_per_node, "quick": args.quick,
+                  "progress": sys.stderr.isatty()}
+        if args.what == "base":
+            if args.architecture is not None:
+                raise VidsmeError("--architecture describes a target's base; `train base` builds the tiny base "
+                                  "from its config")
+            report = dry_run_base(load_config(BaseConfig, args.config, args.overrides), **layout)
+        else:
+            report = dry_run_target(load_config(TargetConfig, args.config, args.overrides),
+                                    architecture=args.architecture, **layout)
+        print(report.format())
+        return 0 if report.ok else 1
     from vidsme.train.recipes import finetune_target, pretrain_base
 
     if args.what == "base":
@@ -165,6 +193,7 @@ BENCHMARK_EPILOG = """examples:
   vidsme benchmark configs/suites/demo.yaml frame_counts=[16]     # one frame count
   vidsme benchmark configs/suites/demo.yaml attacks=[loss,vid_sme_min_k10] plots=false
   vidsme benchmark configs/suites/demo.yaml allow_exclusions=true # leave undecodable videos out (listed in results)
+  vidsme benchmark configs/suites/paper.yaml --dry-run           # what is missing, before any GPU is held
   torchrun --nproc_per_node 8 -m vidsme.cli benchmark configs/suites/paper.yaml   # sharded extraction
   (accelerate launch and deepspeed work the same: each rank extracts its own batches)
 Reruns reuse the feature cache (keyed by every parameter that changes a number), so an
@@ -183,6 +212,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from vidsme.config import load_config
 
     cfg = load_config(SuiteConfig, args.config, args.overrides)
+    if args.dry_run:
+        from vidsme.benchmark.dry_run import dry_run
+
+        report, ok = dry_run(cfg)
+        print(report)
+        return 0 if ok else 1
     command = " ".join(["vidsme", "benchmark", str(args.config), *args.overrides])
     path = run_suite(cfg, command=command, progress=not args.quiet)
     if path is None:  # not rank 0: rank 0 evaluates and writes
@@ -213,8 +248,10 @@ SUBMIT_EPILOG = """examples:
   vidsme submit my_attack --results runs/demo/benchmark     # an installed entry point (group vidsme.attacks)
   vidsme submit --scores scores.csv --target mcqa-full --attack-name my_blackbox --direction higher \\
       --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
-Checks, in order: import, declaration, name, features, scores, determinism, time budget
+Checks, in order: sandbox, import, declaration, name, features, scores, determinism, time budget
 (scores files: format, target, name, ids, finite). A refused submission changes nothing.
+Code runs in a sandbox (bubblewrap, else unshare): no network, no data, limited memory/CPU/processes;
+--no-sandbox runs it in-process for local development only (rows marked "sandboxed": false).
 Walk-through: docs/SUBMITTING.md
 """
 
@@ -226,8 +263,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         raise VidsmeError("give either SOURCE (an attack .py file, module path or entry-point name) or "
                           "--scores FILE.csv, not both")
     if args.scores is None:
-        command = f"vidsme submit {args.source} --results {args.results}"
-        result = submit_attack(args.source, args.results, time_budget_s=args.time_budget, command=command)
+        from vidsme.benchmark.sandbox import GIB, SandboxLimits
+
+        if not 0 < args.memory_limit < float("inf"):
+            raise VidsmeError(f"--memory-limit must be a positive number of GiB, got {args.memory_limit}")
+        command = f"vidsme submit {args.source} --results {args.results}" + (" --no-sandbox" if args.no_sandbox else "")
+        result = submit_attack(args.source, args.results, time_budget_s=args.time_budget, command=command,
+                               sandbox=not args.no_sandbox,
+                               limits=SandboxLimits(memory_bytes=int(args.memory_limit * GIB)))
     else:
         lacking = [flag for flag, value in (("--target", args.target), ("--attack-name", args.attack_name),
                                             ("--direction", args.direction)) if value is None]
@@ -240,6 +283,38 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                                     direction=args.direction, level=args.level, slice_name=args.slice,
                                     n_frames=args.n_frames, citation=args.citation or "", command=command)
     print(format_result(result))
+    return 0
+
+
+CHALLENGE_EPILOG = """examples:
+  vidsme challenge build --secret ~/round1.secret --new-secret --out runs/challenge-1     # a new round (size 1000)
+  vidsme challenge build --secret ~/round1.secret --out runs/challenge-1                  # resume after a kill
+  vidsme challenge build --secret s.bin --new-secret --out /tmp/small --size 100          # a small round (~10 min)
+  vidsme challenge build --secret s.bin --out /tmp/tiny --size 6 --pretrain-videos 16 \\
+      --set base.optim.epochs=1 --set targets.optim.micro_batch_size=2 --set suite.frame_counts=[4]
+  vidsme challenge reveal runs/challenge-1 --secret ~/round1.secret   # end of the round: publish + verify
+  vidsme challenge verify runs/challenge-1                            # anyone, after the reveal
+Publish only DIR/public; DIR/private (mode 0700) holds the manifests, labels, models and features.
+Run from the repository root (the demo's configs/). How a round works: docs/CHALLENGE.md
+"""
+
+
+def _cmd_challenge(args: argparse.Namespace) -> int:
+    from vidsme.benchmark.challenge import ChallengeSettings, build_challenge, reveal_challenge, verify_challenge
+
+    if args.action == "build":
+        settings = ChallengeSettings(size=args.size, pretrain_videos=args.pretrain_videos,
+                                     overrides=tuple(args.set), configs=args.configs)
+        path = build_challenge(args.secret, args.out, settings, create_secret=args.new_secret,
+                               progress=not args.quiet)
+        print(f"public part: {path.parent}")
+    elif args.action == "reveal":
+        path = reveal_challenge(args.dir, args.secret)
+        print(f"revealed: the secret and the manifests are in {path.parent}; report {path}")
+    else:
+        for line in verify_challenge(args.dir):
+            print(f"ok: {line}")
+        print(f"{args.dir}: every commitment holds")
     return 0
 
 
@@ -326,6 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("what", choices=("base", "target"), help="base: tiny base pretraining; target: fine-tuning")
     train.add_argument("config", type=Path, help="YAML config (its header says how to launch it)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.epochs=2 seed=1")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print parameters, memory per GPU, tokens and steps; check base, split and videos; load "
+                       "no weights, write nothing; exit 1 listing what is missing")
+    train.add_argument("--quick", action="store_true",
+                       help="with --dry-run: decode a seeded sample of 20 videos instead of all")
+    train.add_argument("--world-size", type=int, default=None, metavar="N",
+                       help="with --dry-run: processes (GPUs) in all (default: $WORLD_SIZE, else 1)")
+    train.add_argument("--gpus-per-node", type=int, default=None, metavar="N",
+                       help="with --dry-run: processes per node (default: $LOCAL_WORLD_SIZE, else the world size)")
+    train.add_argument("--architecture", type=Path, default=None, metavar="CONFIG_JSON",
+                       help="with --dry-run: a config.json describing a base that is not on this machine "
+                       "(default: configs/models/<base folder name>.json)")
     train.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser(
@@ -338,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("config", type=Path, metavar="SUITE_CONFIG", help="suite YAML (its header says how to launch it)")
     bench.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. frame_counts=[8] batch_size=4")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--dry-run", action="store_true",
+                       help="check targets, references, splits, videos and caches, count the forwards; load no "
+                       "weights, decode no video; exit 1 listing what is missing")
     bench.set_defaults(func=_cmd_benchmark)
 
     board = sub.add_parser(
@@ -366,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--time-budget", type=float, default=30.0, metavar="SECONDS",
                         help="most seconds one call of the attack may take per (target, frame count, slice) "
                         "(default 30)")
+    submit.add_argument("--no-sandbox", action="store_true",
+                        help="run the attack inside this process instead of the sandbox (local development only: "
+                        "its rows are marked \"sandboxed\": false and never enter a challenge leaderboard)")
+    submit.add_argument("--memory-limit", type=float, default=8.0, metavar="GIB",
+                        help="address-space limit of the sandboxed attack process, in GiB (default 8; "
+                        "`import torch` alone takes about 3.5)")
     files = submit.add_argument_group("scores-file submissions (attacks that cannot run here)")
     files.add_argument("--scores", type=Path, default=None, metavar="FILE.csv", help="CSV with header sample_id,score")
     files.add_argument("--target", help="the suite target the scores are for")
@@ -378,6 +474,39 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--n-frames", type=int, default=None, help="frames per video the scores used, if any")
     files.add_argument("--citation", default=None, help="what the scores implement (paper, equation)")
     submit.set_defaults(func=_cmd_submit)
+
+    challenge = sub.add_parser(
+        "challenge",
+        help="build a sealed test-only challenge round from a secret; reveal and verify it",
+        description="A sealed challenge: fresh synthetic splits, the demo's base and three targets, their "
+        "features, with every seed derived from a secret; public cards carry commitments (docs/CHALLENGE.md).",
+        epilog=CHALLENGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    moves = challenge.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cbuild = moves.add_parser("build", help="build (or resume) a challenge into --out: private/ and public/")
+    cbuild.add_argument("--secret", type=Path, required=True, metavar="FILE",
+                        help="file of at least 32 random bytes every seed derives from; kept by you, never copied")
+    cbuild.add_argument("--new-secret", action="store_true",
+                        help="first write 32 random bytes to --secret (mode 0600; refuses to overwrite)")
+    cbuild.add_argument("--out", type=Path, required=True, metavar="DIR", help="the challenge folder")
+    cbuild.add_argument("--size", type=int, default=1000,
+                        help="member rows and non-member rows per target (default 1000: TPR at 1%% FPR then rests "
+                        "on 10 false positives)")
+    cbuild.add_argument("--pretrain-videos", type=int, default=240,
+                        help="videos of the base's pretraining pool (default 240, the demo's)")
+    cbuild.add_argument("--set", action="append", default=[], metavar="PREFIX.KEY=VALUE",
+                        help="override a recipe: PREFIX base, targets (all three), a target name, or suite; "
+                        "repeatable; recorded, and a rerun must repeat it")
+    cbuild.add_argument("--configs", type=Path, default=Path("configs"),
+                        help="folder of base/tiny.yaml, targets/*.yaml, suites/demo.yaml (default configs)")
+    cbuild.add_argument("--quiet", action="store_true", help="no progress bars")
+    creveal = moves.add_parser("reveal", help="end a round: verify, then publish the secret and the manifests")
+    creveal.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder")
+    creveal.add_argument("--secret", type=Path, required=True, metavar="FILE", help="the round's secret")
+    cverify = moves.add_parser("verify", help="check a revealed challenge's commitments from its public folder")
+    cverify.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder (or its public/)")
+    challenge.set_defaults(func=_cmd_challenge)
     return parser
 
 

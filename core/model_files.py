@@ -182,3 +182,41 @@ def load_pretrained(path: Path, *, dtype, fix: str):
         raise ModelFileError(weights, f"holds {len(mismatched)} weight(s) at another shape than config.json says "
                                       f"(e.g. {mismatched[0]}); loading would initialise them at random", fix)
     return model, processor
+
+
+# ----------------------------------------------------------------------------- without loading weights
+def skeleton(model_dir: Path):
+    """The model a directory's config.json (or a config.json file itself) describes, built on the meta
+    device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        return AutoModelForImageTextToText.from_config(config)
+
+
+def count(n: float) -> str:
+    """29056 -> "29.1K", 7.6e9 -> "7.60B"."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(int(n))
+
+
+def shape_mismatches(model, model_dir: Path) -> tuple[int, list[str]]:
+    """(weights compared, differences) between the skeleton's parameters and the safetensors headers.
+
+    Compared as multisets of shapes: transformers renames checkpoint weights on load (and
+    saves them under older names), so names do not line up, but every parameter must find a
+    stored tensor of its shape. A checkpoint holding extra tensors (buffers) is not an error.
+    """
+    from collections import Counter
+
+    expected = Counter(tuple(p.shape) for _, p in model.named_parameters())
+    found: Counter = Counter()
+    for shard in sorted(Path(model_dir).glob("*.safetensors")):
+        found.update(tuple(entry["shape"]) for entry in check_safetensors(shard, "").values())
+    lacking = expected - found
+    return sum(expected.values()), [f"{n} parameter(s) of shape {list(shape)} have no stored tensor of that shape"
+                                    for shape, n in sorted(lacking.items())]

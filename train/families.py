@@ -191,6 +191,11 @@ def module_groups(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.nn.
     return groups
 
 
+def parameter_counts(model) -> dict[str, int]:
+    """Parameters per module group (vidsme.train.families) of a model or skeleton."""
+    return {group: sum(p.numel() for _, p in params) for group, params in module_groups(model).items()}
+
+
 def group_of_parameter(model: torch.nn.Module, name: str) -> str:
     """The module group of parameter `name` (tied aliases such as lm_head.weight included)."""
     names = [n for n, _ in model.named_parameters(remove_duplicate=False)]

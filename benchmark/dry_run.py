@@ -1,0 +1,173 @@
+"""`vidsme benchmark SUITE --dry-run`: what a suite run would need and do, checked before any GPU is held.
+
+No weights are loaded and no video is decoded. Per target it checks the model directory
+(config, weight files against their headers, tokenizer, target card), counts parameters per
+module group from the config alone (a skeleton on the meta device), finds the reference
+model, loads the split (manifest, card, dev/test partition), stats every video the split
+names under its video root, looks up the feature caches already extracted for this target
+and counts the forwards the run would make. Everything missing is listed — every target,
+every split — and the command exits non-zero when anything is.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+from vidsme.errors import VidsmeError
+from vidsme.model_files import count, shape_mismatches, skeleton
+
+MISSING_SHOWN = 5
+
+
+@dataclass
+class TargetCheck:
+    """What the dry run found for one target; `problems` empty means ready."""
+
+    name: str
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    forwards: int = 0
+
+
+def _model_lines(what: str, path: Path, fix: str, check: TargetCheck) -> bool:
+    """Check one model directory; lines and problems go to `check`. True when it looks loadable."""
+    from vidsme.model_files import check_model_dir
+
+    try:
+        check_model_dir(path, fix)
+    except VidsmeError as err:
+        check.problems.append(f"{what}: {err}")
+        return False
+    try:
+        from vidsme.train.families import parameter_counts
+
+        model = skeleton(path)
+        counts = parameter_counts(model)
+    except Exception as err:  # an architecture transformers does not know, a config it rejects
+        check.problems.append(f"{what} {path}: config.json does not build a model ({type(err).__name__}: {err})")
+        return False
+    compared, bad = shape_mismatches(model, path)
+    if bad:
+        shown = "; ".join(bad[:MISSING_SHOWN]) + (" ..." if len(bad) > MISSING_SHOWN else "")
+        check.problems.append(f"{what} {path}: the weight files do not fit config.json: {shown}")
+        return False
+    groups = ", ".join(f"{g} {count(n)}" for g, n in counts.items() if n)
+    check.lines.append(f"{what} {path}: {count(sum(counts.values()))} parameters ({groups}); the weight files "
+                       f"hold a tensor of the right shape for each of its {compared} parameters")
+    return True
+
+
+def _videos(rows: list[dict], video_root: Path) -> tuple[int, list[str]]:
+    videos = sorted({r["video"] for r in rows})
+    missing = [v for v in videos if not (video_root / v).is_file()]
+    return len(videos), missing
+
+
+def _cached_rows(cfg: SuiteConfig, target_sha: str | None, split, n_frames: int, template: str) -> int:
+    """Rows already extracted for this target, split and frame count (any cache folder whose key matches
+    them; the batch size and the q/r table are decided at run time)."""
+    from vidsme.benchmark.cache import FeatureCache
+    from vidsme.benchmark.suite import FEATURES_SUBDIR
+
+    root = Path(cfg.cache_dir) / FEATURES_SUBDIR
+    if target_sha is None or not root.is_dir():
+        return 0
+    best = 0
+    for key_file in root.glob("*/key.json"):
+        try:
+            key = json.loads(key_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (key.get("target_card_sha256"), key.get("manifest_sha256"), key.get("n_frames"), key.get("template"),
+                key.get("beta1"), key.get("beta2")) == (target_sha, split.card.manifest_sha256, n_frames, template,
+                                                        cfg.beta1, cfg.beta2):
+            best = max(best, len(FeatureCache.from_folder(key_file.parent).done_ids()))
+    return best
+
+
+def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
+    """Everything the run needs for target `t`, checked without loading weights or decoding video."""
+    from vidsme.benchmark.suite import _card, _reference_path, _split_rows, _video_root, model_sha256
+    from vidsme.model_files import model_fix
+
+    check = TargetCheck(t.name)
+    path = Path(t.path)
+    card, target_sha = None, None
+    if not path.exists():
+        check.problems.append(f"target model {path} does not exist: train it (`vidsme train target CONFIG`) or set "
+                              f"targets[].path for {t.name!r}")
+    elif _model_lines("target", path, model_fix(path, "the suite's targets[].path"), check):
+        try:
+            card = _card(path)
+        except VidsmeError as err:
+            check.problems.append(str(err))
+        target_sha = model_sha256(path)
+        check.lines.append(f"card: {'strategy ' + str(card.get('strategy')) if card else 'none (not trained by vidsme)'}")
+    if cfg.reference_view and path.exists():
+        try:
+            ref, _ = _reference_path(t, card)
+        except VidsmeError as err:
+            check.problems.append(str(err))
+        else:
+            if ref is None:
+                check.lines.append("reference: none (calibration attacks will be skipped)")
+            elif not ref.exists():
+                check.problems.append(f"reference model {ref} does not exist; set targets[].reference, or "
+                                      "reference_view=false")
+            else:
+                _model_lines("reference", ref, model_fix(ref, "the suite's targets[].reference"), check)
+    try:
+        split, rows = _split_rows(t)
+        partition = split.partition()
+        video_root = _video_root(t, split)
+    except VidsmeError as err:
+        check.problems.append(str(err))
+        return check
+    dev = partition.videos("dev")
+    check.lines.append(f"split {split.name} v{split.card.version}: {len(rows)} rows "
+                       f"({sum(r['label'] == 'member' for r in rows)} member), partition seed {partition.seed} "
+                       f"({len(dev)} dev / {len(partition.of_video) - len(dev)} test videos)")
+    n_videos, missing = _videos(rows, video_root)
+    if not video_root.is_dir():
+        check.problems.append(f"video root {video_root} does not exist ({n_videos} videos expected); set "
+                              f"targets[].video_root for {t.name!r}")
+    elif missing:
+        shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+        check.problems.append(f"{len(missing)} of {n_videos} videos missing under {video_root}: {shown}")
+    else:
+        check.lines.append(f"videos: {n_videos} of {n_videos} present under {video_root} (not decoded)")
+    template = t.template or cfg.template
+    for n_frames in cfg.frame_counts:
+        done = _cached_rows(cfg, target_sha, split, n_frames, template)
+        todo = len(rows) - done
+        batches = -(-todo // cfg.batch_size)
+        check.forwards += batches * (2 if cfg.reference_view else 1)
+        check.lines.append(f"{n_frames} frames: {done} of {len(rows)} rows cached; {batches} batches to extract "
+                           f"({batches} forwards of {2 * cfg.batch_size} inputs"
+                           + (f" + {batches} reference forwards)" if cfg.reference_view else ")"))
+    return check
+
+
+def dry_run(cfg: SuiteConfig) -> tuple[str, bool]:
+    """(report, ok) of a suite: attacks and settings, then each target's checks."""
+    from vidsme.benchmark.suite import check_suite
+
+    specs = check_suite(cfg)
+    lines = [f"suite {cfg.name}: {len(cfg.targets)} target(s), {len(specs)} attacks, frame counts "
+             f"{cfg.frame_counts}, slices {cfg.slices}, template {cfg.template}, batch size {cfg.batch_size}, "
+             f"output {cfg.output_dir}, cache {cfg.cache_dir}"]
+    checks = [check_target(t, cfg) for t in cfg.targets]
+    for c in checks:
+        lines.append(f"target {c.name}: {'ready' if not c.problems else 'NOT READY'}")
+        lines += [f"  {line}" for line in c.lines]
+        lines += [f"  MISSING: {p}" for p in c.problems]
+    ok = not any(c.problems for c in checks)
+    total = sum(c.forwards for c in checks)
+    lines.append(f"{'ready' if ok else 'not ready'}: the run would make {total} forward passes"
+                 + ("" if ok else f"; fix the {sum(len(c.problems) for c in checks)} problem(s) above first"))
+    return "\n".join(lines), ok
+
+
+__all__ = ["TargetCheck", "check_target", "dry_run"]

@@ -1,0 +1,93 @@
+"""`vidsme benchmark SUITE --dry-run`: what is missing, before any weight is loaded or video decoded."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+from vidsme.benchmark.dry_run import dry_run
+from vidsme.model_files import count
+from vidsme.benchmark.suite import run_suite
+from vidsme.cli import main
+from vidsme.config import config_to_dict
+from vidsme.data_splits.build import build_synthetic_split
+from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, tokenizer_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
+                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dry")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(SPLITS_DIR_ENV, str(root / "splits"))
+    split, _ = build_synthetic_split("synth-mcqa", root / "videos", n_videos=8, progress=False)
+    target = build_tiny_vullm(TINY, tokenizer_corpus(split.rows()), root / "target")
+    yield {"root": root, "videos": root / "videos", "split": split, "target": target}
+    mp.undo()
+
+
+def _suite(world, out: Path, target: Path | None = None, video_root: Path | None = None) -> SuiteConfig:
+    return SuiteConfig(name="tiny", output_dir=out / "results", cache_dir=out / "cache", frame_counts=[4],
+                       targets=[SuiteTarget(name="t", path=target or world["target"], split="synth-mcqa",
+                                            video_root=video_root)],
+                       n_bootstrap=20, batch_size=4, attacks=["loss"], plots=False, blind_baseline=False,
+                       reference_view=False, stats_workers=1)
+
+
+def test_the_shipped_paper_suite_lists_every_missing_checkpoint_and_video_root(monkeypatch, capsys):
+    monkeypatch.delenv(SPLITS_DIR_ENV, raising=False)  # the committed paper splits
+    assert main(["benchmark", str(REPO / "configs" / "suites" / "paper.yaml"), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    for name, videos in (("cinepile", 851), ("nextqa", 4501)):
+        assert f"target {name}: NOT READY" in out
+        assert f"MISSING: target model runs/models/paper-{name}-" in out and "-7b does not exist" in out
+        assert f"({videos} videos expected)" in out
+    assert "not ready: the run would make" in out and "fix the 4 problem(s)" in out
+    assert "Traceback" not in out
+
+
+def test_a_ready_suite_then_the_cache_counts(world, tmp_path, capsys):
+    cfg = _suite(world, tmp_path)
+    report, ok = dry_run(cfg)
+    assert ok, report
+    assert "target t: ready" in report and "videos: 8 of 8 present" in report
+    assert "0 of 8 rows cached; 2 batches to extract" in report and "would make 2 forward passes" in report
+    assert "the weight files hold a tensor of the right shape for each of its" in report
+    run_suite(cfg, progress=False)
+    report, ok = dry_run(cfg)
+    assert ok and "8 of 8 rows cached; 0 batches" in report and "would make 0 forward passes" in report
+    # through the CLI: exit 0, nothing written
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(_suite(world, tmp_path / "cli"))), encoding="utf-8")
+    assert main(["benchmark", str(path), "--dry-run"]) == 0
+    assert not (tmp_path / "cli").exists()
+
+
+def test_missing_videos_and_misfit_weights_are_listed(world, tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(world["videos"], videos)
+    gone = world["split"].rows()[2]["video"]
+    (videos / gone).unlink()
+    report, ok = dry_run(_suite(world, tmp_path, video_root=videos))
+    assert not ok and f"1 of 8 videos missing under {videos}: {gone}" in report
+    # weights of another architecture under this config: a parameter finds no tensor of its shape
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target)
+    config = json.loads((target / "config.json").read_text())
+    config["text_config"]["intermediate_size"] = 96
+    (target / "config.json").write_text(json.dumps(config))
+    report, ok = dry_run(_suite(world, tmp_path, target=target))
+    assert not ok and "the weight files do not fit config.json" in report and "[96, 32]" in report
+
+
+def test_parameter_counts_read_well():
+    assert [count(n) for n in (950, 29_056, 1_210_000, 7_615_616_512)] == ["950", "29.1K", "1.21M", "7.62B"]
