@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,8 +122,8 @@ def test_target_cli_writes_a_card(world, tmp_path):
     assert (tmp_path / "out" / "target.json").stat().st_mtime_ns == mtime
 
 
-def _launch(world_size: int, config: Path, overrides: list[str], splits_dir: Path) -> None:
-    """Run `vidsme train target` as `world_size` CPU processes (gloo), like a launcher would."""
+def _spawn(world_size: int, program: list[str], splits_dir: Path, *, quiet: bool = False) -> list:
+    """Start `python PROGRAM...` as `world_size` CPU processes (gloo), like a launcher would."""
     import os
     import socket
     import subprocess
@@ -131,16 +132,36 @@ def _launch(world_size: int, config: Path, overrides: list[str], splits_dir: Pat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
     procs = []
     for rank in range(world_size):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DS_ACCELERATOR="cpu",
                    OMP_NUM_THREADS="1", **{SPLITS_DIR_ENV: str(splits_dir)})
-        procs.append(subprocess.Popen([sys.executable, "-m", "vidsme.cli", "train", "target", str(config), *overrides],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(subprocess.Popen([sys.executable, *program], env=env, stdout=out,
+                                      stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _launch(world_size: int, config: Path, overrides: list[str], splits_dir: Path,
+            program: list[str] | None = None) -> list[str]:
+    """Run `vidsme train target` (or `program`) as `world_size` CPU processes; their outputs."""
+    program = program or ["-m", "vidsme.cli", "train", "target"]
+    procs = _spawn(world_size, [*program, str(config), *overrides], splits_dir)
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
+    return outputs
+
+
+def _zero3_sharded(tmp_path: Path) -> Path:
+    """configs/deepspeed/zero3.json with every parameter sharded: the tiny model's weights are all
+    below the shipped persistence threshold, which would keep them whole on every rank."""
+    config = json.loads((ROOT / "configs/deepspeed/zero3.json").read_text())
+    config["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    path = tmp_path / "zero3-sharded.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 @pytest.mark.integration
@@ -152,8 +173,7 @@ def test_two_cpu_processes_match_one(world, tmp_path, zero):
         f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: full\n"
         f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
         f"  heldout_nonmembers: 2\noptim:\n  epochs: 2\n  lr: 5.0e-3\n"
-        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed' / (zero + '.json')}\n"
-        f"  save_every_steps: {-1 if zero == 'zero3' else 0}\n")
+        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed' / (zero + '.json')}\n")
     splits_dir = world["split"].path.parent
     _launch(1, cfg, [f"output_dir={tmp_path / 'one'}", "optim.micro_batch_size=4"], splits_dir)
     _launch(2, cfg, [f"output_dir={tmp_path / 'two'}", "optim.micro_batch_size=2"], splits_dir)
@@ -170,44 +190,124 @@ def test_two_cpu_processes_match_one(world, tmp_path, zero):
 
 
 @pytest.mark.integration
-def test_kill_and_resume_reproduces_the_uninterrupted_run(world, tmp_path):
-    import os
+@pytest.mark.parametrize(("zero", "n_procs"), [("zero2", 1), ("zero3", 2)])
+def test_kill_and_resume_reproduces_the_uninterrupted_run(world, tmp_path, zero, n_procs):
+    """SIGKILL every process mid-epoch after a checkpoint; the same command resumes it to the
+    uninterrupted run's loss curve. ZeRO-3 with 2 processes and every weight sharded, so each
+    rank's checkpoint holds only its own partitions."""
     import signal
-    import subprocess
-    import sys
     import time
 
+    deepspeed_json = _zero3_sharded(tmp_path) if zero == "zero3" else ROOT / "configs/deepspeed/zero2.json"
     cfg = tmp_path / "t.yaml"
+    # 8 members, 2 samples per step: 4 steps an epoch, 16 in all; checkpoints after steps 5, 10, 15,
+    # each in the middle of an epoch
     cfg.write_text(
         f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: full\n"
         f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
-        f"  heldout_nonmembers: 2\noptim:\n  epochs: 4\n  lr: 5.0e-3\n  micro_batch_size: 2\n"
-        f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n  save_every_steps: 1\n")
-    # a fresh single-process world: drop the distributed variables this test process set for itself
-    dist_vars = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
-    env = {k: v for k, v in os.environ.items() if k not in dist_vars}
-    env[SPLITS_DIR_ENV] = str(world["split"].path.parent)
-    cmd = [sys.executable, "-m", "vidsme.cli", "train", "target", str(cfg)]
+        f"  heldout_nonmembers: 2\noptim:\n  epochs: 4\n  lr: 5.0e-3\n  micro_batch_size: {2 // n_procs}\n"
+        f"engine:\n  deepspeed: {deepspeed_json}\n  save_every_steps: 5\n")
+    splits_dir = world["split"].path.parent
     # the reference: an uninterrupted run (checkpoints written, never read)
-    first = subprocess.run([*cmd, f"output_dir={tmp_path / 'whole'}"], env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    _launch(n_procs, cfg, [f"output_dir={tmp_path / 'whole'}"], splits_dir)
     whole = json.loads((tmp_path / "whole" / "target.json").read_text())
-    # killed after a few checkpoints, then rerun with the same config
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed once a checkpoint is complete (mid-epoch), then rerun with the same config
+    procs = _spawn(n_procs, ["-m", "vidsme.cli", "train", "target", str(cfg)], splits_dir, quiet=True)
     checkpoints = tmp_path / "out" / "checkpoints"
     deadline = time.time() + 300
-    while time.time() < deadline and not any((p / "COMPLETE").is_file() for p in checkpoints.glob("step-00000[5-9]")):
+    while time.time() < deadline and not any((p / "COMPLETE").is_file() for p in checkpoints.glob("step-*")):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
     assert not (tmp_path / "out" / "target.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stdout
+    kept = [p for p in checkpoints.glob("step-*") if (p / "COMPLETE").is_file()]
+    if zero == "zero3":  # each rank wrote its own partition; no whole-model file exists under ZeRO-3
+        assert kept and all((p / f"optim-rank{r}.safetensors").is_file() for p in kept for r in range(n_procs))
+        assert not any((p / "model.safetensors").exists() for p in kept)
+    assert not list(checkpoints.rglob("*.pt")) and not list(checkpoints.rglob("*.bin"))
+    outputs = _launch(n_procs, cfg, [], splits_dir)
+    resumed_at = re.search(r"resuming from .* \(step (\d+) of 16\)", outputs[0])
+    assert resumed_at and int(resumed_at.group(1)) % 4 != 0, outputs[0][-2000:]  # mid-epoch
     card = json.loads((tmp_path / "out" / "target.json").read_text())
     assert card["trained_ids_sha256"] == whole["trained_ids_sha256"]
     assert card["train_loss_per_step"] == pytest.approx(whole["train_loss_per_step"], rel=1e-6, abs=1e-7)
     assert not checkpoints.exists()  # cleaned up once the model is written
+
+
+# Runs the real `vidsme train target` recipe, and after training (before the final save) has
+# every rank run the ZeRO-3 engine's module on two members: each layer's weights gathered from
+# the ranks' shards. Rank 0 dumps those logits and their inputs for the test to compare.
+PROBE = """
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from vidsme.config import load_config
+from vidsme.train import recipes
+from vidsme.train.config import TargetConfig
+from vidsme.train.data import collate
+
+dump, config, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
+train = recipes.run_training
+
+
+def train_then_probe(model, dataset, optim, engine_cfg, **kwargs):
+    trained, result = train(model, dataset, optim, engine_cfg, **kwargs)
+    params = list(trained.parameters())
+    sharded = sum(p.data.numel() == 0 and p.ds_tensor.numel() < p.ds_numel for p in params)
+    batch = collate([dataset[0], dataset[1]], kwargs["pad_token_id"])
+    inputs = {k: v for k, v in batch.items() if k not in ("ids", "labels")}
+    trained.eval()
+    with torch.no_grad():
+        logits = trained(**inputs).logits
+    trained.train()
+    if torch.distributed.get_rank() == 0:
+        save_file({"logits": logits.contiguous(), "sharded": torch.tensor([sharded, len(params)]),
+                   **{f"input.{k}": v.contiguous() for k, v in inputs.items()}}, dump)
+    return trained, result
+
+
+recipes.run_training = train_then_probe
+recipes.finetune_target(load_config(TargetConfig, config, overrides))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_zero3_final_save_gathers_full_weights(world, tmp_path, strategy):
+    """2 processes train under ZeRO-3 with every weight sharded; the target directory holds full
+    weights (HF safetensors + target.json, no shards) that one plain process loads to the logits
+    the trained engine computed from its gathered shards."""
+    from safetensors.torch import load_file
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    dump = tmp_path / "engine-logits.safetensors"
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        f"name: tiny-target\nbase: {world['base']}\noutput_dir: {tmp_path / 'out'}\nstrategy: {strategy}\n"
+        f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
+        f"  heldout_nonmembers: 2\noptim:\n  epochs: 1\n  lr: 1.0e-2\n  micro_batch_size: 2\n"
+        f"engine:\n  deepspeed: {_zero3_sharded(tmp_path)}\n")
+    _launch(2, cfg, [], world["split"].path.parent, program=[str(probe), str(dump)])
+    out = tmp_path / "out"
+    card = json.loads((out / "target.json").read_text())
+    assert card["world_size"] == 2 and card["strategy"] == strategy
+    assert (out / "model.safetensors").is_file() and not list(out.rglob("*.pt")) and not (out / "checkpoints").exists()
+    engine = load_file(str(dump))
+    sharded, n_params = engine["sharded"].tolist()
+    assert sharded == n_params  # every weight was split over the two ranks, none whole on either
+    model, _ = load_tiny_vullm(out)
+    base, _ = load_tiny_vullm(world["base"])
+    inputs = {k.removeprefix("input."): v for k, v in engine.items() if k.startswith("input.")}
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        base_logits = base(**inputs).logits
+    assert not torch.allclose(logits, base_logits, atol=1e-3)  # training changed the weights ...
+    torch.testing.assert_close(logits, engine["logits"], rtol=1e-5, atol=1e-5)  # ... and the save kept all of them
 
 
 def test_checkpoint_state_round_trips_without_pickle(tmp_path):
@@ -229,6 +329,32 @@ def test_checkpoint_state_round_trips_without_pickle(tmp_path):
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
     with pytest.raises(VidsmeError, match=r"s\.bad holds a set"):
         save_state(tmp_path / "s", {"bad": {1, 2}})
+
+
+def test_zero3_checkpoint_files_are_checked_before_the_engine(tmp_path):
+    """A ZeRO-3 checkpoint: each rank's partition file is checked (headers of the others'), and a
+    run under another ZeRO stage is refused with the fix, before anything is applied."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from vidsme.errors import ModelFileError, VidsmeError
+    from vidsme.train.checkpoint import load_checkpoint, save_state
+
+    folder = tmp_path / "step-000005"
+    folder.mkdir()
+    save_state(folder / "state", {"config_hash": "h", "world_size": 2, "zero_stage": 3, "scheduler": {},
+                                  "trainable": [["w", [4]]], "steps_done": 5})
+    save_file({"torch": torch.get_rng_state()}, str(folder / "rng.safetensors"))
+    for r in range(2):
+        save_state(folder / f"optim-rank{r}", {"fp32_flat_groups": [torch.zeros(2)], "zero_stage": 3})
+    assert not (folder / "model.safetensors").exists()  # ZeRO-3 has none: the partitions are the weights
+    zero2 = SimpleNamespace(zero_optimization_stage=lambda: 2, device="cpu")
+    with pytest.raises(VidsmeError, match=r"written under ZeRO stage 3, this run uses stage 2: set engine\.deepspeed"):
+        load_checkpoint(folder, zero2, world=2, config_hash="h")
+    (folder / "optim-rank1.safetensors").write_bytes(b"\x00" * 5)  # the other rank's file: its header is checked
+    with pytest.raises(ModelFileError, match=rf"{folder / 'optim-rank1.safetensors'}: is 5 bytes long.*delete"):
+        load_checkpoint(folder, zero2, world=2, config_hash="h")
 
 
 def test_missing_and_corrupt_videos_are_named(world, tmp_path):

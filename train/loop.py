@@ -152,6 +152,7 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     With `checkpoint_dir`, a checkpoint is written every `engine_cfg.save_every_steps` optimizer
     steps (0: at the end of each epoch; -1: never) and the newest complete one is resumed
     from, continuing the same data order — the loss curve equals an uninterrupted run's.
+    Under ZeRO-3 the returned module holds each rank's shards only: see `gather_full_weights`.
     """
     import deepspeed
 
@@ -171,9 +172,6 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config(engine_cfg, optim, world))
     device = engine.device
-    if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0 and engine.zero_optimization_stage() == 3:
-        raise VidsmeError("resumable checkpoints are not supported with ZeRO-3 yet: use configs/deepspeed/zero2.json, "
-                          "or set engine.save_every_steps=-1 to train without checkpoints")
     total_steps = steps_per_epoch * optim.epochs
     progress = {"steps_done": 0, "trained_ids": [], "losses": [], "config_hash": config_hash}
     if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0:
@@ -220,6 +218,48 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     result = LoopResult(steps=total_steps, epochs=optim.epochs, trained_ids=progress["trained_ids"], losses=losses,
                         seconds=time.perf_counter() - start)
     return engine.module, result
+
+
+def is_partitioned(model: torch.nn.Module) -> bool:
+    """Whether ZeRO-3 holds `model`'s weights as per-rank shards (DeepSpeed tags them with `ds_id`)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def gather_full_weights(partitioned: torch.nn.Module, plain: torch.nn.Module | None, rank: int) -> None:
+    """Copy the full weights of a ZeRO-3-partitioned module into `plain` on rank 0.
+
+    Every rank must call it (each weight is all-gathered); `plain` is an unpartitioned module of
+    the same architecture on rank 0 and None elsewhere. One module's weights are whole at a time
+    (DeepSpeed's own consolidation works the same way), so no rank ever holds the whole model
+    twice. Buffers are not partitioned by ZeRO-3 and are copied as they are.
+    """
+    import deepspeed
+
+    targets = dict(plain.named_parameters(remove_duplicate=False)) if rank == 0 else {}
+    filled: set[str] = set()
+    for prefix, module in partitioned.named_modules():
+        named = list(module.named_parameters(recurse=False))
+        if not named:
+            continue
+        # modifier_rank=0: DeepSpeed frees the gathered copies on exit only when one is given
+        with deepspeed.zero.GatheredParameters([p for _, p in named], modifier_rank=0), torch.no_grad():
+            if rank == 0:
+                for name, param in named:
+                    key = f"{prefix}.{name}" if prefix else name
+                    if key not in targets:
+                        raise VidsmeError(f"cannot gather ZeRO-3 weight {key!r}: the rebuilt model has no such "
+                                          "parameter (its architecture differs from the trained one)")
+                    targets[key].copy_(param.detach())
+                    filled.add(key)
+    if rank == 0:
+        unfilled = sorted(set(targets) - filled)
+        if unfilled:
+            raise VidsmeError(f"gathering ZeRO-3 weights left {len(unfilled)} parameter(s) of the rebuilt model "
+                              f"unset (e.g. {unfilled[0]})")
+        buffers = dict(plain.named_buffers())
+        with torch.no_grad():
+            for key, buf in partitioned.named_buffers():
+                buffers[key].copy_(buf)
 
 
 @torch.inference_mode()

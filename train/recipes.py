@@ -21,7 +21,9 @@ from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha
 from vidsme.train.config import BaseConfig, TargetConfig
 from vidsme.train.loop import (
     apply_lora,
+    gather_full_weights,
     init_distributed,
+    is_partitioned,
     make_dataset,
     per_sample_loss,
     run_training,
@@ -67,6 +69,24 @@ def _save(model, processor, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
+
+
+def _unpartitioned(trained, rank: int, rebuild):
+    """The trained model whole on rank 0 (None elsewhere under ZeRO-3), ready to evaluate and save.
+
+    ZeRO-1/2 modules are whole on every rank and returned as they are. Under ZeRO-3 each rank
+    holds 1/world of every weight: `rebuild()` makes a plain model of the same architecture on
+    rank 0 (the base reloaded, LoRA applied again) and every rank takes part in gathering the
+    trained weights into it, so the usual save writes full weights (no shards to consolidate).
+    """
+    if not is_partitioned(trained):
+        return trained
+    plain = None
+    if rank == 0:
+        first = next(trained.parameters())  # the trained dtype (bf16 on GPU) and the device its shards live on
+        plain = rebuild().to(device=first.ds_tensor.device, dtype=first.dtype)
+    gather_full_weights(trained, plain, rank)
+    return plain
 
 
 def _up_to_date(out: Path, card_name: str, cfg) -> bool:
@@ -116,6 +136,7 @@ def pretrain_base(cfg: BaseConfig) -> Path:
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
                                    checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg))
+    trained = _unpartitioned(trained, rank, lambda: _load_base(init_dir)[0])
     if rank == 0:
         _save(trained, processor, out)
         shutil.rmtree(init_dir, ignore_errors=True)
@@ -160,6 +181,12 @@ def finetune_target(cfg: TargetConfig) -> Path:
     leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
     if leaked:  # cannot happen by construction; checked because every result depends on it
         raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
+
+    def rebuild():
+        plain = _load_base(cfg.base)[0]
+        return apply_lora(plain, cfg.lora, train_projector) if cfg.strategy == "lora" else plain
+
+    trained = _unpartitioned(trained, rank, rebuild)
     if rank == 0:
         final = trained.merge_and_unload() if cfg.strategy == "lora" else trained
         heldout = make_dataset(nonmembers[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
