@@ -221,25 +221,15 @@ def _tokenizer(model_dir: Path, report: DryRunReport):
 
 
 def apply_strategy(model, cfg: TargetConfig):
-    """`cfg.strategy` applied to `model` exactly as `finetune_target` applies it (train/recipes.py):
-    full = language model (+ projector unless train_projector=false, + vision tower with
-    train_vision_tower); lora = adapters on the language model's linears (+ projector with
-    train_projector=true; train_vision_tower is not used); projector = the projector alone.
-    Returns the model to count (a peft wrapper for lora)."""
+    """`cfg.strategy` applied as training applies it (train/recipes.py), quietly: peft probes a
+    deprecated transformers attribute, noise in a report. Returns the model to count."""
     import warnings
 
-    from vidsme.train.loop import apply_lora, set_trainable
+    from vidsme.train.recipes import apply_strategy as training_strategy
 
-    train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
-    if cfg.strategy == "lora":
-        with warnings.catch_warnings():  # peft probes a deprecated transformers attribute: noise in a report
-            warnings.simplefilter("ignore", FutureWarning)
-            return apply_lora(model, cfg.lora, train_projector)
-    groups = {"full": ["language_model"], "projector": ["projector"]}[cfg.strategy]
-    groups += (["projector"] if train_projector and "projector" not in groups else [])
-    groups += (["vision_tower"] if cfg.train_vision_tower else [])
-    set_trainable(model, groups)
-    return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return training_strategy(model, cfg)
 
 
 def _largest_layer(model) -> int:

@@ -153,6 +153,24 @@ def pretrain_base(cfg: BaseConfig) -> Path:
     return out
 
 
+def apply_strategy(model: torch.nn.Module, cfg: TargetConfig) -> torch.nn.Module:
+    """Make trainable what `cfg.strategy` trains; returns the model to train (a peft wrapper for lora).
+
+    full = language model (+ projector unless train_projector=false, + vision tower with
+    train_vision_tower); lora = adapters on the language model's linears (+ projector with
+    train_projector=true; train_vision_tower is not used); projector = the projector alone.
+    The dry run applies it to a weightless skeleton, so its counts are training's own.
+    """
+    train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
+    if cfg.strategy == "lora":
+        return apply_lora(model, cfg.lora, train_projector)
+    groups = {"full": ["language_model"], "projector": ["projector"]}[cfg.strategy]
+    groups += (["projector"] if train_projector and "projector" not in groups else [])
+    groups += (["vision_tower"] if cfg.train_vision_tower else [])
+    set_trainable(model, groups)
+    return model
+
+
 def finetune_target(cfg: TargetConfig) -> Path:
     """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card."""
     if _up_to_date(cfg.output_dir, CARD_FILE, cfg):
@@ -165,13 +183,7 @@ def finetune_target(cfg: TargetConfig) -> Path:
         raise VidsmeError(f"split {split.name!r} has no members to fine-tune on")
     model, processor = _load_base(cfg.base)
     train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
-    if cfg.strategy == "lora":
-        model = apply_lora(model, cfg.lora, train_projector)
-    else:
-        groups = {"full": ["language_model"], "projector": ["projector"]}[cfg.strategy]
-        groups += (["projector"] if train_projector and "projector" not in groups else [])
-        groups += (["vision_tower"] if cfg.train_vision_tower else [])
-        set_trainable(model, groups)
+    model = apply_strategy(model, cfg)
     counts = trainable_counts(model)
     dataset = make_dataset(members, processor, model.config, cfg.data)
     out = Path(cfg.output_dir)
