@@ -1,16 +1,24 @@
 """`vidsme submit`: add an attack to a finished benchmark's leaderboard, from code or from a scores file.
 
 Code submissions (`submit_attack`): a .py file, a module path or an installed entry-point name
-(group `vidsme.attacks`) is imported; the attacks it registers with `register_attack` are
-validated, in this order, stopping at the first failure:
+(group `vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.sandbox): one
+child process that sees the Python environment, a copy of the file and the features the
+attacks declared (rows shuffled, sample ids opaque), and reports back only declarations and
+score vectors, which are validated here; this process never imports the file. With
+`sandbox=False` (`--no-sandbox`, local development only) the file is imported here, as before,
+and everything it adds is marked "sandboxed": false. The attacks it registers with
+`register_attack` are validated, in this order, stopping at the first failure:
 
+  sandbox       isolation is available (else: how to get it) and the sandboxed process keeps to
+                its protocol (this can fail at any step)
   import        the source imports cleanly and registers at least one attack
   declaration   registration accepted its direction and slices; it cites what it implements
   name          a safe name that clashes with no registered attack and no suite attack
   features      then, for every target x frame count x applicable slice, on the cached features:
                 the inputs it needs are in the suite's feature caches
   scores        one finite score per evaluated sample
-  determinism   a second call on fresh inputs gives bit-identical scores
+  determinism   a second call on fresh inputs gives bit-identical scores (sandboxed: on a copy with
+                the samples in another order, mapped back)
   time budget   each call finishes within `time_budget_s` (default 30 s)
 
 Only then is it evaluated — from the caches, no model runs — with the suite's own
@@ -26,19 +34,21 @@ rows), once each, with finite scores; scored with the same metrics; kind "scores
 A refused submission raises `SubmissionRefused` (which check, and why) and leaves
 results.json, the scores and the leaderboard files untouched: everything is validated and
 computed first, written last (each file atomically, rolled back if a later write fails).
-The registry is restored afterwards either way, so nothing a submission imported stays
-registered in the calling process.
+In-process, the registry is restored afterwards either way, so nothing a submission imported
+stays registered in the calling process.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import importlib
 import importlib.metadata
 import math
 import os
 import re
+import secrets
 import sys
 import time
 import traceback
@@ -51,8 +61,11 @@ import numpy as np
 from vidsme import __version__
 from vidsme.atomic import write_bytes_atomic, write_json_atomic
 from vidsme.attack import registry
-from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT
+from vidsme.attack.direction import Direction
+from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
+from vidsme.attack.isolated import COPIES, classify_import_error, decode_scores, opaque_ids
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
+from vidsme.benchmark import sandbox as sandboxing
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import (
     LEVELS,
@@ -67,12 +80,13 @@ from vidsme.benchmark.leaderboard import load_results, write_leaderboard
 from vidsme.benchmark.suite import RESULTS_FILE, metric_row, write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.data_splits.partition import PARTITIONS
-from vidsme.errors import InvalidScoresError, VidsmeError
+from vidsme.errors import InvalidScoresError, MissingFeatureError, VidsmeError
 from vidsme.names import did_you_mean
 from vidsme.provenance import git_commit, ids_sha256
 
 DEFAULT_TIME_BUDGET_S = 30.0
-CODE_CHECKS: tuple[str, ...] = ("import", "declaration", "name", "features", "scores", "determinism", "time budget")
+CODE_CHECKS: tuple[str, ...] = ("sandbox", "import", "declaration", "name", "features", "scores", "determinism",
+                                "time budget")
 SCORES_FILE_CHECKS: tuple[str, ...] = ("format", "target", "name", "ids", "finite")
 SUBMISSIONS_DIR = "submissions"
 LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
@@ -81,6 +95,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 _USER_MODULES = "vidsme_user_attacks."  # where load_attack_source imports .py files
 _BUILTIN_MODULES = "vidsme.attack.attacks."
 _IDS_SHOWN = 5
+MAX_ATTACKS = 256  # per code submission: bounds the sandbox's CPU-time limit
+_WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
 
 
 class SubmissionRefused(VidsmeError):
@@ -101,6 +117,7 @@ class SubmissionResult:
     rows: list[dict] = field(default_factory=list)
     leaderboard: dict[str, Path] = field(default_factory=dict)
     verdicts: list[dict] = field(default_factory=list)  # the submitted methods' leaderboard entries, per target
+    sandboxed: bool = True  # False: ran in this process (--no-sandbox); kept off challenge leaderboards
 
 
 def _ids(ids: Sequence[str]) -> str:
@@ -112,6 +129,12 @@ def _last_line(err: BaseException) -> str:
     """The last line of a traceback: 'ValueError: bad thing'."""
     lines = traceback.format_exception_only(type(err), err)
     return lines[-1].strip() if lines else type(err).__name__
+
+
+def _one_line(text: object, limit: int = _WHY_CHARS) -> str:
+    """Untrusted text (from the sandbox) as one line of at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------- the benchmark's samples
@@ -188,38 +211,11 @@ class _Source:
     file_sha256: str | None
     module: str | None = None  # module path (modules and entry points)
     entry_point: str | None = None
+    file: Path | None = None  # the file that runs (a file source; a module's file in the sandbox)
 
 
 def _classify_import_error(err: BaseException, source: str) -> SubmissionRefused:
-    cause = err.__cause__ if isinstance(err, VidsmeError) and err.__cause__ is not None else err
-    message = str(cause)
-    if isinstance(cause, VidsmeError) and "registered twice" in message:
-        clash = re.match(r"attack name (.+?) is registered twice: by (\S+) and by", message)
-        if clash:
-            return SubmissionRefused("name", f"attack name {clash[1]} is already registered by {clash[2]}; "
-                                             "rename yours")
-        return SubmissionRefused("name", message)
-    from vidsme.errors import MissingFeatureError
-
-    if isinstance(cause, MissingFeatureError):
-        return SubmissionRefused("features", message)
-    frames = traceback.extract_tb(cause.__traceback__)
-    here = Path(registry.__file__).resolve()
-    if any(f.name in ("register_attack", "decorate") and Path(f.filename).resolve() == here for f in frames):
-        return SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(cause)} "
-                                                "(direction must be 'higher' or 'lower', slices among "
-                                                f"{', '.join(SLICES)})")
-    where = ""
-    if isinstance(cause, SyntaxError) and cause.lineno:
-        where = f" (line {cause.lineno})"
-    else:
-        mine = [f for f in frames if Path(f.filename).name == Path(source).name or source in f.filename]
-        if mine:
-            where = f" ({mine[-1].filename}, line {mine[-1].lineno})"
-    if isinstance(cause, ModuleNotFoundError) and cause.name and (source + ".").startswith(cause.name + "."):
-        where += (f"; {source!r} is not a file, not an installed entry point of group {ENTRY_POINT_GROUP!r}, and not "
-                  "an importable module")
-    return SubmissionRefused("import", f"importing {source!r} raised {_last_line(cause)}{where}")
+    return SubmissionRefused(*classify_import_error(err, source))
 
 
 def _file_sha256(path: Path) -> str:
@@ -233,7 +229,7 @@ def _resolve(source: str) -> _Source:
     if path.is_file() or source.endswith(".py"):
         if not path.is_file():
             raise SubmissionRefused("import", f"attack file {source!r} does not exist")
-        return _Source(path.as_posix(), "file", _file_sha256(path))
+        return _Source(path.as_posix(), "file", _file_sha256(path), file=path)
     eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     if source in eps:
         ep = eps[source]
@@ -270,16 +266,200 @@ def _load(source: str, src: _Source) -> list[AttackSpec]:
     return specs
 
 
-def _meta(spec: AttackSpec, src: _Source, commit: str | None) -> dict:
+def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool) -> dict:
     """The attack's results.json record: describe(), with the submission's own provenance."""
     meta = spec.describe()
     if spec.source.startswith(_USER_MODULES) and spec.family == spec.source.rsplit(".", 1)[-1]:
-        meta["family"] = Path(src.label).stem  # the file import's module name carries a per-process hash
+        # the file import's module name carries a per-process hash
+        meta["family"] = (src.file or Path(src.label)).stem
     meta["source"] = src.label
     meta["file_sha256"] = src.file_sha256
     meta["submission"] = {"kind": "reproduced", "source_kind": src.kind, "entry_point": src.entry_point,
-                          "file_sha256": src.file_sha256, "git_commit": commit}
+                          "file_sha256": src.file_sha256, "git_commit": commit, "sandboxed": sandboxed}
     return meta
+
+
+# ----------------------------------------------------------------------------- the sandboxed source
+def _find_spec_quietly(name: str):
+    """The import spec of module `name`, found without running any module (no parent __init__ either)."""
+    parent = name.rpartition(".")[0]
+    path = None
+    if parent:
+        loaded = sys.modules.get(parent)
+        if loaded is not None:
+            path = getattr(loaded, "__path__", None)
+        else:
+            parent_spec = _find_spec_quietly(parent)
+            path = None if parent_spec is None else parent_spec.submodule_search_locations
+        if path is None:
+            return None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(name, path)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def _module_file(module: str) -> tuple[Path | None, bool]:
+    """(the file of `module`, whether it is a package), without importing it."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        file = getattr(loaded, "__file__", None)
+        return (Path(file) if file else None), hasattr(loaded, "__path__")
+    spec = _find_spec_quietly(module)
+    if spec is None or not spec.has_location or not spec.origin:
+        return None, False
+    return Path(spec.origin), spec.submodule_search_locations is not None
+
+
+def _sandbox_file(source: str, src: _Source) -> Path:
+    """The one file the sandbox runs for `source`: the file itself, or a module's / entry point's file."""
+    if src.kind == "file":
+        return Path(source)
+    module = str(src.module)
+    if module == "vidsme" or module.startswith("vidsme."):
+        builtin = [s for s in list_attacks() if s.source == module or s.source.startswith(module + ".")]
+        if builtin:
+            raise SubmissionRefused("name", f"{builtin[0].name!r} is a built-in attack ({builtin[0].source}); the "
+                                            "benchmark runs built-ins itself: add it to the suite's `attacks` and "
+                                            "rerun")
+        raise SubmissionRefused("import", f"{source!r} is part of vidsme itself, not an attack submission")
+    file, package = _module_file(module)
+    if file is None:
+        raise SubmissionRefused("import", f"importing {source!r} raised ModuleNotFoundError: No module named "
+                                          f"{module!r}; {source!r} is not a file, not an installed entry point of "
+                                          f"group {ENTRY_POINT_GROUP!r}, and not an importable module")
+    if package:
+        raise SubmissionRefused("import", f"{source!r} is a package ({file}): the sandbox runs one file; submit the "
+                                          "module that registers the attacks (e.g. a file of the package), or run "
+                                          "it with --no-sandbox for local development")
+    if file.suffix != ".py" or not file.is_file():
+        raise SubmissionRefused("import", f"{source!r} is {file}, not a Python source file: the sandbox runs one "
+                                          ".py file; use --no-sandbox for local development")
+    return file
+
+
+def _hidden(results_dir: Path, results: dict) -> list[Path]:
+    """Folders the sandbox must not show even where they lie inside a bound tree."""
+    out = [results_dir.resolve()]
+    for entry in results.get("targets") or []:
+        out += [Path(folder).resolve() for folder in (entry.get("caches") or {}).values()]
+    cache_dir = ((results.get("suite") or {}).get("config") or {}).get("cache_dir")
+    if cache_dir:
+        out.append(Path(cache_dir).resolve())
+    return out
+
+
+def _cpu_seconds(results: dict, budget: float, limits: sandboxing.SandboxLimits) -> int:
+    """RLIMIT_CPU of the sandbox: every thread busy for as long as the most calls a submission can make may take."""
+    units = sum(len(e.get("caches") or {}) for e in results.get("targets") or []) * len(SLICES)
+    calls = COPIES * max(units, 1) * MAX_ATTACKS
+    return int(math.ceil(limits.thread_count() * (limits.startup_s + calls * (budget + limits.grace_s))))
+
+
+def _sandboxed_before(results: dict, sha: str) -> list[str]:
+    """The attacks results.json holds from a sandboxed run of the file with this sha256 (then the same
+    bytes need not run again), else []."""
+    names = []
+    for name, meta in (results.get("attacks") or {}).items():
+        submission = meta.get("submission") if isinstance(meta, dict) else None
+        if (isinstance(submission, dict) and submission.get("kind") == "reproduced" and meta.get("file_sha256") == sha
+                and submission.get("sandboxed") is True):
+            names.append(name)
+    return sorted(names)
+
+
+def _in_the_sandbox(inputs):  # the stand-in scoring function of a sandboxed attack's declaration
+    raise VidsmeError("a sandboxed submission's attack runs only inside its sandbox")
+
+
+_TEXT_FIELDS = ("name", "family", "citation", "summary", "source", "direction")
+
+
+def _declared_specs(items: object) -> list[AttackSpec]:
+    """AttackSpecs from the declarations the sandbox reported, checked here again as register_attack would
+    (nothing the sandbox says is trusted); their scoring runs in the sandbox only."""
+    if not isinstance(items, list) or not items:
+        raise SubmissionRefused("sandbox", "the sandboxed process reported no attack declarations")
+    if len(items) > MAX_ATTACKS:
+        raise SubmissionRefused("declaration", f"the source registers {len(items)} attacks; at most {MAX_ATTACKS} "
+                                               "per submission: split them over several submissions")
+    registered = {s.name: s for s in list_attacks()}
+    specs: list[AttackSpec] = []
+    for item in items:
+        if not (isinstance(item, dict) and all(isinstance(item.get(k), str) for k in _TEXT_FIELDS)
+                and all(isinstance(item.get(k), list) and all(isinstance(v, str) for v in item[k])
+                        for k in ("needs", "slices"))
+                and isinstance(item.get("version"), int) and not isinstance(item.get("version"), bool)):
+            raise SubmissionRefused("sandbox", f"the sandboxed process reported a malformed declaration: "
+                                               f"{_one_line(item, 300)}")
+        name = item["name"]
+        why = ("(direction must be 'higher' or 'lower', slices among " + ", ".join(SLICES) + ")")
+        try:
+            direction = Direction(item["direction"])
+        except ValueError as err:
+            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(err)} "
+                                                   f"{why}") from None
+        bad = [x for x in item["slices"] if x not in SLICES]
+        if bad:
+            err = VidsmeError(f"attack {name!r}: unknown slices {bad}; slices are {SLICES}")
+            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(err)} {why}")
+        try:
+            check_input_names(item["needs"], f"attack {name!r}")
+        except MissingFeatureError as err:
+            raise SubmissionRefused("features", str(err)) from None
+        clash = registered.get(name) or next((s for s in specs if s.name == name), None)
+        if clash is not None:
+            raise SubmissionRefused("name", f"attack name {name!r} is already registered by {clash.source}; "
+                                            "rename yours")
+        specs.append(AttackSpec(name=name, family=item["family"], fn=_in_the_sandbox, direction=direction,
+                                needs=tuple(item["needs"]), slices=tuple(item["slices"]), citation=item["citation"],
+                                summary=item["summary"], version=item["version"], source=item["source"]))
+    return specs
+
+
+def _sandbox_refusal(err: sandboxing.SandboxError, what: str) -> SubmissionRefused:
+    """A failure of the sandbox machinery or protocol, as a 'sandbox' refusal."""
+    hint = ""
+    if "MemoryError" in err.output or "allocate" in err.output:
+        hint = " (if it ran out of memory, raise --memory-limit)"
+    return SubmissionRefused("sandbox", _one_line(f"{what}: {err}{hint}"))
+
+
+def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandboxing.SandboxLimits
+                   ) -> list[AttackSpec]:
+    """Start the sandbox and read what the file registered (import, declaration, name, features refusals)."""
+    try:
+        proc.start()
+    except sandboxing.SandboxError as err:
+        raise _sandbox_refusal(err, "the sandbox did not start") from None
+    left = max(1.0, limits.startup_s - (time.monotonic() - proc.started_at))
+    try:
+        message = proc.receive(left)
+    except sandboxing.SandboxError as err:
+        if err.kind == "timeout":
+            raise SubmissionRefused("import", f"importing {src.label!r} did not finish within {limits.startup_s:g} s "
+                                              "in the sandbox (Python, torch and the file's own imports)") from None
+        if err.kind == "died":
+            raise SubmissionRefused("import", _one_line(f"importing {src.label!r} in the sandbox failed: the process "
+                                                        f"{err}")) from None
+        raise _sandbox_refusal(err, "while importing the file") from None
+    event = message.get("event")
+    if event == "refused":
+        check = message.get("check")
+        if check not in ("import", "declaration", "name", "features"):
+            raise SubmissionRefused("sandbox", f"the sandboxed process refused with an unknown check {check!r}")
+        raise SubmissionRefused(check, _one_line(message.get("why")))
+    if event != "declared":
+        raise SubmissionRefused("sandbox", f"the sandboxed process said {_one_line(message, 200)} instead of "
+                                           "declaring its attacks")
+    return _declared_specs(message.get("attacks"))
 
 
 def _check_name(name: str, results: dict, kind: str) -> dict | None:
@@ -341,6 +521,37 @@ def _missing_hint(key: str, target: str, n_frames: str, slice_name: str) -> str:
             "`vidsme benchmark SUITE` with this vidsme to extract it")
 
 
+def _features_refusal(spec: AttackSpec, inputs, unit: str, target: str, n_frames: str,
+                      slice_name: str) -> SubmissionRefused | None:
+    missing = [k for k in spec.needs if k not in inputs.available()]
+    if not missing:
+        return None
+    return SubmissionRefused("features", f"attack {spec.name!r} needs {', '.join(missing)}, which the cached "
+                                         f"features of {unit} lack; "
+                                         f"{_missing_hint(missing[0], target, n_frames, slice_name)}")
+
+
+def _unit(target: str, n_frames: str, slice_name: str) -> str:
+    return f"target {target!r}, {n_frames} frames, slice {slice_name!r}"
+
+
+def _non_finite(first: np.ndarray, ids: Sequence[str], unit: str, name: str) -> None:
+    bad = ~np.isfinite(first)
+    if bad.any():
+        nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
+        inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]
+        parts = ([f"NaN for {_ids(nan)}"] if nan else []) + ([f"inf for {_ids(inf)}"] if inf else [])
+        raise SubmissionRefused("scores", f"{unit}: {int(bad.sum())} of {len(first)} scores of attack {name!r} "
+                                          f"are not finite ({'; '.join(parts)}); every sample needs a finite score")
+
+
+def _over_budget(slowest: float, budget: float, unit: str, name: str) -> None:
+    if slowest > budget:
+        raise SubmissionRefused("time budget", f"{unit}: one call of attack {name!r} took {slowest:.3g} s, over "
+                                               f"the budget of {budget:g} s per (target, frame count, slice) on the "
+                                               "cached features (--time-budget)")
+
+
 def _timed(spec: AttackSpec, inputs) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     scores = spec.score(inputs)
@@ -350,13 +561,11 @@ def _timed(spec: AttackSpec, inputs) -> tuple[np.ndarray, float]:
 def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_frames: str, ids: Sequence[str],
                    budget: float):
     """features, scores, determinism, time budget on one (target, frame count, slice): (scores, inputs)."""
-    unit = f"target {target!r}, {n_frames} frames, slice {slice_name!r}"
+    unit = _unit(target, n_frames, slice_name)
     inputs = slice_inputs(samples, slice_name)
-    missing = [k for k in spec.needs if k not in inputs.available()]
-    if missing:
-        raise SubmissionRefused("features", f"attack {spec.name!r} needs {', '.join(missing)}, which the cached "
-                                            f"features of {unit} lack; "
-                                            f"{_missing_hint(missing[0], target, n_frames, slice_name)}")
+    refusal = _features_refusal(spec, inputs, unit, target, n_frames, slice_name)
+    if refusal is not None:
+        raise refusal
     try:
         first, took = _timed(spec, inputs)
     except InvalidScoresError as err:
@@ -364,13 +573,7 @@ def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_fr
                                           "order") from err
     except Exception as err:
         raise SubmissionRefused("scores", f"{unit}: attack {spec.name!r} raised {_last_line(err)}") from err
-    bad = ~np.isfinite(first)
-    if bad.any():
-        nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
-        inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]
-        parts = ([f"NaN for {_ids(nan)}"] if nan else []) + ([f"inf for {_ids(inf)}"] if inf else [])
-        raise SubmissionRefused("scores", f"{unit}: {int(bad.sum())} of {len(first)} scores of attack {spec.name!r} "
-                                          f"are not finite ({'; '.join(parts)}); every sample needs a finite score")
+    _non_finite(first, ids, unit, spec.name)
     try:
         second, took_again = _timed(spec, slice_inputs(samples, slice_name))
     except Exception as err:
@@ -382,16 +585,140 @@ def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_fr
                                                f"difference {float(np.max(np.abs(first - second))):.3g}); scores must "
                                                "be bit-identical on a rerun (seed any randomness, avoid "
                                                "order-dependent parallel reductions)")
-    slowest = max(took, took_again)
-    if slowest > budget:
-        raise SubmissionRefused("time budget", f"{unit}: one call of attack {spec.name!r} took {slowest:.3g} s, over "
-                                               f"the budget of {budget:g} s per (target, frame count, slice) on the "
-                                               "cached features (--time-budget)")
+    _over_budget(max(took, took_again), budget, unit, spec.name)
     return first, inputs
 
 
-def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, budget: float,
-                   commit: str | None) -> _Pending:
+class _InProcess:
+    """Scores calls in this process (--no-sandbox), each validated before the next runs."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+
+    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str, ids: Sequence[str]):
+        """(scores, inputs) per call, in order; SubmissionRefused at the first failing check."""
+        return [_validate_unit(spec, samples, slice_name, target, n_frames, ids, self.budget)
+                for spec, slice_name in calls]
+
+
+class _Sandboxed:
+    """Scores calls in the sandbox: per (slice, declared inputs) two independently shuffled copies with
+    opaque ids, one batch per (target, frame count); results validated in call order as they arrive."""
+
+    def __init__(self, proc: sandboxing.SandboxProcess, budget: float, limits: sandboxing.SandboxLimits) -> None:
+        self.proc, self.budget, self.limits = proc, budget, limits
+        self.rng = np.random.default_rng(secrets.randbits(128))  # unpredictable: an order must not be guessable
+
+    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str, ids: Sequence[str]):
+        """(scores, inputs) per call, in order; SubmissionRefused at the first failing check."""
+        built: dict[str, object] = {}
+        sets: dict[tuple, tuple[str, list[np.ndarray]]] = {}
+        plan, stop = [], None
+        for k, (spec, slice_name) in enumerate(calls):
+            if slice_name not in built:  # real order, all features; each copy takes the rows and keys it needs
+                built[slice_name] = slice_inputs(samples, slice_name)
+            inputs = built[slice_name]
+            unit = _unit(target, n_frames, slice_name)
+            stop = _features_refusal(spec, inputs, unit, target, n_frames, slice_name)
+            if stop is not None:  # the calls before it are still checked first, as in-process
+                break
+            key = (slice_name, tuple(sorted(set(spec.needs))))
+            if key not in sets:
+                stem, orders = f"u{len(sets)}", []
+                for copy in range(COPIES):
+                    order = self.rng.permutation(inputs.n)
+                    self.proc.write_inputs(inputs, key[1], order, opaque_ids(inputs.n, self.rng), f"{stem}-{copy}")
+                    orders.append(order)
+                sets[key] = (stem, orders)
+            plan.append((k, spec, unit, inputs, *sets[key]))
+        out = []
+        try:
+            if plan:
+                self._send({"cmd": "score", "calls": [{"call": k, "attack": spec.name, "input": stem}
+                                                      for k, spec, _, _, stem, _ in plan]})
+            for k, spec, unit, inputs, _, orders in plan:
+                first, took = self._result(k, 0, spec, unit, orders[0])
+                _non_finite(first, ids, unit, spec.name)
+                second, took_again = self._result(k, 1, spec, unit, orders[1])
+                if first.tobytes() != second.tobytes():
+                    differ = np.flatnonzero(first != second)
+                    raise SubmissionRefused(
+                        "determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
+                                       f"{len(first)} samples ({_ids([ids[i] for i in differ])}; largest difference "
+                                       f"{float(np.nanmax(np.abs(first - second))):.3g}); scores must be bit-identical "
+                                       "on a rerun with the samples in another order (seed any randomness, let no "
+                                       "sample's score depend on the order of the others, avoid order-dependent "
+                                       "parallel reductions)")
+                _over_budget(max(took, took_again), self.budget, unit, spec.name)
+                out.append((first, inputs))
+        finally:
+            for path in self.proc.inputs.glob("u*-*.*"):
+                path.unlink(missing_ok=True)
+        if stop is not None:
+            raise stop
+        return out
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.proc.send(message)
+        except sandboxing.SandboxError as err:
+            raise _sandbox_refusal(err, "the sandbox stopped taking commands") from None
+
+    def _result(self, k: int, copy: int, spec: AttackSpec, unit: str, order: np.ndarray) -> tuple[np.ndarray, float]:
+        """One call's scores, mapped back to the real sample order, and its time; refusals name the check."""
+        budget, grace = self.budget, self.limits.grace_s
+        check = "scores" if copy == 0 else "determinism"
+        which = "a call" if copy == 0 else "the second call"
+        try:
+            message = self.proc.receive(budget + grace)
+        except sandboxing.SandboxError as err:
+            if err.kind == "timeout":
+                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} did not return within "
+                                                       f"{budget + grace:g} s (the budget of {budget:g} s plus "
+                                                       f"{grace:g} s to load its inputs); the sandbox was stopped "
+                                                       "(--time-budget)") from None
+            if err.kind == "died" and err.signal_name == "SIGXCPU":
+                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} used up the "
+                                                       "sandbox's CPU-time limit") from None
+            if err.kind == "died":
+                limits = (f"limits: {self.limits.memory_bytes / sandboxing.GIB:g} GiB address space, "
+                          f"{self.limits.processes()} processes")
+                raise SubmissionRefused(check, _one_line(f"{unit}: the sandboxed process {err.detail} during {which} "
+                                                         f"of attack {spec.name!r} ({limits})"
+                                                         + (f"; its last output: {err.output}" if err.output else "")
+                                                         )) from None
+            raise _sandbox_refusal(err, f"{unit}, attack {spec.name!r}") from None
+        if message.get("call") != k or message.get("copy") != copy or message.get("event") not in ("scored", "failed"):
+            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process said {_one_line(message, 200)} instead "
+                                               f"of the result of call {k}, copy {copy}")
+        if message["event"] == "failed":
+            if copy == 1:
+                raise SubmissionRefused(check, f"{unit}: the second call raised {_one_line(message.get('last_line'))}")
+            if message.get("kind") == "invalid":
+                raise SubmissionRefused(check, f"{unit}: {_one_line(message.get('text'))}; return one score per "
+                                               "sample, in inputs.sample_ids order")
+            raise SubmissionRefused(check, f"{unit}: attack {spec.name!r} raised {_one_line(message.get('last_line'))}")
+        seconds = message.get("seconds")
+        try:
+            scores = decode_scores(message.get("scores"))
+        except (ValueError, TypeError, AttributeError) as err:
+            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process sent unreadable scores ({err})") from None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
+            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process reported a call time of {seconds!r}")
+        if len(scores) != len(order):
+            if copy == 1:
+                raise SubmissionRefused(check, f"{unit}: the second call returned {len(scores)} scores for "
+                                               f"{len(order)} samples")
+            raise SubmissionRefused(check, f"{unit}: attack {spec.name!r} returned shape ({len(scores)},), expected "
+                                           f"one score per sample ({len(order)},); return one score per sample, in "
+                                           "inputs.sample_ids order")
+        real = np.empty(len(order), dtype=np.float64)
+        real[order] = scores  # row j of the copy is sample order[j]
+        return real, float(seconds)
+
+
+def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, scorer,
+                   commit: str | None, sandboxed: bool) -> _Pending:
     config = results["suite"].get("config") or {}
     n_bootstrap, seed = int(config.get("n_bootstrap", 1000)), int(config.get("seed", 0))
     min_fp = int(config.get("min_false_positives", 10))
@@ -410,27 +737,26 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
             samples = cache.read(samples_of.ids)
             cache_slices.update(cache.key.slices)
             columns: dict[str, dict[str, dict[str, np.ndarray]]] = {level: {} for level in samples_of.levels}
-            for spec in specs:
+            calls = [(spec, slice_name) for spec in specs for slice_name in cache.key.slices
+                     if spec.applies_to(slice_name)]
+            for spec, _ in calls:
+                applicable_anywhere[spec.name] = True
+            validated = scorer.run(calls, samples, target, n_frames, samples_of.ids)
+            for (spec, slice_name), (scores, inputs) in zip(calls, validated):
                 meta = metas[spec.name]
-                for slice_name in cache.key.slices:
-                    if not spec.applies_to(slice_name):
-                        continue
-                    applicable_anywhere[spec.name] = True
-                    scores, inputs = _validate_unit(spec, samples, slice_name, target, n_frames, samples_of.ids,
-                                                    budget)
-                    # the suite's own evaluation, on the validated scores (no third call of the attack)
-                    fixed = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
-                    res = evaluate_slice(inputs, [fixed], samples_of, n_bootstrap=n_bootstrap, seed=seed,
-                                         extract_hint="", min_false_positives=min_fp)
-                    column = f"{slice_name}/{spec.name}"
-                    for level in samples_of.levels:
-                        rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
-                        for part in PARTITIONS:
-                            pending.rows.append(metric_row(target, meta, "reproduced", slice_name, level,
-                                                           int(n_frames), part,
-                                                           res.evaluations[(spec.name, level, part)], rel, column,
-                                                           commit))
-                        columns[level].setdefault(spec.name, {})[column] = res.level_scores[(spec.name, level)]
+                # the suite's own evaluation, on the validated scores (no third call of the attack)
+                fixed = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
+                res = evaluate_slice(inputs, [fixed], samples_of, n_bootstrap=n_bootstrap, seed=seed,
+                                     extract_hint="", min_false_positives=min_fp)
+                column = f"{slice_name}/{spec.name}"
+                for level in samples_of.levels:
+                    rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
+                    for part in PARTITIONS:
+                        row = metric_row(target, meta, "reproduced", slice_name, level, int(n_frames), part,
+                                         res.evaluations[(spec.name, level, part)], rel, column, commit)
+                        row["provenance"]["sandboxed"] = sandboxed
+                        pending.rows.append(row)
+                    columns[level].setdefault(spec.name, {})[column] = res.level_scores[(spec.name, level)]
             for level, view in samples_of.views.items():
                 for name, cols in columns[level].items():
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{name}-f{n_frames}-{level}.csv"
@@ -444,15 +770,22 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
 
 
 def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-                  command: str | None = None) -> SubmissionResult:
+                  command: str | None = None, sandbox: bool = True,
+                  limits: sandboxing.SandboxLimits | None = None) -> SubmissionResult:
     """Validate the attacks `source` registers (a .py file, module path or entry-point name), evaluate them
     on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
 
+    With `sandbox` (the default) the code runs in an isolated child process under `limits`
+    (vidsme.benchmark.sandbox) and this process never imports it; without, it is imported here
+    (local development only) and its records say "sandboxed": false.
     Raises SubmissionRefused (check, why) for a submission that fails a check, VidsmeError for an
     unusable results directory; in both cases nothing is written.
     """
     if not (time_budget_s > 0 and math.isfinite(time_budget_s)):
         raise VidsmeError(f"--time-budget must be a positive number of seconds, got {time_budget_s}")
+    limits = limits or sandboxing.SandboxLimits()
+    if not (limits.memory_bytes > 0 and math.isfinite(limits.memory_bytes)):
+        raise VidsmeError(f"--memory-limit must be a positive number of GiB, got {limits.memory_bytes / sandboxing.GIB}")
     results_dir = Path(results_dir)
     original = _read_results_bytes(results_dir)
     results = load_results(results_dir)
@@ -462,8 +795,28 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
         raise SubmissionRefused("import", str(err)) from err
     src = _resolve(source)
     commit = git_commit()
-    with _isolated_registry([src.module] if src.module else []):
-        specs = _load(source, src)
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            file = _sandbox_file(source, src)
+            data = file.read_bytes()
+            src.file = file
+            src.file_sha256 = hashlib.sha256(data).hexdigest()  # of the very bytes that run
+            known = _sandboxed_before(results, src.file_sha256)
+            if known:  # nothing to run: these bytes are on the leaderboard, sandboxed
+                return SubmissionResult("unchanged", known, f"{', '.join(known)}: already on the leaderboard (same "
+                                                            f"file sha256 {src.file_sha256[:12]}...); nothing changed")
+            isolation = sandboxing.detect_isolation()
+            if isolation is None:
+                raise SubmissionRefused("sandbox", sandboxing.no_isolation_message())
+            proc = stack.enter_context(sandboxing.SandboxProcess(
+                isolation, limits, source=data, file_name=file.name, label=src.label, shown=str(file),
+                hide=_hidden(results_dir, results), cpu_seconds=_cpu_seconds(results, time_budget_s, limits)))
+            specs = _start_sandbox(proc, src, limits)
+            scorer = _Sandboxed(proc, time_budget_s, limits)
+        else:
+            stack.enter_context(_isolated_registry([src.module] if src.module else []))
+            specs = _load(source, src)
+            scorer = _InProcess(time_budget_s)
         for spec in specs:
             if spec.source.startswith(_BUILTIN_MODULES):
                 raise SubmissionRefused("name", f"{spec.name!r} is a built-in attack ({spec.source}); the benchmark "
@@ -471,30 +824,33 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
             if not spec.citation.strip():
                 raise SubmissionRefused("declaration", f"attack {spec.name!r} has an empty citation: say which paper "
                                                        "(and equation) it implements, or describe it if it is new")
-        metas = {s.name: _meta(s, src, commit) for s in specs}
+        metas = {s.name: _meta(s, src, commit, sandbox) for s in specs}
         _check_families(metas, results)
         previous = {s.name: _check_name(s.name, results, "reproduced") for s in specs}
         names = sorted(metas)
+        # the same file again changes nothing, unless it ran unsandboxed before and now runs sandboxed
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
-                and p.get("file_sha256") == src.file_sha256]
+                and p.get("file_sha256") == src.file_sha256
+                and ((p.get("submission") or {}).get("sandboxed") is True or not sandbox)]
         if len(same) == len(specs):
             return SubmissionResult("unchanged", names, f"{', '.join(names)}: already on the leaderboard (same file "
-                                                        f"sha256 {src.file_sha256[:12]}...); nothing changed")
-        pending = _evaluate_code(specs, metas, results, time_budget_s, commit)
+                                                        f"sha256 {src.file_sha256[:12]}...); nothing changed",
+                                    sandboxed=sandbox)
+        pending = _evaluate_code(specs, metas, results, scorer, commit, sandbox)
     replaced = sorted(n for n, p in previous.items() if p is not None)
     new = dict(results)
     new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas] + pending.rows
     new["attacks"] = {**(results.get("attacks") or {}), **metas}
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
-        "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__,
+        "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
         "status": "replaced" if replaced else "added", "created": _now(), "command": command}]
     stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and _ours(r.get("scores_file"))]
     board = _commit(results_dir, original, new, pending.csvs, stale)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
-                            pending.rows, board, _verdicts_of(new, {m["family"] for m in metas.values()}))
+                            pending.rows, board, _verdicts_of(new, {m["family"] for m in metas.values()}), sandbox)
 
 
 # ----------------------------------------------------------------------------- scores-file submissions
@@ -741,6 +1097,9 @@ def format_result(result: SubmissionResult) -> str:
                      f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
                      + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
                         f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
+    if not result.sandboxed:
+        lines.append("  (--no-sandbox: ran inside this process, for local development only; its records say "
+                     "\"sandboxed\": false and a challenge leaderboard refuses them)")
     if result.leaderboard:
         lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
     return "\n".join(lines)

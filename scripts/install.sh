@@ -13,3 +13,21 @@ cons="$root/scripts/constraints.txt"
 "$py" -m pip install --quiet -c "$cons" torch torchvision
 "$py" -m pip install --quiet -c "$cons" -e "$root[$extras]"
 "$py" -c "import torch, vidsme; print(f'vidsme {vidsme.__version__} installed (torch {torch.__version__})')"
+# The sandbox `vidsme submit` runs submitted attack code in (docs/SUBMITTING.md, section 8):
+# bubblewrap, else util-linux's unshare. Installed here where we can (root with apt-get);
+# otherwise we say how. Not fatal: only code submissions need it (or --no-sandbox, locally).
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing bubblewrap (the sandbox for submitted attack code)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap \
+        >/dev/null; } || echo "warning: apt-get could not install bubblewrap; vidsme submit falls back to unshare" >&2
+  else
+    echo "note: bubblewrap (bwrap) is not installed; vidsme submit runs submitted code in it. Install it:" \
+         "sudo apt-get install bubblewrap (Debian/Ubuntu), sudo dnf install bubblewrap (Fedora)," \
+         "sudo pacman -S bubblewrap (Arch); see docs/SUBMITTING.md, section 8" >&2
+  fi
+fi
+"$py" -c "
+from vidsme.benchmark.sandbox import detect_isolation, no_isolation_message
+found = detect_isolation()
+print(f'sandbox for submitted code: {found.tool} ({found.mode})' if found else 'warning: ' + no_isolation_message())"

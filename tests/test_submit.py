@@ -1,4 +1,8 @@
-"""`vidsme submit`: the docs example goes on the leaderboard; every broken submission is refused and changes nothing."""
+"""`vidsme submit`: the docs example goes on the leaderboard; every broken submission is refused and changes nothing.
+
+Code submissions run sandboxed, as they do for users; on a machine that cannot create
+namespaces they run with --no-sandbox instead, so the checks are still exercised (tests/test_sandbox.py
+covers the sandbox itself and says there why it skips)."""
 from __future__ import annotations
 
 import csv
@@ -16,6 +20,7 @@ from vidsme.attack.metrics import evaluate_scores
 from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+from vidsme.benchmark import sandbox
 from vidsme.benchmark.leaderboard import write_leaderboard
 from vidsme.benchmark.submit import SubmissionRefused, submit_attack
 from vidsme.benchmark.suite import run_suite
@@ -31,6 +36,8 @@ TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num
                        num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
                        vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 TARGET = "t"
+SANDBOXED = sandbox.detect_isolation() is not None
+MODE = [] if SANDBOXED else ["--no-sandbox"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +113,7 @@ def attack(inputs):
 # ----------------------------------------------------------------------------- the docs example
 def test_docs_example_goes_on_the_leaderboard(results, capsys):
     before = _results(results)
-    assert main(["submit", str(EXAMPLE), "--results", str(results)]) == 0
+    assert main(["submit", str(EXAMPLE), "--results", str(results), *MODE]) == 0
     out = capsys.readouterr().out
     assert "frame_contrast: added" in out and "leaderboard:" in out
     after = _results(results)
@@ -145,14 +152,14 @@ def test_docs_example_goes_on_the_leaderboard(results, capsys):
 def test_the_same_file_again_changes_nothing_a_changed_one_replaces_its_rows(results, tmp_path, capsys):
     source = tmp_path / "frame_contrast_attack.py"
     shutil.copy(EXAMPLE, source)
-    assert main(["submit", str(source), "--results", str(results)]) == 0
+    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
     first = _tree(results)
     capsys.readouterr()
-    assert main(["submit", str(source), "--results", str(results)]) == 0
+    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
     assert "already on the leaderboard" in capsys.readouterr().out
     assert _tree(results) == first
     source.write_text(source.read_text().replace("n_frames = torch.where", "n_frames = 0 + torch.where"))
-    assert main(["submit", str(source), "--results", str(results)]) == 0
+    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
     assert "replaced" in capsys.readouterr().out
     after = _results(results)
     rows = [r for r in after["rows"] if r["attack"] == "frame_contrast"]
@@ -164,7 +171,8 @@ def test_the_same_file_again_changes_nothing_a_changed_one_replaces_its_rows(res
 def test_submitting_md_shows_the_commands_it_walks_through():
     text = (REPO / "docs" / "SUBMITTING.md").read_text()
     for needle in ("make demo", "vidsme submit docs/examples/frame_contrast_attack.py --results runs/demo/benchmark",
-                   "--time-budget", "--scores", '[project.entry-points."vidsme.attacks"]'):
+                   "--time-budget", "--scores", '[project.entry-points."vidsme.attacks"]', "--no-sandbox",
+                   "apt-get install bubblewrap", "--memory-limit"):
         assert needle in text, needle
 
 
@@ -219,7 +227,7 @@ def test_a_broken_submission_is_refused_and_changes_nothing(case, results, tmp_p
     source = _attack_file(tmp_path, body, f"{case}.py")
     before = _tree(results)
     budget = ["--time-budget", "0.05"] if case == "too_slow" else []
-    assert main(["submit", str(source), "--results", str(results), *budget]) == 2
+    assert main(["submit", str(source), "--results", str(results), *budget, *MODE]) == 2
     err = capsys.readouterr().err
     assert f"submission refused: the {check!r} check failed" in err, err
     assert __import__("re").search(why, err), err
@@ -238,7 +246,7 @@ def test_checks_run_in_order_nan_before_determinism(results, tmp_path):
         return s
         """))
     with pytest.raises(SubmissionRefused) as info:
-        submit_attack(str(source), results)
+        submit_attack(str(source), results, sandbox=SANDBOXED)
     assert info.value.check == "scores"
 
 
@@ -252,7 +260,7 @@ def test_a_failure_while_writing_restores_every_file(results, monkeypatch):
 
     monkeypatch.setattr(submit, "write_leaderboard", broken)
     with pytest.raises(OSError, match="disk full"):
-        submit_attack(str(EXAMPLE), results)
+        submit_attack(str(EXAMPLE), results, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -266,27 +274,44 @@ def test_module_path_and_entry_point_sources(results, tmp_path, monkeypatch, cap
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: contrast-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[vidsme.attacks]\ncontrast = contrast_mod_attacks\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert main(["submit", "contrast_mod_attacks", "--results", str(results)]) == 0
+    assert main(["submit", "contrast_mod_attacks", "--results", str(results), *MODE]) == 0
     rows = [r for r in _results(results)["rows"] if r["attack"] == "frame_contrast_mod"]
     assert len(rows) == 4 and rows[0]["provenance"]["source"] == "contrast_mod_attacks"
     sha = hashlib.sha256((tmp_path / "contrast_mod_attacks.py").read_bytes()).hexdigest()
     assert rows[0]["provenance"]["file_sha256"] == sha
     capsys.readouterr()
     # the same module through its entry point: same file, so already there
-    assert main(["submit", "contrast", "--results", str(results)]) == 0
+    assert main(["submit", "contrast", "--results", str(results), *MODE]) == 0
     assert "already on the leaderboard" in capsys.readouterr().out
+
+
+def test_a_package_is_refused_for_the_sandbox_without_running_it(results, tmp_path, monkeypatch):
+    """The sandbox runs one file: a package (several files) is refused, found without importing it."""
+    package = tmp_path / "attack_pkg"
+    (package / "inner").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    for init in (package / "__init__.py", package / "inner" / "__init__.py"):
+        init.write_text(f"open({str(marker)!r}, 'w').write('the package ran')\n")
+    (package / "inner" / "attacks.py").write_text(EXAMPLE.read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = _tree(results)
+    for source in ("attack_pkg", "attack_pkg.inner"):
+        with pytest.raises(SubmissionRefused, match=r"is a package .* --no-sandbox") as info:
+            submit_attack(source, results)
+        assert info.value.check == "import"
+    assert not marker.exists() and _tree(results) == before  # no __init__ ran in this process
 
 
 def test_a_built_in_module_or_a_missing_one_is_not_a_submission(results):
     before = _tree(results)
     with pytest.raises(SubmissionRefused, match="built-in attack") as info:
-        submit_attack("vidsme.attack.attacks.loss", results)
+        submit_attack("vidsme.attack.attacks.loss", results, sandbox=SANDBOXED)
     assert info.value.check == "name"
     with pytest.raises(SubmissionRefused, match="not a file, not an installed entry point") as info:
-        submit_attack("no_such_attack_module", results)
+        submit_attack("no_such_attack_module", results, sandbox=SANDBOXED)
     assert info.value.check == "import"
     with pytest.raises(SubmissionRefused, match="does not exist") as info:
-        submit_attack("no_such_file.py", results)
+        submit_attack("no_such_file.py", results, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -296,7 +321,7 @@ def test_a_missing_cache_is_an_error_not_a_refusal(results, tmp_path):
     (results / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     before = _tree(results)
     with pytest.raises(VidsmeError, match="feature cache .* not found"):
-        submit_attack(str(EXAMPLE), results)
+        submit_attack(str(EXAMPLE), results, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -406,6 +431,6 @@ def test_scores_file_names_and_targets_are_checked(results, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("id,value\na,1\n")
     assert _submit_scores(results, tmp_path / "bad.csv") == 2
     assert "the 'format' check failed" in capsys.readouterr().err
-    assert main(["submit", str(EXAMPLE), "--scores", str(path), "--results", str(results)]) == 2
+    assert main(["submit", str(EXAMPLE), "--scores", str(path), "--results", str(results), *MODE]) == 2
     assert "not both" in capsys.readouterr().err
     assert _tree(results) == before
