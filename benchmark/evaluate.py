@@ -117,6 +117,12 @@ class EvalSet:
         return np.asarray(self.labels)[np.unique(self.video_index, return_index=True)[1]]
 
     @cached_property
+    def sides(self) -> tuple[str, ...]:
+        """The partitions present, in PARTITIONS order (("test",) for a test-only split)."""
+        present = set(self.partitions)
+        return tuple(p for p in PARTITIONS if p in present)
+
+    @cached_property
     def levels(self) -> tuple[str, ...]:
         """("row=video",) when every video has exactly one row, else ("row", "video")."""
         return (ROW_IS_VIDEO,) if len(self.video_order) == len(self.ids) else LEVELS
@@ -189,7 +195,7 @@ def evaluate_slice(inputs: AttackInputs, attacks: Sequence[AttackSpec], samples:
         for level, view in samples.views.items():
             level_scores = samples.at_level(scores, level)
             result.level_scores[(spec.name, level)] = level_scores
-            jobs += [((spec.name, level, part), level_scores, view, spec.direction.value) for part in PARTITIONS]
+            jobs += [((spec.name, level, part), level_scores, view, spec.direction.value) for part in samples.sides]
 
     def run(job):
         key, scores, view, direction = job

@@ -161,15 +161,18 @@ def evaluated_samples(entry: dict) -> EvalSet:
         raise VidsmeError(f"target {name!r}: the split's rows minus the excluded ones do not give the ids the "
                           f"benchmark evaluated (evaluated_ids_sha256 {'missing' if expected is None else 'differs'}); "
                           f"{rerun}")
-    partition = split.partition()
     recorded = entry.get("partition") or {}
-    now = partition.record(rows)
-    if any(recorded.get(k) != now[k] for k in ("version", "seed", *PARTITIONS)):
-        raise VidsmeError(f"target {name!r}: the split's dev/test partition is not the one the benchmark used; "
-                          f"{rerun}")
+    if split.test_only != bool(recorded.get("test_only")):
+        raise VidsmeError(f"target {name!r}: the split is {'' if split.test_only else 'not '}test-only, the benchmark "
+                          f"recorded otherwise; {rerun}")
+    if not split.test_only:
+        now = split.partition().record(rows)
+        if any(recorded.get(k) != now[k] for k in ("version", "seed", *PARTITIONS)):
+            raise VidsmeError(f"target {name!r}: the split's dev/test partition is not the one the benchmark used; "
+                              f"{rerun}")
     return EvalSet(ids=ids, videos=[r["video"] for r in rows],
                    labels=np.array([r["label"] == "member" for r in rows], dtype=int),
-                   partitions=partition.of_rows(rows))
+                   partitions=split.sides(rows))
 
 
 def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
@@ -751,7 +754,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                 column = f"{slice_name}/{spec.name}"
                 for level in samples_of.levels:
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
-                    for part in PARTITIONS:
+                    for part in samples_of.sides:
                         row = metric_row(target, meta, "reproduced", slice_name, level, int(n_frames), part,
                                          res.evaluations[(spec.name, level, part)], rel, column, commit)
                         row["provenance"]["sandboxed"] = sandboxed
@@ -969,7 +972,7 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
                                                n_bootstrap=int(config.get("n_bootstrap", 1000)),
                                                seed=int(config.get("seed", 0)),
                                                min_false_positives=int(config.get("min_false_positives", 10)))
-                   for part in PARTITIONS}
+                   for part in samples.sides}
     commit = git_commit()
     # a scores file is a method of its own: its family is its name
     meta = {"name": attack_name, "family": attack_name, "version": 1, "source": scores_file.as_posix(),

@@ -296,6 +296,59 @@ def _partition_entry(partition: Partition, rows: list[dict]) -> dict:
     return {k: record[k] for k in ("version", "seed", "method", *PARTITIONS)}
 
 
+@dataclass
+class TargetModels:
+    """A suite target's loaded model and reference, and what identifies them in a cache key."""
+
+    card: dict | None  # target.json (None: not trained by vidsme)
+    card_sha256: str
+    ref_path: Path | None
+    ref_sha256: str | None
+    device: torch.device
+    dtype: str
+    target: LoadedModel
+    reference: LoadedModel | None
+    views: tuple[str, ...]
+    settings: QuerySettings
+
+
+def load_target_models(t: SuiteTarget, cfg: SuiteConfig) -> TargetModels:
+    """Load a suite target (and its reference, with reference_view) for extraction."""
+    card = _card(t.path)
+    ref_path, ref_sha = _reference_path(t, card) if cfg.reference_view else (None, None)
+    device, dtype = _device_and_dtype(cfg)
+    target = load_model(t.path, dtype=dtype, device=device, setting="the suite's targets[].path")
+    reference: LoadedModel | None = load_model(
+        ref_path, dtype=dtype, device=device,
+        setting="the suite's targets[].reference (or set reference_view=false)") if ref_path else None
+    views = ("natural", "reversed") + (("reference",) if reference else ())
+    return TargetModels(card=card, card_sha256=model_sha256(t.path), ref_path=ref_path, ref_sha256=ref_sha,
+                        device=device, dtype=dtype, target=target, reference=reference, views=views,
+                        settings=QuerySettings(slices=tuple(cfg.slices)))
+
+
+def extract_features(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, split, rows: list[dict],
+                     video_root: Path, n_frames: int, *, world: World, progress: bool
+                     ) -> tuple[FeatureCache, SplitOrders, int]:
+    """Extract one frame count's features of `rows` into the suite's cache (what this rank owns and the
+    cache lacks); returns (cache, Vid-SME orders over the rows' videos, batches written)."""
+    template = t.template or cfg.template
+    orders = split_orders(rows, video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
+                          cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
+    q, r = orders.for_rows(rows)
+    key = CacheKey(target_card_sha256=models.card_sha256, split=split.name, split_version=split.card.version,
+                   manifest_sha256=split.card.manifest_sha256, n_frames=n_frames, template=template,
+                   beta1=cfg.beta1, beta2=cfg.beta2, slices=models.settings.slices, views=models.views,
+                   orders_sha256=_orders_sha256(orders), batch_size=cfg.batch_size, dtype=models.dtype,
+                   device_type=models.device.type, reference_sha256=models.ref_sha256)
+    cache = FeatureCache(Path(cfg.cache_dir) / FEATURES_SUBDIR, key)
+    written = extract_to_cache(models.target, rows, video_root, q, r, cache, n_frames=n_frames, template=template,
+                               batch_size=cfg.batch_size, max_text_tokens=cfg.max_text_tokens,
+                               reference=models.reference, settings=models.settings, world=world, progress=progress,
+                               desc=f"{t.name} {n_frames} frames" + (f" rank {world.rank}" if world.size > 1 else ""))
+    return cache, orders, written
+
+
 def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world: World, *,
                progress: bool, commit: str | None) -> TargetRun:
     """Extract (all ranks) and evaluate (rank 0) one target; returns its results (rank 0)."""
@@ -309,16 +362,8 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     rows, excluded = usable_rows(all_rows, video_root, cfg, t.name, progress and world.is_main)
     if world.is_main:
         world.barrier()
-    card = _card(t.path)
-    target_sha = model_sha256(t.path)
-    ref_path, ref_sha = _reference_path(t, card) if cfg.reference_view else (None, None)
-    device, dtype = _device_and_dtype(cfg)
-    target = load_model(t.path, dtype=dtype, device=device, setting="the suite's targets[].path")
-    reference: LoadedModel | None = load_model(
-        ref_path, dtype=dtype, device=device,
-        setting="the suite's targets[].reference (or set reference_view=false)") if ref_path else None
-    views = ("natural", "reversed") + (("reference",) if reference else ())
-    settings = QuerySettings(slices=tuple(cfg.slices))
+    models = load_target_models(t, cfg)
+    card, target_sha, ref_path, ref_sha = models.card, models.card_sha256, models.ref_path, models.ref_sha256
     samples = EvalSet(ids=[r["id"] for r in rows], videos=[r["video"] for r in rows],
                       labels=np.array([r["label"] == "member" for r in rows], dtype=int),
                       partitions=partition.of_rows(rows))
@@ -340,19 +385,8 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     out = Path(cfg.output_dir)
     by_name = {s.name: s for s in specs}
     for n_frames in cfg.frame_counts:
-        orders = split_orders(rows, video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
-                              cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
-        q, r = orders.for_rows(rows)
-        key = CacheKey(target_card_sha256=target_sha, split=split.name, split_version=split.card.version,
-                       manifest_sha256=split.card.manifest_sha256, n_frames=n_frames, template=template,
-                       beta1=cfg.beta1, beta2=cfg.beta2, slices=settings.slices, views=views,
-                       orders_sha256=_orders_sha256(orders), batch_size=cfg.batch_size, dtype=dtype,
-                       device_type=device.type, reference_sha256=ref_sha)
-        cache = FeatureCache(Path(cfg.cache_dir) / FEATURES_SUBDIR, key)
-        extract_to_cache(target, rows, video_root, q, r, cache, n_frames=n_frames, template=template,
-                         batch_size=cfg.batch_size, max_text_tokens=cfg.max_text_tokens, reference=reference,
-                         settings=settings, world=world, progress=progress,
-                         desc=f"{t.name} {n_frames} frames" + (f" rank {world.rank}" if world.size > 1 else ""))
+        cache, orders, _ = extract_features(t, cfg, models, split, rows, video_root, n_frames, world=world,
+                                            progress=progress)
         world.barrier()
         if not world.is_main:
             continue
@@ -527,4 +561,5 @@ def _fmt_diff(metric: dict) -> str:
     return f"{metric['value']:+.3f} [{metric['ci_low']:+.3f}, {metric['ci_high']:+.3f}]"
 
 
-__all__ = ["RESULTS_FILE", "check_suite", "run_suite", "summarize", "usable_rows", "video_scores"]
+__all__ = ["RESULTS_FILE", "TargetModels", "check_suite", "extract_features", "load_target_models", "run_suite",
+           "summarize", "usable_rows", "video_scores"]

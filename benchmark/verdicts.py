@@ -187,23 +187,48 @@ def _n_videos(target: dict, side: str) -> dict:
     return ((target.get("partition") or {}).get(side) or {}).get("videos") or {}
 
 
+def _fixed_entries(name: str, methods: dict[str, list[dict]], attacks: dict, primary: str) -> list[dict]:
+    """Entries of a test-only target (a sealed challenge): every method holds exactly one test row, a
+    configuration chosen beforehand on another suite's dev partition (recorded in the row's `selection`)."""
+    entries = []
+    for method, method_rows in sorted(methods.items()):
+        test = [r for r in method_rows if r.get("partition") == PARTITION_REPORT]
+        if method == BLIND_METHOD:  # its own reference, at the video unit
+            test = [min(test, key=lambda r: (r["level"] == "row",))] if test else []
+        if len(test) != 1:
+            raise VidsmeError(f"target {name!r} is test-only, so method {method!r} needs one fixed configuration; "
+                              f"results.json holds {len(test)}")
+        chosen = test[0]
+        selection = chosen.get("selection") or {}
+        entry = _entry(method, chosen, chosen, attacks, int(selection.get("n_candidates", 1)), "auc", primary)
+        entry["dev"] = selection.get("dev") or {}
+        entry["selected_on"] = selection.get("on", "fixed by the entry")
+        entries.append(entry)
+    return entries
+
+
 def target_verdict(target: dict, rows: Sequence[dict], attacks: dict, tables: _ScoreTables, *, declared: str,
                    n_bootstrap: int, seed: int, min_false_positives: int) -> dict:
-    """The verdict record of one target (see the module docstring)."""
+    """The verdict record of one target (see the module docstring). A test-only target (a sealed
+    challenge) has no dev partition: each method's configuration was fixed beforehand."""
     name = target["name"]
+    test_only = bool((target.get("partition") or {}).get("test_only"))
     n_test = _n_videos(target, PARTITION_REPORT)
-    n_dev = _n_videos(target, PARTITION_SELECT)
-    if not n_test or not n_dev:
+    n_dev = {} if test_only else _n_videos(target, PARTITION_SELECT)
+    if not n_test or not (n_dev or test_only):
         raise VidsmeError(f"target {name!r} in results.json records no dev/test partition; rerun `vidsme benchmark "
                           "SUITE` with this vidsme")
     primary, why = resolve_primary(declared, int(n_test.get("nonmember", 0)), min_false_positives)
-    selection, selection_why = resolve_primary(primary, int(n_dev.get("nonmember", 0)), min_false_positives)
+    if test_only:
+        selection, selection_why = None, "none: test-only; configurations were fixed on the public suite's dev partition"
+    else:
+        selection, selection_why = resolve_primary(primary, int(n_dev.get("nonmember", 0)), min_false_positives)
     methods: dict[str, list[dict]] = {}
     for row in rows:
         if row["target"] == name:
             methods.setdefault(method_of(row, attacks), []).append(row)
-    entries = []
-    for method, method_rows in sorted(methods.items()):
+    entries = _fixed_entries(name, methods, attacks, primary) if test_only else []
+    for method, method_rows in sorted(methods.items()) if not test_only else ():
         dev = [r for r in method_rows if r.get("partition") == PARTITION_SELECT]
         if method == BLIND_METHOD:  # nothing to choose: the video-level unit
             dev = [min(dev, key=lambda r: (r["level"] == "row",))] if dev else []
@@ -239,7 +264,8 @@ def target_verdict(target: dict, rows: Sequence[dict], attacks: dict, tables: _S
         del entry["_row"]
     return {"target": name, "primary_metric": primary, "declared_metric": declared, "why": why,
             "selection_metric": selection, "selection_why": selection_why,
-            "partition": {"selected_on": PARTITION_SELECT, "reported_on": PARTITION_REPORT,
+            "partition": {"selected_on": "public dev (fixed beforehand)" if test_only else PARTITION_SELECT,
+                          "reported_on": PARTITION_REPORT, "test_only": test_only,
                           "videos": {PARTITION_SELECT: n_dev, PARTITION_REPORT: n_test}},
             "has_blind_baseline": blind is not None, "entries": entries, "adjacent": adjacent}
 

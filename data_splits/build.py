@@ -24,9 +24,11 @@ from vidsme.names import did_you_mean
 DEFAULT_VIDEO_ROOT = Path("runs/videos")
 
 
-def _state(name: str, source: dict, video_root: Path, seed: int) -> Literal["fresh", "card", "stale"]:
+def split_state(name: str, source: dict, video_root: Path, seed: int) -> Literal["fresh", "card", "stale"]:
     """"fresh": nothing to do; "card": manifest and videos are right but the card's partition
-    is missing or wrong (rewrite the card only); "stale": generate and draw again."""
+    is missing or wrong (rewrite the card only); "stale": generate and draw again.
+
+    A test-only split (a sealed challenge's: `drawn.test_only`) has no partition to check."""
     path = splits_dir() / name
     if not (path / CARD_FILE).is_file():
         return "stale"
@@ -41,7 +43,7 @@ def _state(name: str, source: dict, video_root: Path, seed: int) -> Literal["fre
         video = video_root / row["video"]
         if not video.is_file() or file_sha256(video) != row["video_sha256"]:
             return "stale"
-    if not partitions(split.card.kind, split.card.members_available):
+    if not partitions(split.card.kind, split.card.members_available) or split.card.drawn.get("test_only"):
         return "fresh"
     record = split.card.partition
     try:
@@ -49,6 +51,17 @@ def _state(name: str, source: dict, video_root: Path, seed: int) -> Literal["fre
     except SplitError:
         return "card"
     return "fresh" if record.get("seed") == seed else "card"  # type: ignore[union-attr]
+
+
+def manifest_rows(generated: list[dict]) -> tuple[list[dict], list[str]]:
+    """(manifest rows, card notes) of generator rows: the manifest keeps the shared schema
+    (labels None until drawn); the generator's reversal metadata is summarised in a note."""
+    rows = [make_row(**{k: row[k] for k in row if k not in ("reversal_changes_answer", "reversed_answer")})
+            for row in generated]
+    qa = [row for row in generated if row["task"] != "caption"]
+    reversal = sum(bool(row["reversal_changes_answer"]) for row in qa)
+    notes = [f"{reversal} of {len(qa)} QA rows have an answer that changes when the frames are reversed."] if qa else []
+    return rows, notes
 
 
 def build_synthetic_split(
@@ -81,7 +94,7 @@ def build_synthetic_split(
         "n_videos": n,
         "video_root": str(video_root.resolve()),
     }
-    state = _state(name, source, video_root, seed)
+    state = split_state(name, source, video_root, seed)
     if state == "fresh":
         return load_split(name), False
     if state == "card":  # the manifest keeps its bytes (and sha256): trained targets and caches stay valid
@@ -90,18 +103,13 @@ def build_synthetic_split(
         return load_split(name), True
 
     generated = generate_pool(name, video_root, n_videos=n, seed=seed, progress=progress)
-    # The manifest keeps the shared schema; the generator's reversal metadata is summarised.
-    rows = [make_row(**{k: row[k] for k in row if k not in ("reversal_changes_answer", "reversed_answer")})
-            for row in generated]
-    qa = [row for row in generated if row["task"] != "caption"]
-    reversal = sum(bool(row["reversal_changes_answer"]) for row in qa)
+    rows, notes = manifest_rows(generated)
     is_pool = pool.task == "pretrain"
     if is_pool:
         drawn = {"method": "none (pretraining pool: never member nor non-member)"}
     else:
         _draw_members(rows, 0.5, seed)
         drawn = {"method": "iid_by_video", "member_fraction": 0.5, "seed": seed}
-    notes = [f"{reversal} of {len(qa)} QA rows have an answer that changes when the frames are reversed."] if qa else []
     write_split(
         splits_dir() / name,
         rows,

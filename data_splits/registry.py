@@ -47,6 +47,17 @@ class Split:
         """The manifest rows, schema-checked (errors name file:line)."""
         return read_manifest(self.manifest_path, pool=self.is_pool)
 
+    @property
+    def test_only(self) -> bool:
+        """A sealed challenge's split: every row is a test row (no dev/test partition)."""
+        return bool(self.card.drawn.get("test_only")) if isinstance(self.card.drawn, dict) else False
+
+    def sides(self, rows: list[dict]) -> list[str]:
+        """The dev/test side of each of `rows` (all "test" for a test-only split)."""
+        if self.test_only:
+            return ["test"] * len(rows)
+        return self.partition().of_rows(rows)
+
     def partition(self) -> Partition:
         """The split's dev/test partition, redrawn from the manifest and checked against the card.
 

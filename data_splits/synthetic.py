@@ -15,6 +15,11 @@ Pools (disjoint videos: each pool hashes its own namespace):
     synth-caption   detailed captions (VDC-like), 1 row per video
     synth-pretrain  pretraining pool (never member nor non-member): 1 caption + 1 QA row
 
+A sealed challenge (benchmark/challenge.py) uses the same four pools under the names
+challenge-mcqa, -oeqa, -caption, -pretrain (CHALLENGE_POOLS): same tasks and title slots,
+their own namespaces, a secret-derived seed, and `select_videos(..., skip=...)` leaving
+out any scene whose text collides with a public one.
+
 Reversal. Most questions are about order and direction, so reversing the frames changes
 their answer. `reverse_spec(spec)` is the exact time-reverse of a scene (appear <->
 disappear, velocities negated, brightness ramp reversed...), `render_video(spec,
@@ -34,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +49,7 @@ from vidsme.errors import UnknownNameError, VidsmeError
 from vidsme.names import did_you_mean
 
 __all__ = [
+    "CHALLENGE_POOLS",
     "GENERATOR_VERSION",
     "POOLS",
     "ROW_KEYS",
@@ -56,6 +62,7 @@ __all__ = [
     "reverse_spec",
     "rows_for_video",
     "sample_video_spec",
+    "select_videos",
 ]
 
 #: Bumped whenever a change alters any generated video or text (it is part of every hash).
@@ -94,6 +101,14 @@ POOLS: dict[str, PoolSpec] = {
         PoolSpec("synth-caption", "caption", 200, 1, "caption", 2),
         PoolSpec("synth-pretrain", "pretrain", 240, 2, "pretrain", 3),
     )
+}
+
+#: The sealed challenge's pools (benchmark/challenge.py): each public pool's task, rows per
+#: video and title slot, under its own name and namespace (so new videos and texts); built
+#: with a secret-derived seed, never by `vidsme splits build`.
+CHALLENGE_POOLS: dict[str, PoolSpec] = {
+    name: replace(p, name=name, namespace=name)
+    for p in POOLS.values() for name in (p.name.replace("synth-", "challenge-", 1),)
 }
 
 #: Keys of every row, in this order.
@@ -191,6 +206,8 @@ _CAPTION_PROMPTS = (
 
 
 def _pool(pool: str) -> PoolSpec:
+    if pool in CHALLENGE_POOLS:
+        return CHALLENGE_POOLS[pool]
     if pool not in POOLS:
         raise UnknownNameError(
             f"unknown synthetic pool {pool!r}.{did_you_mean(pool, POOLS)} Known pools: {', '.join(POOLS)}."
@@ -915,6 +932,39 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def select_videos(
+    pool: str,
+    n_videos: int,
+    seed: int = 0,
+    *,
+    skip: Callable[[VideoSpec, list[dict]], bool] | None = None,
+    width: int = 64,
+    height: int = 64,
+    n_frames: int = 24,
+    fps: int = 8,
+) -> list[tuple[VideoSpec, list[dict]]]:
+    """The first `n_videos` scenes of `pool` (indices 0, 1, ...) with their text rows, nothing rendered.
+
+    With `skip`, a scene for which skip(spec, rows) is true is left out and the next index
+    is tried (ids keep the index, so they then have gaps): a pure function of the arguments.
+    Without it, indices 0..n_videos-1 exactly.
+    """
+    if n_videos < 0:
+        raise VidsmeError(f"n_videos must be >= 0, got {n_videos}")
+    chosen: list[tuple[VideoSpec, list[dict]]] = []
+    index = 0
+    while len(chosen) < n_videos:
+        if skip is not None and index - len(chosen) > max(1000, n_videos):  # a skip rule that refuses everything
+            raise VidsmeError(f"pool {pool}: {index - len(chosen)} of {index} scenes were skipped; the skip rule "
+                              "leaves too few videos")
+        spec = sample_video_spec(pool, index, seed, width=width, height=height, n_frames=n_frames, fps=fps)
+        rows = rows_for_video(spec, pool)
+        if skip is None or not skip(spec, rows):
+            chosen.append((spec, rows))
+        index += 1
+    return chosen
+
+
 def generate_pool(
     pool: str,
     video_root: Path,
@@ -926,11 +976,13 @@ def generate_pool(
     height: int = 64,
     n_frames: int = 24,
     fps: int = 8,
+    skip: Callable[[VideoSpec, list[dict]], bool] | None = None,
 ) -> list[dict]:
     """Write `video_root/<pool>/<video_id>.mp4` for videos 0..n_videos-1 and return their rows.
 
     n_videos defaults to POOLS[pool].n_videos. Rows carry the written file's sha256; the
     same (pool, seed, format) gives the same rows and bytes in any folder and process.
+    `skip`: see `select_videos` (scenes it refuses are neither rendered nor counted).
     """
     from tqdm import tqdm
 
@@ -938,13 +990,10 @@ def generate_pool(
 
     p = _pool(pool)
     n = p.n_videos if n_videos is None else int(n_videos)
-    if n < 0:
-        raise VidsmeError(f"n_videos must be >= 0, got {n}")
     root = Path(video_root)
     rows: list[dict] = []
-    for index in tqdm(range(n), desc=pool, unit="video", disable=not progress):
-        spec = sample_video_spec(pool, index, seed, width=width, height=height, n_frames=n_frames, fps=fps)
-        video_rows = rows_for_video(spec, pool)
+    chosen = select_videos(pool, n, seed, skip=skip, width=width, height=height, n_frames=n_frames, fps=fps)
+    for spec, video_rows in tqdm(chosen, desc=pool, unit="video", disable=not progress):
         path = write_mp4(root / video_rows[0]["video"], render_video(spec), fps=fps)
         sha = _file_sha256(path)
         for row in video_rows:

@@ -50,6 +50,14 @@ On CUDA it also reports videos/s and the peak memory of each variant. On a CPU s
 with other jobs, pass --threads 1: oversubscribed OpenMP threads slow the many small ops
 of feature extraction far more than the GEMMs of the forward, which skews the ratio.
 
+A larger model: --base-config perf/llava-ov-0.5b-shape.yaml (the shape of
+llava-onevision-qwen2-0.5b-ov, 0.89 B parameters) with --pad-vocab 152064 (the embedding and
+LM head grown to a real checkpoint's vocabulary; the trained tokenizer only uses its own ids).
+--budget-s S stops starting timed repeats once the next would end after S seconds from the
+start (at least one is run), and SIGTERM (e.g. from `timeout`) ends the run with the repeats
+finished so far, so a time-boxed run still reports; --skip drops context variants.
+perf/gpu_check.sh runs it that way on a GPU.
+
 Run (from the repository root; the split and its videos are built in a temp folder):
 
     .venv/bin/python perf/bench_extract.py                                   # defaults
@@ -57,6 +65,8 @@ Run (from the repository root; the split and its videos are built in a temp fold
     .venv/bin/python perf/bench_extract.py --repeats 5 --reference-loop --json bench_extract.json
     .venv/bin/python perf/bench_extract.py --device cuda --dtype bfloat16 --reference-loop
     .venv/bin/python perf/bench_extract.py --set model.hidden_size=32 --n-videos 4 --n-frames 4   # tiny
+    .venv/bin/python perf/bench_extract.py --device cuda --dtype bfloat16 --base-config perf/llava-ov-0.5b-shape.yaml \
+        --pad-vocab 152064 --n-videos 8 --skip no_forward --budget-s 150 --json extract.json   # ~1B on a GPU
 """
 from __future__ import annotations
 
@@ -69,6 +79,7 @@ import io
 import json
 import os
 import pstats
+import signal
 import statistics
 import sys
 import tempfile
@@ -82,6 +93,37 @@ import torch
 from vidsme.provenance import run_provenance
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.15
+SKIPPABLE = ("pipeline", "backbone_2b", "no_forward", "decode")  # context variants; never the headline or floor
+
+
+class TimeUp(Exception):
+    """Raised by the SIGTERM handler: stop timing, report the repeats finished so far."""
+
+
+def _on_sigterm(signum, frame):
+    raise TimeUp()
+
+
+def catch_sigterm():
+    """Make SIGTERM (what `timeout` sends first) raise TimeUp; returns the previous handler."""
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pad_vocab(model, size: int) -> None:
+    """Grow the input embedding and the (tied or not) LM head to `size` rows, as a checkpoint
+    with a 152k vocabulary has. New rows are random; the trained tokenizer never emits their
+    ids, but every logit, softmax and token feature now spans `size` entries."""
+    from vidsme.errors import VidsmeError
+
+    have = model.get_input_embeddings().weight.shape[0]
+    if size < have:
+        raise VidsmeError(f"--pad-vocab {size} is below the trained vocabulary ({have}); pass >= {have} or 0")
+    if size > have:
+        model.resize_token_embeddings(size, mean_resizing=False)  # mean_resizing: slow and pointless here
+    got = (model.get_input_embeddings().weight.shape[0], model.get_output_embeddings().weight.shape[0])
+    if got != (size, size):
+        raise VidsmeError(f"pad_vocab: embedding / LM head have {got} rows after resizing to {size}; "
+                          "transformers' resize_token_embeddings changed, see perf/bench_extract.py")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -170,7 +212,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="after timing, cProfile one pipeline_predecoded pass and print the top N functions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Vid-SME orders (q, r)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write all figures and provenance here")
+    parser.add_argument("--pad-vocab", type=int, default=0, metavar="N",
+                        help="grow the embedding and LM head to N rows (e.g. 152064, a real checkpoint's "
+                        "vocabulary); 0 = the trained tokenizer's size (default)")
+    parser.add_argument("--budget-s", type=float, default=None, metavar="S",
+                        help="stop starting timed repeats once the next would end more than S seconds after "
+                        "the start (at least one timed repeat runs); default: no limit")
+    parser.add_argument("--skip", action="append", default=[], choices=SKIPPABLE,
+                        help="do not time this context variant (repeatable)")
     args = parser.parse_args(argv)
+    args.started = time.perf_counter()
     if min(args.n_videos, args.n_frames, args.batch_size, args.repeats) < 1:
         parser.error("need --n-videos, --n-frames, --batch-size, --repeats >= 1")
     from vidsme.data_splits.registry import SPLITS_DIR_ENV
@@ -213,6 +264,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     t_build = time.perf_counter() - t0
     model_cfg = load_config(BaseConfig, args.base_config, args.set).model
     model, processor = make_tiny_vullm(model_cfg, tokenizer_corpus(_tokenizer_rows(args.tokenizer_pool, rows)))
+    if args.pad_vocab:
+        pad_vocab(model, args.pad_vocab)
     model = model.to(device=device, dtype=dtype).eval()
     target = LoadedModel(path=Path("<in memory>"), model=model, processor=processor)
     n_params = sum(p.numel() for p in model.parameters())
@@ -248,7 +301,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     video_len = int(np.diff(predecoded.prompt(0, video_inputs(model.config, processor, frames[0]))
                             .slices["video"])[0])
     # For no_forward: each batch's last hidden states (2B rows), computed once, keyed by the sample ids.
-    hidden_of = {tuple(ids): last_hidden(model, both) for ids, (_, _, both) in zip(batch_ids, floor_inputs)}
+    hidden_of = ({tuple(ids): last_hidden(model, both) for ids, (_, _, both) in zip(batch_ids, floor_inputs)}
+                 if "no_forward" not in args.skip else {})
 
     def run_pipeline(ds: VideoTextDataset) -> None:
         for idx in batches:
@@ -292,6 +346,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         "no_forward": run_no_forward,
         "decode": run_decode,
     }
+    for name in args.skip:
+        variants.pop(name, None)
     n_ref = 0
     if args.reference_loop:
         bf = _bench_features_module()
@@ -322,37 +378,72 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     sources = measured_sources()
     print("# measured sources (sha256/16): " + ", ".join(f"{k} {v}" for k, v in sources.items()), flush=True)
 
-    for fn in variants.values():  # warm-up: allocator, thread pool, kernels, the datasets' prompt caches
-        fn()
     times: dict[str, list[float]] = {k: [] for k in variants}
     peak: dict[str, int] = {k: 0 for k in variants}
+    peak_over: dict[str, int] = {k: 0 for k in variants}  # peak minus what was allocated before the call
     names = list(variants)
-    for rep in range(args.repeats):
-        order = names if rep % 2 == 0 else names[::-1]
-        for name in order:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            _sync(device)
-            t0 = time.perf_counter()
-            variants[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-            if device.type == "cuda":
-                peak[name] = max(peak[name], torch.cuda.max_memory_allocated(device))
-        print(f"# repeat {rep + 1}/{args.repeats}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in names),
-              flush=True)
+    resident = None
+    stopped = None  # why fewer than --repeats were timed
+    previous_handler = catch_sigterm()
+    try:
+        t_warm = time.perf_counter()
+        for fn in variants.values():  # warm-up: allocator, thread pool, kernels, the datasets' prompt caches
+            fn()
+        last = time.perf_counter() - t_warm  # one untimed repeat: the estimate for the budget
+        print(f"# warm-up {last:.1f} s ({time.perf_counter() - args.started:.1f} s since start)", flush=True)
+        if device.type == "cuda":
+            resident = torch.cuda.memory_allocated(device)
+        for rep in range(args.repeats):
+            elapsed = time.perf_counter() - args.started
+            if rep and args.budget_s is not None and elapsed + last > args.budget_s:
+                stopped = f"--budget-s {args.budget_s:g}: {elapsed:.0f} s elapsed, a repeat takes {last:.0f} s"
+                break
+            t_rep = time.perf_counter()
+            order = names if rep % 2 == 0 else names[::-1]
+            done = {}
+            for name in order:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                    before = torch.cuda.memory_allocated(device)
+                _sync(device)
+                t0 = time.perf_counter()
+                variants[name]()
+                _sync(device)
+                done[name] = time.perf_counter() - t0
+                if device.type == "cuda":
+                    peak[name] = max(peak[name], torch.cuda.max_memory_allocated(device))
+                    peak_over[name] = max(peak_over[name], torch.cuda.max_memory_allocated(device) - before)
+            for name, t in done.items():  # only whole repeats count
+                times[name].append(t)
+            last = time.perf_counter() - t_rep
+            print(f"# repeat {rep + 1}/{args.repeats}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in names),
+                  flush=True)
+    except TimeUp:
+        stopped = "SIGTERM (time limit) during a repeat; that repeat is dropped"
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    repeats_done = len(times[names[0]])
+    if stopped:
+        print(f"# stopped after {repeats_done} of {args.repeats} timed repeats: {stopped}", flush=True)
+    if repeats_done == 0:
+        print("bench_extract: no timed repeat finished (warm-up alone exceeded the time limit); "
+              "give it more time (--budget-s / the caller's timeout) or smaller sizes", file=sys.stderr)
+        return 1
 
     floor = [min(a, b) for a, b in zip(times["bare_two"], times["bare_2b"])]
-    residual = [p - b - h for p, b, h in zip(times["pipeline_predecoded"], times["backbone_2b"], times["no_forward"])]
+    has_residual = all(k in times for k in ("backbone_2b", "no_forward"))
+    residual = ([p - b - h for p, b, h in zip(times["pipeline_predecoded"], times["backbone_2b"], times["no_forward"])]
+                if has_residual else [])
     med = {k: statistics.median(v) for k, v in times.items()}
     med["floor"] = statistics.median(floor)
-    med["residual"] = statistics.median(residual)
+    if has_residual:
+        med["residual"] = statistics.median(residual)
     ratio = {k: statistics.median([t / f for t, f in zip(series, floor)])
              for k, series in [*((k, times[k]) for k in ("pipeline", "pipeline_predecoded", "bare_two", "bare_2b",
-                                                          "backbone_2b", "no_forward", "decode")),
-                               ("residual", residual)]}
+                                                          "backbone_2b", "no_forward", "decode") if k in times),
+                               *([("residual", residual)] if has_residual else [])]}
     ratio_of_medians = med["pipeline_predecoded"] / med["floor"]
-    per_video = {k: med[k] / n_rows for k in ("pipeline", "pipeline_predecoded", "floor")}
+    per_video = {k: med[k] / n_rows for k in ("pipeline", "pipeline_predecoded", "floor") if k in med}
     ref = None
     if n_ref:
         ref_per_video = med["reference_loop"] / n_ref
@@ -361,13 +452,14 @@ def _run(args: argparse.Namespace, work: Path) -> int:
                "video_tokens_per_video": 2 * video_len,
                "per_token_s": ref_per_video / (2 * video_len),
                "speedup_over_pipeline_predecoded_median_per_repeat": statistics.median(speedups),
-               "speedup_over_pipeline_with_decoding": ref_per_video / per_video["pipeline"]}
+               "speedup_over_pipeline_with_decoding": (ref_per_video / per_video["pipeline"]
+                                                       if "pipeline" in per_video else None)}
     ok = ratio["pipeline_predecoded"] <= TARGET_RATIO
 
     # ------------------------------------------------------------------ report
     w = 50
     print()
-    print(f"per pass over {n_rows} rows (median of {args.repeats}), and median of per-repeat ratios to the floor:")
+    print(f"per pass over {n_rows} rows (median of {repeats_done}), and median of per-repeat ratios to the floor:")
     labels = {
         "pipeline": "pipeline (extract_batch, decoding included)",
         "pipeline_predecoded": "pipeline, pre-decoded frames",
@@ -380,22 +472,29 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         "residual": "residual: predecoded - backbone - no_forward",
     }
     for k, label in labels.items():
+        if k not in med:  # skipped (--skip)
+            continue
         r_txt = "" if k == "floor" else f"{ratio[k]:8.3f}x floor"
         print(f"  {label:<{w}} {med[k] * 1e3:10.1f} ms  {med[k] / n_rows * 1e3:8.2f} ms/video  {r_txt}")
     if ref is not None:
         print(f"  {'reference-style loop (' + str(n_ref) + ' samples)':<{w}} {med['reference_loop'] * 1e3:10.1f} ms  "
               f"{ref['per_video_s'] * 1e3:8.2f} ms/video  ({ref['per_token_s'] * 1e6:.1f} us per video token)")
+        with_decoding = ref["speedup_over_pipeline_with_decoding"]
         print(f"  speed-up of the pipeline over the reference-style loop, per video: "
-              f"{ref['speedup_over_pipeline_predecoded_median_per_repeat']:.1f}x pre-decoded "
-              f"(median per repeat), {ref['speedup_over_pipeline_with_decoding']:.1f}x with decoding (medians)")
+              f"{ref['speedup_over_pipeline_predecoded_median_per_repeat']:.1f}x pre-decoded (median per repeat)"
+              + (f", {with_decoding:.1f}x with decoding (medians)" if with_decoding is not None else ""))
     if device.type == "cuda":
-        for k in ("pipeline", "pipeline_predecoded", "floor"):
+        for k in per_video:
             print(f"  {k}: {1.0 / per_video[k]:.1f} videos/s")
+        print(f"  GPU memory resident before timing (model, floor inputs, precomputed hidden states): "
+              f"{resident / 2**20:.1f} MiB")
         for k in names:
-            print(f"  peak memory {k}: {peak[k] / 2**20:.1f} MiB")
+            print(f"  peak memory {k}: {peak[k] / 2**20:.1f} MiB (+{peak_over[k] / 2**20:.1f} MiB over what was "
+                  "allocated before it)")
     print(f"pipeline_predecoded / floor = {ratio['pipeline_predecoded']:.3f} (median per repeat; ratio of medians "
           f"{ratio_of_medians:.3f}) (target <= {TARGET_RATIO}) {'OK' if ok else 'MISSED'}")
-    print(f"pipeline (decoding included) / floor = {ratio['pipeline']:.3f}")
+    if "pipeline" in ratio:
+        print(f"pipeline (decoding included) / floor = {ratio['pipeline']:.3f}")
 
     profile_top = None
     if args.profile:
@@ -419,6 +518,10 @@ def _run(args: argparse.Namespace, work: Path) -> int:
                 "videos_per_s": {k: 1.0 / v for k, v in per_video.items()},
                 "reference_loop": ref,
                 "peak_memory_bytes": peak if device.type == "cuda" else None,
+                "peak_memory_over_allocated_bytes": peak_over if device.type == "cuda" else None,
+                "memory_resident_bytes": resident,
+                "repeats_done": repeats_done,
+                "stopped_early": stopped,
                 "all_times_s": {**times, "floor": floor, "residual": residual},
                 "target_met": ok,
             },
@@ -427,11 +530,14 @@ def _run(args: argparse.Namespace, work: Path) -> int:
                 "split": args.split, "n_videos": args.n_videos, "rows": n_rows, "batches": len(batches),
                 "batch_size": args.batch_size, "n_frames": args.n_frames, "video_tokens": video_len,
                 "sequence_tokens_min_max": [min(seq_lens), max(seq_lens)], "repeats": args.repeats,
+                "pad_vocab": args.pad_vocab, "skipped": sorted(args.skip), "budget_s": args.budget_s,
+                "base_config": str(args.base_config), "overrides": args.set,
                 "template": args.template, "tokenizer_pool": args.tokenizer_pool, "dtype": args.dtype, "model": dataclasses.asdict(model_cfg) | {"params": n_params},
                 "trained_vocab": model.config.text_config.vocab_size, "seed": args.seed,
+                "tokenizer_vocab": len(processor.tokenizer), "model_vocab": model.get_input_embeddings().weight.shape[0],
             },
             "profile_top": profile_top,
-            "provenance": run_provenance(str(device), sources),
+            "provenance": run_provenance(str(device), sources) | {"cuda": torch.version.cuda},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")

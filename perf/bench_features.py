@@ -45,7 +45,9 @@ Run (from the repository root):
     .venv/bin/python perf/bench_features.py --vocab 152064 --json perf_gpu.json   # on a GPU
 
 The device is CUDA when available (override with --device); the loop then runs on the
-same device as the logits, as the reference implementation would.
+same device as the logits, as the reference implementation would. On CUDA it also reports
+the peak GPU memory of each measured call (features, floor, bf16, the loop); perf/gpu_check.sh
+runs it at vocab 152,064 on a GPU.
 """
 from __future__ import annotations
 
@@ -118,6 +120,22 @@ def timed(fn, device: torch.device) -> float:
     _sync(device)
     dt = time.perf_counter() - t0
     del out
+    return dt
+
+
+def timed_peak(fn, device: torch.device, peaks: dict[str, int], over: dict[str, int], name: str) -> float:
+    """`timed`, plus on CUDA the peak memory of the call: `peaks[name]` the highest
+    max_memory_allocated (reset before the call), `over[name]` that minus what was allocated
+    before it (the call's own working memory). No-op bookkeeping on CPU."""
+    if device.type != "cuda":
+        return timed(fn, device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    dt = timed(fn, device)
+    peak = torch.cuda.max_memory_allocated(device)
+    peaks[name] = max(peaks.get(name, 0), peak)
+    over[name] = max(over.get(name, 0), peak - before)
     return dt
 
 
@@ -318,10 +336,15 @@ def _main(argv: list[str] | None = None) -> int:
     floor_op(logits)
     bf16_out = run_bf16()
     times = {"features": [], "floor": [], "bf16": []}
+    # CUDA only: peak memory per measured call (what the logits and outputs leave resident is
+    # `resident`; `peaks` include it, `peaks_over` do not)
+    peaks: dict[str, int] = {}
+    peaks_over: dict[str, int] = {}
+    resident = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     for k in range(args.repeats):
-        times["features"].append(timed(run_features, device))
-        times["floor"].append(timed(run_floor, device))
-        times["bf16"].append(timed(run_bf16, device))
+        times["features"].append(timed_peak(run_features, device, peaks, peaks_over, "features"))
+        times["floor"].append(timed_peak(run_floor, device, peaks, peaks_over, "floor"))
+        times["bf16"].append(timed_peak(run_bf16, device, peaks, peaks_over, "bf16"))
         print(f"# repeat {k + 1}/{args.repeats}: features {times['features'][-1]:.3f} s, "
               f"floor {times['floor'][-1]:.3f} s, bf16 {times['bf16'][-1]:.3f} s", flush=True)
     t_feat, t_floor, t_bf16 = (min(times[k]) for k in ("features", "floor", "bf16"))
@@ -336,7 +359,10 @@ def _main(argv: list[str] | None = None) -> int:
     loop_n = loop_ids.numel()
     scaled = loop_n < total
     print(f"# loop over {loop_n} of {total} positions ...", flush=True)
-    blocks = time_reference_loop(logits, loop_ids.to(device), q, r, args.positions)
+    loop_ids_dev = loop_ids.to(device)
+    blocks: list[tuple[int, float]] = []
+    timed_peak(lambda: blocks.extend(time_reference_loop(logits, loop_ids_dev, q, r, args.positions)),
+               device, peaks, peaks_over, "loop")
     t_loop = sum(t for _, t in blocks)
     loop_per_token_mean = t_loop / loop_n
     loop_per_token = best_block_per_token(blocks)
@@ -380,6 +406,11 @@ def _main(argv: list[str] | None = None) -> int:
           f"{'OK' if speedup >= target_speedup else 'MISSED'}")
     print(f"{'  (loop mean / best)':<{w}} {speedup_mean:15.1f}x")
     print(f"{'threads (torch.get_num_threads)':<{w}} {torch.get_num_threads():>16}")
+    if device.type == "cuda":
+        print(f"{'GPU memory resident before timing':<{w}} {resident / 2**20:13.1f} MiB")
+        for name in ("features", "floor", "bf16", "loop"):
+            print(f"{'peak GPU memory, ' + name:<{w}} {peaks[name] / 2**20:13.1f} MiB  "
+                  f"(+{peaks_over[name] / 2**20:.1f} MiB over what was allocated before the call)")
     print()
     print(f"worst relative error |a-b|/max(1,|b|) vs the exact float64 definitions (tolerance {TOLERANCE:g}):")
     print(f"  {'feature':<20} {'float32 (' + str(check_ids.numel()) + ' pos)':>20} "
@@ -420,6 +451,10 @@ def _main(argv: list[str] | None = None) -> int:
                 "check_tokens": check_ids.numel(),
                 "bf16_check_tokens": bf16_ids.numel(),
                 "values_ok": ok_values,
+                # CUDA only (None on CPU): bytes, max over repeats; see timed_peak
+                "peak_memory_bytes": peaks if device.type == "cuda" else None,
+                "peak_memory_over_allocated_bytes": peaks_over if device.type == "cuda" else None,
+                "memory_resident_bytes": resident,
             },
             "targets": {
                 "ratio_features_over_floor_max": TARGET_FLOOR_RATIO,
@@ -434,7 +469,7 @@ def _main(argv: list[str] | None = None) -> int:
                 "r": r.tolist(),
                 "max_prob_min_median_max": pmax_q,
             },
-            "provenance": run_provenance(str(device), sources),
+            "provenance": run_provenance(str(device), sources) | {"cuda": torch.version.cuda},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")
