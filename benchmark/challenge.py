@@ -253,7 +253,7 @@ def _public_manifests() -> list[Path]:
 
 # ----------------------------------------------------------------------------- small helpers
 @contextlib.contextmanager
-def _splits_dir(path: Path) -> Iterator[None]:
+def using_splits_dir(path: Path) -> Iterator[None]:
     """VIDSME_SPLITS_DIR = path for the duration (the challenge's splits never touch data_splits/)."""
     from vidsme.data_splits.registry import SPLITS_DIR_ENV
 
@@ -514,15 +514,15 @@ def _check_fresh(splits: dict[str, Split], reference: PublicReference) -> dict:
 
 
 def _verify_built(split: Split, videos: Path, progress: bool) -> None:
-    """`vidsme splits verify` on a freshly built split (decoding included); a test-only split has no
-    dev/test partition, so only that check is waived."""
+    """`vidsme splits verify` on a freshly built split (decoding included; a test-only split has no
+    dev/test partition to check)."""
     from vidsme.data_splits.verify import verify_split
 
     report = verify_split(split, videos, decode=True, progress=progress)
-    problems = [p for p in report.problems if not (p.check == "partition" and split.card.drawn.get("test_only"))]
-    if problems:
+    if report.problems:
         raise VidsmeError(f"challenge split {split.name} does not verify: "
-                          + "; ".join(p.format() for p in problems) + f". Delete {split.path} and rerun the build")
+                          + "; ".join(p.format() for p in report.problems) + f". Delete {split.path} and rerun the "
+                          "build")
 
 
 def _file_bytes(path: Path) -> bytes | None:
@@ -749,7 +749,7 @@ def build_challenge(secret_path: Path, out: Path, settings: ChallengeSettings = 
         _save_record(paths, record)
         log(f"      {name}: {'done' if redone else 'up to date'} ({entry['seconds']} s when built)")
 
-    with _splits_dir(paths.splits):
+    with using_splits_dir(paths.splits):
         counts = ", ".join(f"{k} {v}" for k, v in sizes.items())
         t0 = stage("splits", 1, f"4 pools of fresh synthetic videos ({counts})")
         cached: list[PublicReference] = []

@@ -390,8 +390,16 @@ def _levels_note(t: dict) -> str:
     return f"levels: {', '.join(levels)} (video = the mean score of the video's QA rows)"
 
 
+def _selection_note(t: dict) -> str:
+    """How the target's configurations were chosen (test-only targets: fixed beforehand elsewhere)."""
+    if (t.get("partition") or {}).get("test_only"):
+        return f"test-only target: every configuration was fixed beforehand ({t.get('selection_why')})"
+    return f"configuration chosen on the dev partition by {_label(t.get('selection_metric') or 'auc')}: " \
+           f"{t.get('selection_why')}"
+
+
 def _partition_note(t: dict) -> str:
-    videos = (t.get("partition") or {}).get("videos") or {}
+    videos = {side: v for side, v in ((t.get("partition") or {}).get("videos") or {}).items() if v}
     parts = [f"{side} {v.get('member')} member + {v.get('nonmember')} non-member videos"
              for side, v in sorted(videos.items()) if isinstance(v, dict)]
     return "partition: " + ("; ".join(parts) if parts else "not recorded")
@@ -502,7 +510,7 @@ def _md_target(t: dict, conf: str) -> list[str]:
     primary, selection = t["primary_metric"], t.get("selection_metric") or "auc"
     lines = [f"## {_md_text(_target_title(t))}", "",
              f"- ranked by **{_label(primary)}**: {_md_text(t['why'])}",
-             f"- configuration chosen on the dev partition by {_label(selection)}: {_md_text(t.get('selection_why'))}",
+             f"- {_md_text(_selection_note(t))}",
              f"- {_md_text(_partition_note(t))}",
              f"- {_md_text(_levels_note(t))}"]
     if not t["has_blind_baseline"]:
@@ -708,8 +716,8 @@ def _html_main(board: dict) -> list[str]:
 def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
     primary, selection = t["primary_metric"], t.get("selection_metric") or "auc"
     out = [f'<section id="target-{i}">', f"<h2>{_h(_target_title(t))}</h2>",
-           f"<p>Ranked by <b>{_h(_label(primary))}</b>: {_h(t['why'])}.<br>Configuration chosen on the dev partition "
-           f"by <b>{_h(_label(selection))}</b>: {_h(t.get('selection_why'))}.<br>{_h(_partition_note(t))}; "
+           f"<p>Ranked by <b>{_h(_label(primary))}</b>: {_h(t['why'])}.<br>{_h(_selection_note(t))}.<br>"
+           f"{_h(_partition_note(t))}; "
            f"{_h(_levels_note(t))}.</p>"]
     if not t["has_blind_baseline"]:
         out.append('<p class="note">no blind baseline in results.json for this target: no entry can be compared '

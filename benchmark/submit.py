@@ -721,7 +721,10 @@ class _Sandboxed:
 
 
 def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, scorer,
-                   commit: str | None, sandboxed: bool) -> _Pending:
+                   commit: str | None, sandboxed: bool, fixed: dict[str, dict[tuple, dict]] | None = None) -> _Pending:
+    """Score and evaluate `specs` on every target x frame count x applicable slice of `results`; with
+    `fixed` (target -> {(attack, slice, n_frames, level): selection record}), only those configurations
+    (a sealed challenge: each fixed beforehand on the public dev partition)."""
     config = results["suite"].get("config") or {}
     n_bootstrap, seed = int(config.get("n_bootstrap", 1000)), int(config.get("seed", 0))
     min_fp = int(config.get("min_false_positives", 10))
@@ -740,31 +743,46 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
             samples = cache.read(samples_of.ids)
             cache_slices.update(cache.key.slices)
             columns: dict[str, dict[str, dict[str, np.ndarray]]] = {level: {} for level in samples_of.levels}
+            chosen = None if fixed is None else fixed.get(target, {})
             calls = [(spec, slice_name) for spec in specs for slice_name in cache.key.slices
-                     if spec.applies_to(slice_name)]
+                     if spec.applies_to(slice_name) and (chosen is None or any(
+                         c[:3] == (spec.name, slice_name, int(n_frames)) for c in chosen))]
+            if not calls:
+                continue
             for spec, _ in calls:
                 applicable_anywhere[spec.name] = True
             validated = scorer.run(calls, samples, target, n_frames, samples_of.ids)
             for (spec, slice_name), (scores, inputs) in zip(calls, validated):
                 meta = metas[spec.name]
                 # the suite's own evaluation, on the validated scores (no third call of the attack)
-                fixed = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
-                res = evaluate_slice(inputs, [fixed], samples_of, n_bootstrap=n_bootstrap, seed=seed,
+                scored = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
+                res = evaluate_slice(inputs, [scored], samples_of, n_bootstrap=n_bootstrap, seed=seed,
                                      extract_hint="", min_false_positives=min_fp)
                 column = f"{slice_name}/{spec.name}"
                 for level in samples_of.levels:
+                    ident = (spec.name, slice_name, int(n_frames), level)
+                    if chosen is not None and ident not in chosen:
+                        continue
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{spec.name}-f{n_frames}-{level}.csv"
                     for part in samples_of.sides:
                         row = metric_row(target, meta, "reproduced", slice_name, level, int(n_frames), part,
                                          res.evaluations[(spec.name, level, part)], rel, column, commit)
                         row["provenance"]["sandboxed"] = sandboxed
+                        if chosen is not None:
+                            row["selection"] = chosen[ident]
                         pending.rows.append(row)
                     columns[level].setdefault(spec.name, {})[column] = res.level_scores[(spec.name, level)]
             for level, view in samples_of.views.items():
                 for name, cols in columns[level].items():
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{name}-f{n_frames}-{level}.csv"
                     pending.csvs.append((Path(rel), view, cols))
-    for spec in specs:
+    evaluated = {(r["target"], r["attack"], r["slice"], r["n_frames"], r["level"]) for r in pending.rows}
+    lacking = [(target, *config) for target, chosen in (fixed or {}).items() for config in chosen
+               if (target, *config) not in evaluated and config[0] in metas]
+    if lacking:
+        raise VidsmeError(f"the configuration(s) {lacking[:3]} fixed on the public dev partition could not be evaluated "
+                          "here: this suite has no cached features at that frame count or slice")
+    for spec in specs if fixed is None else ():
         if not applicable_anywhere[spec.name]:
             raise SubmissionRefused("features", f"attack {spec.name!r} is declared on slices {list(spec.slices)}, but "
                                                 f"the suite's caches hold slices {sorted(cache_slices)}: nothing to "
@@ -774,13 +792,17 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
 
 def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFAULT_TIME_BUDGET_S,
                   command: str | None = None, sandbox: bool = True,
-                  limits: sandboxing.SandboxLimits | None = None) -> SubmissionResult:
+                  limits: sandboxing.SandboxLimits | None = None,
+                  fixed: dict[str, dict[tuple, dict]] | None = None,
+                  leaderboard_dir: Path | None = None) -> SubmissionResult:
     """Validate the attacks `source` registers (a .py file, module path or entry-point name), evaluate them
     on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
 
     With `sandbox` (the default) the code runs in an isolated child process under `limits`
     (vidsme.benchmark.sandbox) and this process never imports it; without, it is imported here
-    (local development only) and its records say "sandboxed": false.
+    (local development only) and its records say "sandboxed": false. `fixed` restricts the evaluation to
+    given configurations (a sealed challenge: see vidsme.benchmark.challenge_board); `leaderboard_dir`
+    is where the leaderboard goes (default: `results_dir`).
     Raises SubmissionRefused (check, why) for a submission that fails a check, VidsmeError for an
     unusable results directory; in both cases nothing is written.
     """
@@ -839,7 +861,11 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
             return SubmissionResult("unchanged", names, f"{', '.join(names)}: already on the leaderboard (same file "
                                                         f"sha256 {src.file_sha256[:12]}...); nothing changed",
                                     sandboxed=sandbox)
-        pending = _evaluate_code(specs, metas, results, scorer, commit, sandbox)
+        if fixed is not None:  # only the configurations fixed beforehand count
+            specs = [s for s in specs if any(c[0] == s.name for chosen in fixed.values() for c in chosen)]
+            metas = {s.name: metas[s.name] for s in specs}
+            names = sorted(metas)
+        pending = _evaluate_code(specs, metas, results, scorer, commit, sandbox, fixed)
     replaced = sorted(n for n, p in previous.items() if p is not None)
     new = dict(results)
     new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas] + pending.rows
@@ -849,7 +875,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
         "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
         "status": "replaced" if replaced else "added", "created": _now(), "command": command}]
     stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and _ours(r.get("scores_file"))]
-    board = _commit(results_dir, original, new, pending.csvs, stale)
+    board = _commit(results_dir, original, new, pending.csvs, stale, leaderboard_dir)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
@@ -1055,14 +1081,16 @@ def _restore(path: Path, data: bytes | None) -> None:
     write_bytes_atomic(path, data)
 
 
-def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path]) -> dict[str, Path]:
+def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path],
+            leaderboard_dir: Path | None = None) -> dict[str, Path]:
     """Write the scores CSVs, results.json and the leaderboard; on any failure put every file back."""
     results_path = results_dir / RESULTS_FILE
     with _locked(results_dir):
         if results_path.read_bytes() != original:
             raise VidsmeError(f"{results_path} changed while the submission was being validated (another submission "
                               "or benchmark run?); submit again")
-        touched = {results_dir / name for name in LEADERBOARD_FILES} | {results_path}
+        board_dir = results_dir if leaderboard_dir is None else Path(leaderboard_dir)
+        touched = {board_dir / name for name in LEADERBOARD_FILES} | {results_path}
         touched |= {results_dir / rel for rel, *_ in csvs} | {results_dir / rel for rel in stale}
         backup = {p: (p.read_bytes() if p.is_file() else None) for p in touched}
         try:
@@ -1073,7 +1101,7 @@ def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, s
             # rank bands and blind distances change with every new method: recomputed, from the files just written
             new_results["verdicts"] = compute_verdicts(new_results, results_dir)
             write_json_atomic(results_path, new_results)
-            return write_leaderboard(results_dir)
+            return write_leaderboard(results_dir, board_dir)
         except BaseException:
             for path, data in backup.items():
                 with contextlib.suppress(OSError):
@@ -1084,13 +1112,13 @@ def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, s
 def format_result(result: SubmissionResult) -> str:
     """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
     lines = [result.message]
-    for r in result.rows:
-        if r.get("partition") != "dev":  # dev numbers choose; test numbers are the ones to read
-            continue
+    dev_rows = [r for r in result.rows if r.get("partition") == "dev"]  # dev numbers choose; test ones are read
+    for r in dev_rows:
         frames = "-" if r["n_frames"] is None else str(r["n_frames"])
         lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
                      f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
-    lines.append("  (dev-partition numbers, where configurations are chosen)")
+    if dev_rows:
+        lines.append("  (dev-partition numbers, where configurations are chosen)")
     for e in result.verdicts:
         metric = e["primary_metric"]
         value = e[metric]

@@ -349,11 +349,47 @@ def extract_features(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, spl
     return cache, orders, written
 
 
+def eval_set(split, rows: list[dict]) -> EvalSet:
+    """The evaluated rows of a split with their sides (dev/test; all test for a test-only split)."""
+    return EvalSet(ids=[r["id"] for r in rows], videos=[r["video"] for r in rows],
+                   labels=np.array([r["label"] == "member" for r in rows], dtype=int), partitions=split.sides(rows))
+
+
+def target_entry(t: SuiteTarget, split, rows: list[dict], samples: EvalSet, video_root: Path, template: str,
+                 models: TargetModels, excluded: Exclusions) -> dict:
+    """A target's record in results.json (docs/RESULTS.md), `caches` still empty."""
+    labels = samples.labels
+    member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
+    if split.test_only:
+        counts = {side: {"rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
+                         "videos": {"member": sum(member_of_video.values()),
+                                    "nonmember": len(member_of_video) - sum(member_of_video.values())}}
+                  for side in ("test",)}
+        partition = {"test_only": True, **counts}
+    else:
+        partition = _partition_entry(split.partition(), rows)
+    return {
+        "name": t.name, "path": str(t.path), "card_sha256": models.card_sha256,
+        "strategy": (models.card or {}).get("strategy"), "task": rows[0]["task"],
+        "split": {"name": split.name, "version": split.card.version, "manifest_sha256": split.card.manifest_sha256},
+        "video_root": str(video_root), "template": template,
+        "reference": None if models.ref_path is None else {"path": str(models.ref_path), "sha256": models.ref_sha256},
+        "n_rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
+        "n_videos": {"member": sum(member_of_video.values()),
+                     "nonmember": len(member_of_video) - sum(member_of_video.values())},
+        "levels": list(samples.levels), "partition": partition,
+        "excluded": excluded.to_dict(), "evaluated_ids_sha256": ids_sha256(samples.ids), "caches": {},
+    }
+
+
 def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world: World, *,
                progress: bool, commit: str | None) -> TargetRun:
     """Extract (all ranks) and evaluate (rank 0) one target; returns its results (rank 0)."""
     split, all_rows = _split_rows(t)
-    partition = split.partition()  # checked against the manifest: a tampered card stops here
+    if split.test_only:
+        raise VidsmeError(f"target {t.name!r}: split {split.name!r} is test-only (a sealed challenge's): there is no "
+                          "dev partition to choose on; evaluate it with `vidsme challenge evaluate`")
+    split.partition()  # checked against the manifest: a tampered card stops here, before any work
     video_root = _video_root(t, split)
     template = t.template or cfg.template
     # rank 0 decodes and caches the statistics first; the others then read them from the cache
@@ -363,25 +399,10 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     if world.is_main:
         world.barrier()
     models = load_target_models(t, cfg)
-    card, target_sha, ref_path, ref_sha = models.card, models.card_sha256, models.ref_path, models.ref_sha256
-    samples = EvalSet(ids=[r["id"] for r in rows], videos=[r["video"] for r in rows],
-                      labels=np.array([r["label"] == "member" for r in rows], dtype=int),
-                      partitions=partition.of_rows(rows))
+    samples = eval_set(split, rows)
     _check_sides(samples, t.name)
-    labels, ids = samples.labels, samples.ids
-    member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
-    run = TargetRun(entry={
-        "name": t.name, "path": str(t.path), "card_sha256": target_sha,
-        "strategy": (card or {}).get("strategy"), "task": rows[0]["task"],
-        "split": {"name": split.name, "version": split.card.version, "manifest_sha256": split.card.manifest_sha256},
-        "video_root": str(video_root), "template": template,
-        "reference": None if ref_path is None else {"path": str(ref_path), "sha256": ref_sha},
-        "n_rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
-        "n_videos": {"member": sum(member_of_video.values()),
-                     "nonmember": len(member_of_video) - sum(member_of_video.values())},
-        "levels": list(samples.levels), "partition": _partition_entry(partition, rows),
-        "excluded": excluded.to_dict(), "evaluated_ids_sha256": ids_sha256(ids), "caches": {},
-    })
+    ids = samples.ids
+    run = TargetRun(entry=target_entry(t, split, rows, samples, video_root, template, models, excluded))
     out = Path(cfg.output_dir)
     by_name = {s.name: s for s in specs}
     for n_frames in cfg.frame_counts:
@@ -431,15 +452,21 @@ def _check_sides(samples: EvalSet, target: str) -> None:
 def blind_rows(target: str, rows: list[dict], samples: EvalSet, video_root: Path, cfg: SuiteConfig, out: Path,
                commit: str | None) -> list[dict]:
     """The split's blind (model-free) baseline at each level and partition: fitted on dev videos
-    (out-of-fold within dev for the dev rows), predicting the test videos."""
-    from vidsme.data_splits.audit import blind_dev_test_scores, video_features
+    (out-of-fold within dev for the dev rows), predicting the test videos; on a test-only split
+    (a sealed challenge, whose labels only the evaluator holds) out-of-fold over all of it."""
+    from vidsme.data_splits.audit import blind_dev_test_scores, blind_scores, video_features
 
     videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
                                   workers=cfg.stats_workers, progress=False)
     side = dict(zip(samples.videos, samples.partitions))
     is_dev = np.array([side[v] == "dev" for v in videos])
-    per_video = blind_dev_test_scores(x, y, is_dev, seed=cfg.seed, where=f"target {target!r}",
-                                      cache_dir=Path(cfg.cache_dir))
+    if is_dev.any():
+        per_video = blind_dev_test_scores(x, y, is_dev, seed=cfg.seed, where=f"target {target!r}",
+                                          cache_dir=Path(cfg.cache_dir))
+    else:  # a small split gets fewer folds rather than no baseline (blind_scores refuses under 2)
+        folds = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
+        per_video = blind_scores(x, y, folds=folds, seed=cfg.seed, where=f"target {target!r}",
+                                 cache_dir=Path(cfg.cache_dir))
     at = {v: i for i, v in enumerate(videos)}
     row_scores = np.array([per_video[at[v]] for v in samples.videos])
     meta = {"name": "blind_baseline", "family": "blind", "version": 2, "source": "vidsme.data_splits.audit"}
@@ -448,7 +475,7 @@ def blind_rows(target: str, rows: list[dict], samples: EvalSet, video_root: Path
         scores = samples.at_level(row_scores, level)
         scores_file = f"scores/{target}/blind-{level}.csv"
         write_scores_csv(out / scores_file, view, {"metadata/blind_baseline": scores})
-        for part in PARTITIONS:
+        for part in samples.sides:
             ev = evaluate_level_scores(scores, view, part, direction="higher", attack="blind_baseline",
                                        n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
                                        min_false_positives=cfg.min_false_positives)

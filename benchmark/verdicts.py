@@ -59,6 +59,10 @@ PROTOCOL = ("Each method's configuration (variant, slice, frame count, level) is
             f"bootstrap difference (same resampled test videos) has a {CONFIDENCE:.0%} CI containing 0 share a band. "
             f"'{NOT_ABOVE_BLIND}': the paired difference to the split's blind baseline has a CI that does not lie "
             "above 0.")
+PROTOCOL_TEST_ONLY = ("Test-only (a sealed challenge): every row is a test row and nothing is chosen here; each "
+                      "method enters at the configuration (variant, slice, frame count, level) it was given on the "
+                      "public suite's dev partition, recorded in each row's `selection`. Rank bands and 'not above "
+                      "blind' as in the public protocol: paired bootstraps over the test videos.")
 _FPR_OF = {tpr_key(lv): lv for lv in DEFAULT_FPR_LEVELS}
 METRIC_LABELS = {"auc": "AUC", "balanced_accuracy": "balanced accuracy",
                  **{tpr_key(lv): f"TPR@{lv * 100:g}%FPR" for lv in DEFAULT_FPR_LEVELS}}
@@ -311,7 +315,9 @@ def compute_verdicts(results: dict, results_dir: Path) -> dict:
     attacks = results.get("attacks") or {}
     targets = [target_verdict(t, results["rows"], attacks, tables, declared=declared, n_bootstrap=n_bootstrap,
                               seed=seed, min_false_positives=min_fp) for t in results["targets"]]
-    return {"version": VERDICTS_VERSION, "protocol": PROTOCOL, "confidence": CONFIDENCE, "n_bootstrap": n_bootstrap,
+    test_only = bool(targets) and all(v["partition"]["test_only"] for v in targets)
+    return {"version": VERDICTS_VERSION, "protocol": PROTOCOL_TEST_ONLY if test_only else PROTOCOL,
+            "confidence": CONFIDENCE, "n_bootstrap": n_bootstrap,
             "seed": seed, "min_false_positives": min_fp, "declared_metric": declared, "targets": targets}
 
 

@@ -94,6 +94,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
                          f"{test.get('member', 0)}/{test.get('nonmember', 0)}")
             elif split.is_pool or not split.card.members_available:
                 sides = "-"
+            elif split.test_only:
+                sides = "test only"
             else:
                 sides = f"none: run `vidsme splits build {name}`" if name in SYNTHETIC_SPLITS else "none: re-create it"
             print(f"{name:<18} {split.card.kind:<6} {status:<11} {counts:<26} {vids:<28} {sides}")
@@ -248,6 +250,8 @@ SUBMIT_EPILOG = """examples:
   vidsme submit my_attack --results runs/demo/benchmark     # an installed entry point (group vidsme.attacks)
   vidsme submit --scores scores.csv --target mcqa-full --attack-name my_blackbox --direction higher \\
       --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
+  vidsme submit docs/examples/frame_contrast_attack.py --challenge runs/challenge-1   # a sealed challenge, after
+      # the same file went on the public results (its configuration is chosen on their dev partition)
 Checks, in order: sandbox, import, declaration, name, features, scores, determinism, time budget
 (scores files: format, target, name, ids, finite). A refused submission changes nothing.
 Code runs in a sandbox (bubblewrap, else unshare): no network, no data, limited memory/CPU/processes;
@@ -262,6 +266,21 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if (args.source is None) == (args.scores is None):
         raise VidsmeError("give either SOURCE (an attack .py file, module path or entry-point name) or "
                           "--scores FILE.csv, not both")
+    if (args.results is None) == (args.challenge is None):
+        raise VidsmeError("give either --results RESULTS_DIR (a public benchmark) or --challenge DIR (a sealed "
+                          "challenge), not both")
+    if args.challenge is not None:
+        from vidsme.benchmark.challenge_board import submit_to_challenge
+        from vidsme.benchmark.sandbox import GIB, SandboxLimits
+
+        if args.scores is not None or args.no_sandbox:
+            raise VidsmeError("a challenge takes sandboxed code only: no --scores file (you have neither its labels "
+                              "nor its features) and no --no-sandbox")
+        command = f"vidsme submit {args.source} --challenge {args.challenge}"
+        result = submit_to_challenge(args.source, args.challenge, time_budget_s=args.time_budget, command=command,
+                                     limits=SandboxLimits(memory_bytes=int(args.memory_limit * GIB)))
+        print(format_result(result))
+        return 0
     if args.scores is None:
         from vidsme.benchmark.sandbox import GIB, SandboxLimits
 
@@ -292,6 +311,9 @@ CHALLENGE_EPILOG = """examples:
   vidsme challenge build --secret s.bin --new-secret --out /tmp/small --size 100          # a small round (~10 min)
   vidsme challenge build --secret s.bin --out /tmp/tiny --size 6 --pretrain-videos 16 \\
       --set base.optim.epochs=1 --set targets.optim.micro_batch_size=2 --set suite.frame_counts=[4]
+  vidsme challenge evaluate runs/challenge-1                          # built-in families, configured on make demo's dev
+  vidsme submit my_attack.py --results runs/demo/benchmark            # first on the public dev set...
+  vidsme submit my_attack.py --challenge runs/challenge-1             # ...then, at that configuration, on the challenge
   vidsme challenge reveal runs/challenge-1 --secret ~/round1.secret   # end of the round: publish + verify
   vidsme challenge verify runs/challenge-1                            # anyone, after the reveal
 Publish only DIR/public; DIR/private (mode 0700) holds the manifests, labels, models and features.
@@ -311,6 +333,11 @@ def _cmd_challenge(args: argparse.Namespace) -> int:
     elif args.action == "reveal":
         path = reveal_challenge(args.dir, args.secret)
         print(f"revealed: the secret and the manifests are in {path.parent}; report {path}")
+    elif args.action == "evaluate":
+        from vidsme.benchmark.challenge_board import evaluate_challenge
+
+        for path in evaluate_challenge(args.dir, args.dev_results, progress=not args.quiet).values():
+            print(f"leaderboard: {path}")
     else:
         for line in verify_challenge(args.dir):
             print(f"ok: {line}")
@@ -451,8 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("source", nargs="?", default=None, metavar="PATH_OR_ENTRY_POINT",
                         help="attack .py file, module path, or installed entry-point name (group vidsme.attacks)")
-    submit.add_argument("--results", type=Path, required=True, metavar="RESULTS_DIR",
+    submit.add_argument("--results", type=Path, default=None, metavar="RESULTS_DIR",
                         help="the benchmark's output folder (holds results.json)")
+    submit.add_argument("--challenge", type=Path, default=None, metavar="DIR",
+                        help="a sealed challenge instead (built and evaluated here): the file must already be on the "
+                        "public results it was evaluated against, whose dev partition fixed its configuration")
     submit.add_argument("--time-budget", type=float, default=30.0, metavar="SECONDS",
                         help="most seconds one call of the attack may take per (target, frame count, slice) "
                         "(default 30)")
@@ -504,6 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
     creveal = moves.add_parser("reveal", help="end a round: verify, then publish the secret and the manifests")
     creveal.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder")
     creveal.add_argument("--secret", type=Path, required=True, metavar="FILE", help="the round's secret")
+    cevaluate = moves.add_parser("evaluate", help="evaluate every built-in family at its configuration chosen on the "
+                                 "public dev partition; write DIR/public/leaderboard.*")
+    cevaluate.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder (its private/ must be here)")
+    cevaluate.add_argument("--dev-results", type=Path, default=Path("runs/demo/benchmark"), metavar="RESULTS_DIR",
+                           help="the public suite's results, the challenge's development set (default "
+                           "runs/demo/benchmark, from `make demo`)")
+    cevaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     cverify = moves.add_parser("verify", help="check a revealed challenge's commitments from its public folder")
     cverify.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder (or its public/)")
     challenge.set_defaults(func=_cmd_challenge)

@@ -127,7 +127,9 @@ def verify_split(
                     "incomplete and cannot be evaluated as a membership benchmark",
                 )
             )
-        if card.members_available:
+        if split.test_only:  # a sealed challenge's split: every row is a test row
+            report.checked.append("dev/test partition: none (test-only split)")
+        elif card.members_available:
             try:
                 partition = check_partition_record(card.partition, rows, f"split {split.name!r}")
             except SplitError as err:

@@ -13,7 +13,8 @@
 # Environment:
 #   OUT=DIR                 where the step JSONs, steps.tsv, section.md and gpu_check.log go
 #                           (default runs/gpu_check, or runs/gpu_check-dry-run with --dry-run)
-#   PYTHON=EXE              interpreter to use (default .venv/bin/python); never installs into it
+#   PYTHON=EXE              interpreter to use (default .venv/bin/python; no make install then,
+#                           but vidsme itself is installed into it when it lacks it, see below)
 #   VIDSME_SKIP_INSTALL=1   without .venv, use python3 as it is instead of running `make install`
 #   VIDSME_WHEELS=DIR       first install DIR/*.whl (--no-index --no-deps) into a temp folder put on
 #                           PYTHONPATH: packages the interpreter lacks (see docs/PERFORMANCE.md)
@@ -28,6 +29,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# one process per step, each a world of one: a launcher's (or a parent test's) rendezvous must not leak in
+unset RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT
 die() { echo "perf/gpu_check.sh: $*" >&2; exit 1; }
 
 DRY_RUN=0
@@ -108,10 +111,15 @@ LOG="$OUT_DIR/gpu_check.log"
 rm -f "$OUT_DIR"/features.json "$OUT_DIR"/extract.json "$OUT_DIR"/train_step.json "$OUT_DIR/section.md" "$STEPS" "$LOG"
 
 commit=$(git rev-parse HEAD 2>/dev/null || echo "${GIT_COMMIT:-unknown}")
+invocation=""  # the command as given, with the settings that change what runs
+for v in PYTHON VIDSME_SKIP_INSTALL VIDSME_WHEELS OUT; do
+  if [[ -n "${!v:-}" ]]; then invocation+="$v=${!v} "; fi
+done
+invocation+="perf/gpu_check.sh${*:+ $*}"
 dirty=$( (git status --porcelain --untracked-files=no 2>/dev/null || true) | wc -l)
 {
   printf 'meta\tstarted_utc\t%s\n' "$(date -u +'%Y-%m-%d %H:%M UTC')"
-  printf 'meta\tcommand\t%s\n' "perf/gpu_check.sh${*:+ $*}"
+  printf 'meta\tcommand\t%s\n' "$invocation"
   printf 'meta\tdry_run\t%s\n' "$DRY_RUN"
   printf 'meta\tgit_commit\t%s\n' "$commit"
   printf 'meta\tgit_dirty\t%s\n' "$dirty"
@@ -142,7 +150,8 @@ run_step() {  # NAME BUDGET CMD...: time-box CMD, log its output, add its line t
   echo "== [$name] limit ${budget} s: $cmd" | tee -a "$LOG"
   start=$(now_ms)
   set +e
-  PYTHONUNBUFFERED=1 timeout --kill-after=15 "$budget" "$@" 2>&1 | tee -a "$LOG"
+  # --preserve-status: a script that stops cleanly on SIGTERM (extract, train) exits 0 with its figures
+  PYTHONUNBUFFERED=1 timeout --preserve-status --kill-after=15 "$budget" "$@" 2>&1 | tee -a "$LOG"
   rc=${PIPESTATUS[0]}
   set -e
   ms=$(( $(now_ms) - start ))
@@ -159,12 +168,14 @@ if (( DRY_RUN )); then
        --set model.num_attention_heads=2 --set model.num_key_value_heads=1 --set model.vision_hidden_size=32
        --set model.vision_intermediate_size=64 --set model.vision_layers=1 --set model.vision_heads=2
        --set model.image_size=32 --set model.patch_size=8)
-  FEATURES_ARGS=(--positions 64 --vocab 2048 --repeats 2 --loop-tokens 64 --check-tokens 32 --bf16-check-tokens 16)
+  FEATURES_ARGS=(--positions 64 --vocab 2048 --repeats 2 --loop-tokens 64 --check-tokens 32 --bf16-check-tokens 16
+                 --alt-chunk-elements 65536)
   EXTRACT_ARGS=("${TOY[@]}" --pad-vocab 4096 --n-videos 4 --n-frames 4 --batch-size 4 --repeats 2 --threads 1)
   TRAIN_ARGS=("${TOY[@]}" --pad-vocab 4096 --build-split 12 --n-frames 4 --batch 2 --steps 1 --repeats 2)
 else
-  # 16 frames x 144 tokens x 2 views of logits at the 7B checkpoint's vocabulary
-  FEATURES_ARGS=(--vocab 152064 --repeats 3)
+  # 16 frames x 144 tokens x 2 views of logits at the 7B checkpoint's vocabulary; also timed with
+  # 2^26-entry chunks (441 rows) as context: the default 2^20 (6 rows) is launch-bound on a GPU
+  FEATURES_ARGS=(--vocab 152064 --repeats 3 --alt-chunk-elements 67108864)
   # one batch of 8 videos x 16 frames (3,137 video tokens each) through the 0.89 B model
   EXTRACT_ARGS=(--pad-vocab 152064 --n-videos 8 --n-frames 16 --batch-size 8 --repeats 3)
   # micro-batch 8 x 8 frames (about 13.6k tokens a step) of a 32-video synth-mcqa, 8 steps a repeat

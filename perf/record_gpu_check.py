@@ -97,6 +97,10 @@ def secs(t: float) -> str:
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
 
+def params(n: float) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
 def per_token(t: float) -> str:
     return f"{t * 1e6:.1f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms"
 
@@ -116,6 +120,9 @@ def summarize(fig: Figure, rec: dict) -> dict:
         shape = rec["inputs"]["logits_shape"]
         peaks = f.get("peak_memory_bytes")
         errs = max(max(f["worst_rel_error_float32"].values()), max(f["worst_rel_error_bf16"].values()))
+        alt = f.get("alt_chunk")
+        alt_text = ("" if not alt else f"; context: with chunk_elements={alt['chunk_elements']:,} token_features "
+                    f"takes {secs(alt['features_s'])}, a speed-up per token over the loop of {alt['speedup_per_token']:.1f}×")
         return {
             "value": f["speedup_per_token"],
             "peak": None if not peaks else f"features {gib(peaks['features'])}, loop {gib(peaks['loop'])}",
@@ -127,7 +134,7 @@ def summarize(fig: Figure, rec: dict) -> dict:
                         f"{per_token(f['loop_per_token_best_block_s'])} per token (best 64-token block; mean "
                         f"{per_token(f['loop_per_token_mean_s'])}, speed-up from the mean "
                         f"{f['speedup_per_token_loop_mean']:.1f}×) over {f['loop_tokens_timed']} tokens; values "
-                        f"{'OK' if f['values_ok'] else 'FAILED'} (worst relative error {errs:.1e})"),
+                        f"{'OK' if f['values_ok'] else 'FAILED'} (worst relative error {errs:.1e}){alt_text}"),
         }
     if fig.key == "extract":
         f, i = rec["figures"], rec["inputs"]
@@ -143,7 +150,7 @@ def summarize(fig: Figure, rec: dict) -> dict:
             "value": ratio["pipeline_predecoded"],
             "peak": peak,
             "peak_main": None if not peaks else peaks["pipeline_predecoded"],
-            "details": (f"{i['model']['params'] / 1e9:.2f} B parameters (vocabulary {i.get('model_vocab', '?')}), "
+            "details": (f"{params(i['model']['params'])} parameters (vocabulary {i.get('model_vocab', '?')}), "
                         f"{i['dtype']}, {i['rows']} videos × {i['n_frames']} frames ({i['video_tokens']} video "
                         f"tokens, sequences {i['sequence_tokens_min_max'][0]}–{i['sequence_tokens_min_max'][1]}), "
                         f"batch {i['batch_size']}: pipeline (pre-decoded) {secs(f['median_s']['pipeline_predecoded'])}"
@@ -162,7 +169,7 @@ def summarize(fig: Figure, rec: dict) -> dict:
         "value": ratio["pipeline"],
         "peak": None if not peaks else f"pipeline {gib(peaks['pipeline'])}, bare {gib(peaks['bare'])}",
         "peak_main": None if not peaks else peaks["pipeline"],
-        "details": (f"{model.get('params', 0) / 1e9:.2f} B parameters ({model.get('trainable', 0) / 1e9:.2f} B "
+        "details": (f"{params(model.get('params', 0))} parameters ({params(model.get('trainable', 0))} "
                     f"trainable), {i.get('precision', '?')}, ZeRO-{i.get('zero_stage', '?')}, micro-batch "
                     f"{i.get('batch', '?')}, {i.get('n_frames', '?')} frames, {rec.get('tokens_per_step', '?')} tokens "
                     f"per step: pipeline {secs(best['pipeline'])} per step ({tps.get('pipeline', 0):,.0f} tokens/s), "
@@ -182,7 +189,8 @@ def evaluate(folder: Path) -> tuple[dict[str, str], dict[str, dict], dict[str, d
         if step is None:
             results[fig.key] = {"missing": "not run"}
         elif rec is None:  # gpu_check.sh removes old JSONs first: none means the step wrote none
-            why = {124: "time limit", 137: "killed at the time limit"}.get(step["rc"], "failed")
+            why = {124: "time limit", 137: "killed at the time limit", 143: "stopped at the time limit"}.get(
+                step["rc"], "failed")
             results[fig.key] = {"missing": f"exit {step['rc']} ({why}) after {step['seconds']:.0f} s"}
         else:
             try:

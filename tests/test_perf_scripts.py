@@ -191,3 +191,23 @@ def test_record_gpu_check_refuses_what_it_cannot_use(tmp_path: Path, capsys):
     doc.write_text((ROOT / "docs" / "PERFORMANCE.md").read_text())
     assert record.main([str(run), "--doc", str(doc), "--append"]) == 1
     assert "never appended" in capsys.readouterr().err
+
+
+def test_gpu_check_refuses_without_a_gpu(tmp_path: Path):
+    """Without --dry-run and no GPU: a one-line error naming the fix, before anything is measured."""
+    import os
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the script would run the real check")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
+    proc = subprocess.run([str(ROOT / "perf" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert "no CUDA GPU visible" in proc.stderr and "--dry-run" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run([str(ROOT / "perf" / "gpu_check.sh"), "--dry"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and "unknown argument '--dry'" in proc.stderr

@@ -1,0 +1,225 @@
+"""The sealed challenge's leaderboard: `vidsme challenge evaluate DIR` and `vidsme submit FILE --challenge DIR`.
+
+A challenge (vidsme.benchmark.challenge) is test-only: its labels never leave DIR/private, so
+nothing can be tuned on it. Its development set is the public suite (`make demo`'s results):
+every method enters with the configuration the public leaderboard chose for it on the public
+dev partition —
+
+  * a built-in family at the (attack, slice, frame count, level) of its public verdict entry for
+    the target of the same name (mcqa-full, oeqa-lora, caption-projector);
+  * a submitted family at the configuration its own public submission was given there: the file
+    must be on the public results (same sha256), submitted sandboxed; it then runs in the sandbox
+    again, once, on the challenge's features at exactly those configurations.
+
+Nothing is chosen on the challenge. Results (with per-sample scores and labels) are written to
+DIR/private/results/results.json; the leaderboard to DIR/public/leaderboard.{json,md,html}.
+Scores-file submissions and --no-sandbox runs cannot enter a challenge.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vidsme import __version__
+from vidsme.atomic import write_json_atomic
+from vidsme.errors import VidsmeError
+
+RESULTS_SUBDIR = "results"
+RESULTS_FILE = "results.json"
+
+
+def _paths(out: Path):
+    from vidsme.benchmark.challenge import ChallengePaths
+
+    paths = ChallengePaths(Path(out))
+    if not (paths.private / "suite.yaml").is_file():
+        raise VidsmeError(f"{paths.private / 'suite.yaml'} not found: {out} is not a built challenge; run "
+                          "`vidsme challenge build --secret FILE --out DIR` first (on the machine that holds private/)")
+    return paths
+
+
+def _dev_verdicts(dev_results: Path) -> tuple[dict, dict[str, dict], str]:
+    """(dev results, their verdicts by target name, results.json sha256)."""
+    from vidsme.benchmark.leaderboard import load_results
+
+    results = load_results(dev_results)
+    sha = hashlib.sha256((Path(dev_results) / RESULTS_FILE).read_bytes()).hexdigest()
+    return results, {v["target"]: v for v in results["verdicts"]["targets"]}, sha
+
+
+def _selection(entry: dict, dev_results: Path, sha: str) -> dict:
+    """What a challenge row records about where its configuration was fixed."""
+    return {"on": f"public dev partition ({dev_results})", "dev_results_sha256": sha,
+            "n_candidates": entry["n_candidates"], "dev": entry["dev"], "method": entry["method"]}
+
+
+def _dev_verdict_of(verdicts: dict[str, dict], name: str, dev_results: Path) -> dict:
+    if name not in verdicts:
+        raise VidsmeError(f"the public results {dev_results} have no target {name!r} (they hold "
+                          f"{', '.join(verdicts) or 'none'}): a challenge's targets take their configurations from "
+                          "the public target of the same name; run `make demo` (or pass --dev-results)")
+    return verdicts[name]
+
+
+def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -> dict[str, Path]:
+    """Evaluate every built-in family of the public suite on a built challenge at its configuration
+    fixed on the public dev partition, with the challenge's own blind baseline; write the private
+    results and the public leaderboard. Returns the leaderboard files."""
+    from vidsme.attack.registry import get_attack
+    from vidsme.benchmark.challenge import using_splits_dir
+    from vidsme.benchmark.config import SuiteConfig
+    from vidsme.benchmark.evaluate import evaluate_level_scores, slice_inputs
+    from vidsme.benchmark.extract import World
+    from vidsme.benchmark.leaderboard import write_leaderboard
+    from vidsme.benchmark.suite import (
+        SCHEMA_VERSION,
+        Exclusions,
+        _split_rows,
+        _video_root,
+        blind_rows,
+        eval_set,
+        extract_features,
+        load_target_models,
+        metric_row,
+        scores_path,
+        target_entry,
+        write_scores_csv,
+    )
+    from vidsme.benchmark.verdicts import compute_verdicts
+    from vidsme.config import config_hash, config_to_dict, load_config
+    from vidsme.provenance import git_commit, library_versions
+
+    paths = _paths(out)
+    dev_results = Path(dev_results)
+    dev, verdicts, dev_sha = _dev_verdicts(dev_results)
+    cfg = load_config(SuiteConfig, paths.private / "suite.yaml")
+    results_dir = paths.private / RESULTS_SUBDIR
+    commit = git_commit()
+    targets, rows, attacks = [], [], {}
+    with using_splits_dir(paths.splits):
+        for t in cfg.targets:
+            verdict = _dev_verdict_of(verdicts, t.name, dev_results)
+            chosen = [e for e in verdict["entries"] if not e["blind"] and not e["submitted"]]
+            split, split_rows = _split_rows(t)
+            if not split.test_only:
+                raise VidsmeError(f"challenge split {split.name} is not test-only; rebuild the challenge")
+            video_root = _video_root(t, split)
+            samples = eval_set(split, split_rows)
+            models = load_target_models(t, cfg)
+            entry = target_entry(t, split, split_rows, samples, video_root, t.template or cfg.template, models,
+                                 Exclusions())
+            columns: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+            for n_frames in cfg.frame_counts:  # every cache is recorded: submissions may need any frame count
+                cache, _, written = extract_features(t, cfg, models, split, split_rows, video_root, n_frames,
+                                                     world=World(), progress=progress)
+                if written:
+                    print(f"note: {written} batch(es) of {t.name} at {n_frames} frames were missing from the "
+                          "challenge's cache and were extracted now")
+                entry["caches"][str(n_frames)] = str(cache.folder.resolve())
+                cached = cache.read(samples.ids)
+                for e in (e for e in chosen if e["n_frames"] == n_frames):
+                    spec = get_attack(e["attack"])
+                    attacks[spec.name] = spec.describe()
+                    view = samples.views[e["level"]]
+                    level_scores = samples.at_level(spec.score(slice_inputs(cached, e["slice"])), e["level"])
+                    ev = evaluate_level_scores(level_scores, view, "test", direction=spec.direction.value,
+                                               attack=spec.name, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                                               min_false_positives=cfg.min_false_positives)
+                    column = f"{e['slice']}/{spec.name}"
+                    row = metric_row(t.name, spec.describe(), "reproduced", e["slice"], e["level"], n_frames, "test",
+                                     ev, scores_path(t.name, n_frames, e["level"]), column, commit)
+                    row["selection"] = _selection(e, dev_results, dev_sha)
+                    rows.append(row)
+                    columns.setdefault((n_frames, e["level"]), {})[column] = level_scores
+            for (n_frames, level), cols in columns.items():
+                write_scores_csv(results_dir / scores_path(t.name, n_frames, level), samples.views[level], cols)
+            blind = blind_rows(t.name, split_rows, samples, video_root, cfg, results_dir, commit)
+            for row in blind:
+                row["selection"] = {"on": "none: the challenge split's own out-of-fold blind classifier",
+                                    "n_candidates": 1, "dev": {}, "method": "blind baseline"}
+            rows += blind
+            targets.append(entry)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": {"name": f"challenge {paths.root.name}", "config": config_to_dict(cfg), "config_hash": config_hash(cfg)},
+        "provenance": {"git_commit": commit, "vidsme": __version__, "libraries": library_versions(),
+                       "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "command": f"vidsme challenge evaluate {out} --dev-results {dev_results}", "world_size": 1,
+                       "fingerprint": None},
+        "challenge": {"test_only": True, "dev_results": str(dev_results), "dev_results_sha256": dev_sha,
+                      "dev_suite": dev["suite"].get("name")},
+        "attacks": attacks,
+        "targets": targets,
+        "rows": rows,
+        "skipped": [],
+    }
+    previous = results_dir / RESULTS_FILE
+    if previous.is_file() and json.loads(previous.read_text(encoding="utf-8")).get("submissions"):
+        print(f"note: {previous} is rewritten; its submissions are not carried over: submit them again with "
+              f"`vidsme submit FILE --challenge {out}`")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results["verdicts"] = compute_verdicts(results, results_dir)
+    write_json_atomic(results_dir / RESULTS_FILE, results)
+    return write_leaderboard(results_dir, paths.public)
+
+
+def fixed_configurations(out: Path, source_sha256: str) -> tuple[dict[str, dict[tuple, dict]], Path]:
+    """Per challenge target, the configurations a submitted file was given on the public dev partition:
+    {target: {(attack, slice, n_frames, level): selection record}}, and the challenge's results dir.
+
+    The file must be on the public results the challenge was evaluated against, with the same sha256,
+    and it must have run sandboxed there.
+    """
+    paths = _paths(out)
+    results_dir = paths.private / RESULTS_SUBDIR
+    if not (results_dir / RESULTS_FILE).is_file():
+        raise VidsmeError(f"{results_dir / RESULTS_FILE} not found: run `vidsme challenge evaluate {out}` first")
+    challenge = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8")).get("challenge") or {}
+    dev_results = Path(challenge.get("dev_results", ""))
+    dev, verdicts, sha = _dev_verdicts(dev_results)
+    mine = {name: meta for name, meta in (dev.get("attacks") or {}).items()
+            if isinstance(meta, dict) and (meta.get("submission") or {}).get("file_sha256") == source_sha256}
+    if not mine:
+        raise VidsmeError(f"this file (sha256 {source_sha256[:12]}...) is not on the public results {dev_results}: "
+                          f"a challenge entry's configuration is chosen on the public dev partition first — run "
+                          f"`vidsme submit FILE --results {dev_results}` (sandboxed), then submit it to the challenge")
+    unsandboxed = sorted(n for n, m in mine.items() if m["submission"].get("sandboxed") is not True)
+    if unsandboxed:
+        raise VidsmeError(f"{', '.join(unsandboxed)}: on the public results without the sandboxed flag (--no-sandbox "
+                          "or an older vidsme); submit it there again sandboxed, then to the challenge")
+    families = {m["family"] for m in mine.values()}
+    fixed: dict[str, dict[tuple, dict]] = {}
+    for name, verdict in verdicts.items():
+        for e in verdict["entries"]:
+            if e["method"] in families and e["attack"] in mine:
+                fixed.setdefault(name, {})[(e["attack"], e["slice"], e["n_frames"], e["level"])] = \
+                    _selection(e, dev_results, sha)
+    if not fixed:
+        raise VidsmeError(f"the public verdicts of {dev_results} hold no entry of {', '.join(sorted(families))}; "
+                          "resubmit it there")
+    return fixed, results_dir
+
+
+def submit_to_challenge(source: str, out: Path, *, time_budget_s: float, command: str | None = None,
+                        limits=None):
+    """`vidsme submit FILE --challenge DIR`: the file's public dev-chosen configurations, run sandboxed
+    once on the challenge's features; rows go to the private results, the leaderboard to public/."""
+    from vidsme.benchmark.challenge import using_splits_dir
+    from vidsme.benchmark.submit import submit_attack
+
+    path = Path(source)
+    if not path.is_file():
+        raise VidsmeError(f"{source}: a challenge takes a submitted .py file (the one already on the public results)")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    fixed, results_dir = fixed_configurations(out, sha)
+    paths = _paths(out)
+    with using_splits_dir(paths.splits):
+        return submit_attack(source, results_dir, time_budget_s=time_budget_s, command=command, sandbox=True,
+                             limits=limits, fixed=fixed, leaderboard_dir=paths.public)
+
+
+__all__ = ["evaluate_challenge", "fixed_configurations", "submit_to_challenge"]

@@ -1,0 +1,148 @@
+"""The sealed challenge's leaderboard: configurations fixed on the public dev partition, evaluated once
+on the challenge (test only), code submissions sandboxed and only after they went on the public results."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidsme.benchmark import challenge as C
+from vidsme.benchmark.challenge_board import evaluate_challenge
+from vidsme.benchmark.evaluate import EvalSet, evaluate_level_scores
+from vidsme.benchmark.sandbox import detect_isolation
+from vidsme.benchmark.suite import metric_row, scores_path, write_scores_csv
+from vidsme.benchmark.verdicts import compute_verdicts
+from vidsme.cli import main
+from vidsme.data_splits.partition import draw_partition
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "docs" / "examples" / "frame_contrast_attack.py"
+TINY = (
+    "base.model.vocab_size=400", "base.model.hidden_size=32", "base.model.intermediate_size=64",
+    "base.model.num_hidden_layers=1", "base.model.num_attention_heads=2", "base.model.num_key_value_heads=1",
+    "base.model.vision_hidden_size=32", "base.model.vision_intermediate_size=64", "base.model.vision_layers=1",
+    "base.model.vision_heads=2", "base.model.image_size=32", "base.model.patch_size=8",
+    "base.optim.epochs=1", "base.optim.micro_batch_size=4", "base.data.max_text_tokens=400",
+    "targets.data.max_text_tokens=400", "targets.optim.epochs=1", "targets.optim.micro_batch_size=2",
+    "suite.frame_counts=[4]", "suite.n_bootstrap=50",
+)
+# the public dev choices the fake public results encode: target -> (method, attack, slice, level)
+CHOICES = {
+    "mcqa-full": [("loss", "loss", "answer", "row=video"), ("vid_sme", "vid_sme_max", "video", "row=video")],
+    "oeqa-lora": [("loss", "loss", "answer", "video"), ("zlib", "zlib", "instruction", "row")],
+    "caption-projector": [("loss", "loss", "video", "row=video")],
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("challenge_board")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(ROOT)
+    C.build_challenge(root / "round.secret", root / "dir", C.ChallengeSettings(
+        size=6, pretrain_videos=16, overrides=TINY, configs=ROOT / "configs"), create_secret=True, progress=False,
+        log=lambda _line: None)
+    yield root
+    mp.undo()
+
+
+def _public_results(folder: Path, with_submission: bool = False) -> Path:
+    """A public suite's results.json with verdicts whose dev choices are CHOICES (and, optionally, the docs
+    example submitted sandboxed and chosen at the video slice, 4 frames)."""
+    rng = np.random.default_rng(0)
+    split_rows = [{"id": f"v{v:02d}", "video": f"v{v:02d}.mp4", "label": "member" if v % 2 else "nonmember"}
+                  for v in range(40)]
+    part = draw_partition(split_rows)
+    samples = EvalSet([r["id"] for r in split_rows], [r["video"] for r in split_rows],
+                      np.array([r["label"] == "member" for r in split_rows], dtype=int), part.of_rows(split_rows))
+    view = samples.views["row=video"]
+    rows, targets, attacks = [], [], {}
+    sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    for target, choices in CHOICES.items():
+        configs = [(m, a, s, lvl) for m, a, s, lvl in choices]
+        if with_submission:
+            configs.append(("frame_contrast", "frame_contrast", "video", "row=video" if target != "oeqa-lora"
+                            else "row"))
+        columns = {}
+        for method, attack, slice_name, level in configs:
+            meta = {"name": attack, "family": method, "version": 1, "source": "tests"}
+            attacks[attack] = {**meta, "direction": "higher"}
+            if method == "frame_contrast":
+                attacks[attack]["submission"] = {"kind": "reproduced", "file_sha256": sha, "sandboxed": True}
+            scores = rng.normal(size=40) + 0.5 * samples.labels
+            columns[f"{slice_name}/{attack}"] = scores
+            for p in ("dev", "test"):
+                ev = evaluate_level_scores(scores, view, p, direction="higher", attack=attack, n_bootstrap=20, seed=0)
+                row = metric_row(target, meta, "reproduced", slice_name, "row=video", 4, p, ev,
+                                 scores_path(target, 4, "row=video"), f"{slice_name}/{attack}", None)
+                row["level"] = level  # the level the fake public dev "chose" (the scores are the row=video ones)
+                rows.append(row)
+        write_scores_csv(folder / scores_path(target, 4, "row=video"), view, columns)
+        targets.append({"name": target, "partition": part.record(split_rows), "levels": ["row=video"]})
+    results = {"schema_version": 2, "suite": {"name": "public", "config": {"n_bootstrap": 20, "seed": 0}},
+               "provenance": {}, "attacks": attacks, "targets": targets, "rows": rows, "skipped": []}
+    # levels were relabelled after the fact: the verdicts read the row=video scores file either way
+    results["verdicts"] = compute_verdicts(results, folder)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def _copy(built, tmp_path: Path) -> Path:
+    out = tmp_path / "dir"
+    shutil.copytree(built / "dir", out)
+    return out
+
+
+def test_built_in_families_enter_at_their_public_dev_configuration(built, tmp_path):
+    out = _copy(built, tmp_path)
+    dev = _public_results(tmp_path / "public")
+    board = evaluate_challenge(out, dev, progress=False)
+    assert board["html"] == out / "public" / "leaderboard.html"
+    results = json.loads((out / "private" / "results" / "results.json").read_text())
+    got = {(r["target"], r["family"], r["attack"], r["slice"], r["level"], r["n_frames"])
+           for r in results["rows"] if r["kind"] != "blind"}
+    assert got == {(t, m, a, s, lvl, 4) for t, cs in CHOICES.items() for m, a, s, lvl in cs}
+    assert {r["partition"] for r in results["rows"]} == {"test"}  # nothing is chosen on the challenge
+    assert all(r["selection"]["on"].startswith("public dev partition") for r in results["rows"] if r["kind"] != "blind")
+    verdicts = {v["target"]: v for v in results["verdicts"]["targets"]}
+    assert verdicts["mcqa-full"]["partition"]["test_only"] and "Test-only" in results["verdicts"]["protocol"]
+    methods = {e["method"] for e in verdicts["oeqa-lora"]["entries"]}
+    assert methods == {"loss", "zlib", "blind baseline"}
+    # the public leaderboard carries no label, manifest or per-sample score
+    public = {p.name for p in (out / "public").rglob("*") if p.is_file()}
+    assert not any(n.endswith(".csv") or n == "manifest.jsonl" for n in public)
+    assert "test-only target" in (out / "public" / "leaderboard.md").read_text()
+
+
+def test_a_submission_must_be_on_the_public_results_sandboxed_first(built, tmp_path, capsys):
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
+    before = {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()}
+    assert main(["submit", str(EXAMPLE), "--challenge", str(out)]) == 2
+    assert "is not on the public results" in capsys.readouterr().err
+    assert main(["submit", str(EXAMPLE), "--challenge", str(out), "--no-sandbox"]) == 2
+    assert "sandboxed code only" in capsys.readouterr().err
+    assert main(["submit", "--scores", "x.csv", "--challenge", str(out)]) == 2
+    assert "sandboxed code only" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.skipif(detect_isolation() is None, reason="no sandbox (bubblewrap or user namespaces) on this machine")
+def test_a_submission_runs_once_at_its_fixed_configuration(built, tmp_path, capsys):
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True), progress=False)
+    assert main(["submit", str(EXAMPLE), "--challenge", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "leaderboard mcqa-full: frame_contrast rank" in text
+    results = json.loads((out / "private" / "results" / "results.json").read_text())
+    mine = [r for r in results["rows"] if r["attack"] == "frame_contrast"]
+    assert {(r["target"], r["slice"], r["level"], r["n_frames"], r["partition"]) for r in mine} == {
+        ("mcqa-full", "video", "row=video", 4, "test"), ("oeqa-lora", "video", "row", 4, "test"),
+        ("caption-projector", "video", "row=video", 4, "test")}
+    assert all(r["provenance"]["sandboxed"] is True and r["selection"]["method"] == "frame_contrast" for r in mine)
+    board = json.loads((out / "public" / "leaderboard.json").read_text())
+    assert any(e["method"] == "frame_contrast" for t in board["targets"] for e in t["entries"])
