@@ -31,7 +31,9 @@ from vidsme.errors import CacheFileError, VidsmeError
 from vidsme.model_files import check_safetensors, first_line, read_json_file
 
 # Bump when vidsme.attack.features or the slicing changes what a stored number means.
-FEATURES_VERSION = 3  # 2: Sharma-Mittal on the video slice only; 3: one tensor per feature per shard
+FEATURES_VERSION = 4  # 2: Sharma-Mittal on the video slice only; 3: one tensor per feature per shard;
+#                       4: the video's sequence SME also averages the position after the video (reference
+#                          parity), the reference template rstrip()s its question block
 KEY_FILE = "key.json"
 
 

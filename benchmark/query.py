@@ -13,6 +13,11 @@ Which logit positions a slice reads (positions from vidsme.prompts.encode_prompt
   instruction,
   answer       the logits that PREDICT the slice's tokens: positions s-1..e-2, target =
                the real token at s..e-1 (the usual next-token shift).
+The sequence-level Sharma-Mittal entropy of the video slice averages one distribution
+more: the reference's video slice stops one position after the last video token (its
+slice stop is -(len(last prompt chunk) - 1)), so its mean distribution also holds the
+first text position after the video, while its per-token loop reads the video positions
+only (`sequence_positions`; docs/ATTACKS.md, "Parity with the reference implementation").
 """
 from __future__ import annotations
 
@@ -80,6 +85,22 @@ def slice_positions(prompt: EncodedPrompt, slice_name: str) -> tuple[list[int], 
     if start == 0:
         raise VidsmeError(f"sample {prompt.sample_id!r}: slice {slice_name!r} starts the prompt; nothing predicts it")
     return list(range(start - 1, end - 1)), prompt.input_ids[start:end]
+
+
+def sequence_positions(prompt: EncodedPrompt, slice_name: str) -> list[int]:
+    """Logit positions whose mean distribution the sequence-level SME of a slice reads.
+
+    The video slice: its positions s..e-1 and the first position after it, e, as the
+    reference's `slice(len(first chunk), -(len(last chunk) - 1))` does. Other slices: their
+    slice_positions.
+    """
+    positions = slice_positions(prompt, slice_name)[0]
+    if slice_name != "video":
+        return positions
+    if positions[-1] + 1 >= len(prompt.input_ids):
+        raise VidsmeError(f"sample {prompt.sample_id!r}: the prompt ends with the video; Vid-SME's sequence "
+                          "score reads the position after it")
+    return positions + [positions[-1] + 1]
 
 
 def _backbone(model: torch.nn.Module) -> torch.nn.Module:
@@ -185,12 +206,17 @@ def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Seque
         positions = [pos for pos, _ in located]
         targets = None if located[0][1] is None else [t for _, t in located]
         sme = slice_name in settings.sme_slices
+        extra = 0  # trailing positions read only by the mean distribution (sequence_positions)
+        if sme:
+            extended = [sequence_positions(p, slice_name) for p in prompts]
+            extra = len(extended[0]) - len(positions[0])
+            positions = extended
         for view, hid, loaded, rows in views:
             feats, means, mask = features_at(loaded.model, hid[rows], positions, targets, q_t if sme else None,
                                              r_t if sme else None, mean_probs=sme)
             seq = sequence_sharma_mittal(means.double(), q_t, r_t) if means is not None else None
             for i in range(n):
-                length = int(mask[i].sum())
+                length = int(mask[i].sum()) - extra  # token features: the slice's own positions
                 bucket = token[i].setdefault(slice_name, {})
                 for name, value in feats.items():
                     bucket[f"{view}.{name}"] = value[i, :length].clone()

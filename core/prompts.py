@@ -82,7 +82,8 @@ def _reference(row: dict) -> list[Segment]:
         Segment("text", f"<|im_start|>system\n{REFERENCE_SYSTEM}<|im_end|>\n<|im_start|>user\n"),
         Segment("video"),
         Segment("text", "\n"),
-        Segment("instruction", instruction_text(row) + "\nOnly give the best option."),
+        # rstrip(): the reference strips its question block, e.g. a last option's trailing spaces
+        Segment("instruction", instruction_text(row).rstrip() + "\nOnly give the best option."),
         Segment("text", "|im_end|>\n<|im_start|>assistant\nBest Option: "),  # the reference's typo, kept
         Segment("answer", answer_text(row)),
         Segment("text", "<|im_end|>"),

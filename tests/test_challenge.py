@@ -274,7 +274,8 @@ def test_the_splits_work_with_the_existing_loaders_and_are_test_only(built, monk
         assert split.card.drawn["seed"] == C.derive_seed(secret, f"member-draw:{t.split}")
         assert all(r["video"].startswith(f"{t.split}/") for r in rows)
         report = verify_split(split, built["dir"] / "private" / "videos", progress=False)
-        assert [p.check for p in report.problems] == ["partition"]  # test-only: no dev/test partition
+        assert report.ok and "dev/test partition: none (test-only split)" in report.checked
+        assert split.test_only and split.sides(rows) == ["test"] * len(rows)
         with pytest.raises(SplitError):
             split.partition()
     assert load_split("challenge-pretrain").is_pool
