@@ -13,6 +13,7 @@ PACKAGES = {
     "vidsme.train": "train",
     "vidsme.benchmark": "benchmark",
     "vidsme.data_splits": "data_splits",
+    "vidsme.study": "study",
 }
 
 setup(

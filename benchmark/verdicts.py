@@ -113,6 +113,32 @@ def select_on_dev(candidates: Sequence[dict], metric: str) -> dict:
                                           *_frames_key(r)))
 
 
+def dev_selected(rows: Sequence[dict], metric: str = "auc") -> tuple[dict, dict, int]:
+    """(dev row chosen, its test twin, number of dev candidates) among `rows`, one method's candidates
+    of one target on both partitions, by `select_on_dev` (used by vidsme.study on subsets of a family,
+    or across families, e.g. every non-Vid-SME attack on the video slice)."""
+    dev = [r for r in rows if r.get("partition") == PARTITION_SELECT]
+    chosen = select_on_dev(dev, metric)
+    ident = (chosen["target"], chosen["attack"], chosen["slice"], chosen["level"], chosen["n_frames"])
+    test = [r for r in rows if r.get("partition") == PARTITION_REPORT and
+            (r["target"], r["attack"], r["slice"], r["level"], r["n_frames"]) == ident]
+    if len(test) != 1:
+        raise VidsmeError(f"target {chosen['target']!r}: {len(test)} test rows for the dev-selected configuration "
+                          f"{ident[1:]}; rerun `vidsme benchmark SUITE`")
+    return chosen, test[0], len(dev)
+
+
+def paired_test_difference(a: dict, b: dict, results_dir: Path, *, n_bootstrap: int, seed: int,
+                           metric: str = "auc") -> dict:
+    """{value, ci_low, ci_high} of test-row `a` minus test-row `b` (same target) in `metric`, by the
+    paired bootstrap of the verdicts (the same resampled test videos, from the scores CSVs under
+    `results_dir`, with the suite's `n_bootstrap` and `seed`)."""
+    tables = _ScoreTables(results_dir)
+    diff = paired_difference(_replicates(a, tables, n_bootstrap, seed), _replicates(b, tables, n_bootstrap, seed),
+                             metric, CONFIDENCE)
+    return _metric(diff)
+
+
 # ----------------------------------------------------------------------------- scores files
 class _ScoreTables:
     """Per-sample scores CSVs of a results directory, each read once."""
@@ -322,4 +348,5 @@ def compute_verdicts(results: dict, results_dir: Path) -> dict:
 
 
 __all__ = ["BLIND_METHOD", "METRIC_LABELS", "NOT_ABOVE_BLIND", "PRIMARY_METRICS", "PROTOCOL", "band_label", "compute_verdicts",
-           "method_of", "rank_bands", "resolve_primary", "select_on_dev", "target_verdict"]
+           "dev_selected", "method_of", "paired_test_difference", "rank_bands", "resolve_primary", "select_on_dev",
+           "target_verdict"]

@@ -345,6 +345,36 @@ def _cmd_challenge(args: argparse.Namespace) -> int:
     return 0
 
 
+STUDY_EPILOG = """examples:
+  vidsme study video-signal configs/studies/video_signal.yaml               # the whole grid (docs/FINDINGS.md)
+  vidsme study video-signal configs/studies/video_signal.yaml --size tiny   # the toy grid CI runs (about 30 s)
+  vidsme study video-signal configs/studies/video_signal.yaml only=[center,lora] n_bootstrap=200
+  vidsme study video-signal configs/studies/video_signal.yaml output_dir=runs/study/results  # not docs/findings
+  vidsme study video-signal configs/studies/video_signal.yaml --report-only # table + figure from the cell files
+A cell whose <output_dir>/<cell>.json holds the current settings hash is skipped; a killed run
+resumes (training from its last checkpoint, extraction from its last batch, then the evaluation).
+"""
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from vidsme.study.config import load_study
+    from vidsme.study.video_signal import report, run_study
+
+    cfg = load_study(args.config, args.overrides, size=args.size)
+    where = f"{args.config}" + (f" (--size {args.size})" if args.size else "")
+    if args.report_only:
+        written = report(cfg)
+    else:
+        run = run_study(cfg, where=where, progress=not args.quiet)
+        print(f"study {cfg.name}: {len(run.computed)} cell(s) computed, {len(run.reused)} reused, "
+              f"{run.seconds / 60:.1f} min wall-clock")
+        written = run.written
+    for what, path in written.items():
+        print(f"{what}: {path}")
+    print(f"cells: {cfg.output_dir}/<cell>.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `vidsme` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -544,6 +574,28 @@ def build_parser() -> argparse.ArgumentParser:
     cverify = moves.add_parser("verify", help="check a revealed challenge's commitments from its public folder")
     cverify.add_argument("dir", type=Path, metavar="DIR", help="the challenge folder (or its public/)")
     challenge.set_defaults(func=_cmd_challenge)
+
+    study = sub.add_parser(
+        "study",
+        help="train and benchmark a grid of targets that answers one question; write a table and a figure",
+        description="Studies over trained targets. video-signal: where does the video-slice membership signal "
+        "live (capacity, strategy, epochs, frames, content; docs/FINDINGS.md).",
+        epilog=STUDY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    studies = study.add_subparsers(dest="study", metavar="STUDY", required=True)
+    signal = studies.add_parser("video-signal", help="the video-signal study (issue 12): cells cached, resumable",
+                                epilog=STUDY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    signal.add_argument("config", type=Path, metavar="CONFIG", help="study YAML (its header says how to launch it)")
+    signal.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="e.g. only=[center,lora] n_bootstrap=200 center.epochs=20")
+    signal.add_argument("--size", default=None, metavar="NAME",
+                        help="apply the config's `sizes.NAME` preset first (tiny: the toy grid CI runs); put key=value "
+                        "overrides before the flags")
+    signal.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite table.md and figure.png from the current cell files")
+    signal.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.set_defaults(func=_cmd_study)
     return parser
 
 

@@ -18,7 +18,8 @@ Pools (disjoint videos: each pool hashes its own namespace):
 A sealed challenge (benchmark/challenge.py) uses the same four pools under the names
 challenge-mcqa, -oeqa, -caption, -pretrain (CHALLENGE_POOLS): same tasks and title slots,
 their own namespaces, a secret-derived seed, and `select_videos(..., skip=...)` leaving
-out any scene whose text collides with a public one.
+out any scene whose text collides with a public one. The video-signal study (vidsme.study)
+uses STUDY_POOLS: synth-mcqa's scenes, asking only temporal or only static questions.
 
 Reversal. Most questions are about order and direction, so reversing the frames changes
 their answer. `reverse_spec(spec)` is the exact time-reverse of a scene (appear <->
@@ -53,6 +54,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "POOLS",
     "ROW_KEYS",
+    "STUDY_POOLS",
     "ObjectSpec",
     "PoolSpec",
     "VideoSpec",
@@ -80,6 +82,11 @@ class PoolSpec:
         rows_per_video: rows generated per video.
         namespace: hashed with (seed, index) to seed each video: pools never share a video.
         title_slot: residue of every title number modulo 4, so titles never repeat across pools.
+        questions: which QA questions are drawn: "mixed" (about 80% whose answer reversal
+            changes, the public pools), "temporal" (only those, where the scene has any) or
+            "static" (only those whose answer reversal keeps, where the scene has any).
+        video_folder: folder of its videos under the video root ("": the pool's name); pools
+            with the same namespace and folder share their video files.
     """
 
     name: str
@@ -88,6 +95,8 @@ class PoolSpec:
     rows_per_video: int
     namespace: str
     title_slot: int
+    questions: str = "mixed"
+    video_folder: str = ""
 
 
 # Split pools hold 160-200 videos: with fewer, the blind audit's AUC on an i.i.d. split
@@ -109,6 +118,16 @@ POOLS: dict[str, PoolSpec] = {
 CHALLENGE_POOLS: dict[str, PoolSpec] = {
     name: replace(p, name=name, namespace=name)
     for p in POOLS.values() for name in (p.name.replace("synth-", "challenge-", 1),)
+}
+
+#: The video-signal study's pools (vidsme.study): synth-mcqa's scenes (its namespace and title
+#: slot, so the same videos and titles) asking only temporal or only static questions. Both
+#: keep their videos in one folder, study-mcqa/: the two content levels share the video files
+#: (and so the member draw and dev/test partition) and differ only in what the answers depend on.
+STUDY_POOLS: dict[str, PoolSpec] = {
+    f"study-mcqa-{mode}": replace(POOLS["synth-mcqa"], name=f"study-mcqa-{mode}", questions=mode,
+                                  video_folder="study-mcqa")
+    for mode in ("temporal", "static")
 }
 
 #: Keys of every row, in this order.
@@ -208,6 +227,8 @@ _CAPTION_PROMPTS = (
 def _pool(pool: str) -> PoolSpec:
     if pool in CHALLENGE_POOLS:
         return CHALLENGE_POOLS[pool]
+    if pool in STUDY_POOLS:
+        return STUDY_POOLS[pool]
     if pool not in POOLS:
         raise UnknownNameError(
             f"unknown synthetic pool {pool!r}.{did_you_mean(pool, POOLS)} Known pools: {', '.join(POOLS)}."
@@ -876,7 +897,8 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     Question choice and candidates come from a stream seeded by (seed, pool, index) and
     from what is invariant under reversal, so `rows_for_video(reverse_spec(spec))` asks
     the same questions and its answers are this video's `reversed_answer`s. About 80% of
-    questions are picked among those whose answer reversal changes (when there are any).
+    questions are picked among those whose answer reversal changes (when there are any);
+    a pool whose `questions` is "temporal" or "static" picks only one kind (STUDY_POOLS).
     """
     pool = spec.pool if pool is None else pool
     if pool != spec.pool:
@@ -884,7 +906,7 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     p = _pool(pool)
     rev = reverse_spec(spec)
     rng = _rng(spec.seed, p.namespace, spec.index, "rows")
-    common = {"video": f"{pool}/{spec.video_id}.mp4", "source": pool, "video_sha256": None}
+    common = {"video": f"{p.video_folder or pool}/{spec.video_id}.mp4", "source": pool, "video_sha256": None}
     prefix = f"{pool}/{spec.video_id}"
     rows: list[dict] = []
     if p.task in ("caption", "pretrain"):
@@ -904,7 +926,9 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     invariant = [key for key in keys if qs[key].short == qr[key].short]
     chosen = []
     for _ in range(n_questions):
-        if sensitive and invariant:
+        if p.questions != "mixed":  # a study pool: one kind only (the other where the scene has none)
+            group = (sensitive or invariant) if p.questions == "temporal" else (invariant or sensitive)
+        elif sensitive and invariant:
             group = sensitive if rng.random() < 0.8 else invariant
         else:
             group = sensitive or invariant

@@ -1,0 +1,74 @@
+"""The study's data: one split per content level and the bases' pretraining pool, in the study's own
+splits folder (VIDSME_SPLITS_DIR = <work_dir>/splits) and video folder (<work_dir>/videos).
+
+Both content splits come from the same scenes (synth-mcqa's namespace, STUDY_POOLS in
+data_splits/synthetic.py) with the same member draw and dev/test partition (same seed, same
+sorted video ids): "temporal" asks about order and direction (reversing the frames changes the
+answer), "static" about what reversal keeps (shapes, counts, symmetric events). A rebuild with
+the same settings finds every video and manifest up to date and writes nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidsme.data_splits.registry import Split
+
+PRETRAIN_POOL = "synth-pretrain"
+
+
+def content_split(content: str) -> str:
+    """The split name of a content level ("temporal" | "static")."""
+    return f"study-mcqa-{content}"
+
+
+def build_content_split(content: str, video_root: Path, n_videos: int, seed: int, *,
+                        progress: bool = True) -> tuple[Split, bool]:
+    """Build (or find up to date) the split of one content level in the current splits folder;
+    returns (split, rebuilt). Videos are drawn i.i.d. half members, then halved into dev/test."""
+    from vidsme import __version__
+    from vidsme.data_splits.build import manifest_rows, split_state
+    from vidsme.data_splits.create import _draw_members
+    from vidsme.data_splits.manifest import write_split
+    from vidsme.data_splits.registry import load_split, splits_dir
+    from vidsme.data_splits.synthetic import GENERATOR_VERSION, STUDY_POOLS, generate_pool
+
+    name = content_split(content)
+    pool = STUDY_POOLS[name]
+    video_root = Path(video_root)
+    source = {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION, "pool": name,
+              "questions": pool.questions, "seed": seed, "n_videos": n_videos,
+              "video_root": str(video_root.resolve())}
+    state = split_state(name, source, video_root, seed)
+    if state == "fresh":
+        return load_split(name), False
+    rows, notes = manifest_rows(generate_pool(name, video_root, n_videos=n_videos, seed=seed, progress=progress))
+    _draw_members(rows, 0.5, seed)
+    write_split(splits_dir() / name, rows, partition_seed=seed, name=name, kind="split", version=1,
+                description=f"Video-signal study: synth-mcqa's scenes with {content} questions only "
+                f"(vidsme {__version__}).",
+                drawn={"method": "iid_by_video", "member_fraction": 0.5, "seed": seed}, source=source, notes=notes)
+    return load_split(name), True
+
+
+def build_study_data(contents: list[str], video_root: Path, *, split_videos: int, pretrain_videos: int, seed: int,
+                     progress: bool = True) -> dict[str, dict]:
+    """Build every content split the selected cells need, and the pretraining pool; returns per split
+    {name, counts, manifest_sha256, notes, rebuilt} for the records. Call inside `using_splits_dir`."""
+    from vidsme.data_splits.build import build_synthetic_split
+
+    built: dict[str, dict] = {}
+    for content in sorted(set(contents)):
+        split, rebuilt = build_content_split(content, video_root, split_videos, seed, progress=progress)
+        built[content] = _record(split, rebuilt)
+    pool, rebuilt = build_synthetic_split(PRETRAIN_POOL, video_root, seed=seed, n_videos=pretrain_videos,
+                                          progress=progress)
+    built["pretrain"] = _record(pool, rebuilt)
+    return built
+
+
+def _record(split: Split, rebuilt: bool) -> dict:
+    return {"name": split.name, "counts": split.card.counts, "manifest_sha256": split.card.manifest_sha256,
+            "notes": list(split.card.notes), "rebuilt": rebuilt}
+
+
+__all__ = ["PRETRAIN_POOL", "build_content_split", "build_study_data", "content_split"]
