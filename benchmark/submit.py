@@ -1,7 +1,7 @@
-"""`vidsme submit`: add an attack to a finished benchmark's leaderboard, from code or from a scores file.
+"""`vidsme submit FILE`: add attack code to a finished benchmark's leaderboard.
 
-Code submissions (`submit_attack`): a .py file, a module path or an installed entry-point name
-(group `vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.sandbox): one
+The source is a .py file, a module path or an installed entry-point name (group
+`vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.sandbox): one
 child process that sees the Python environment, a copy of the file and the features the
 attacks declared (rows shuffled, sample ids opaque), and reports back only declarations and
 score vectors, which are validated here; this process never imports the file. With
@@ -24,30 +24,21 @@ and everything it adds is marked "sandboxed": false. The attacks it registers wi
 Only then is it evaluated — from the caches, no model runs — with the suite's own
 evaluation (same metrics, bootstrap replicates and seed), its per-sample scores written to
 scores/<target>/submissions/<attack>-f<n>-<level>.csv, its rows (kind "reproduced") added to
-results.json and the leaderboard regenerated. Submitting again under the same name replaces
-the earlier rows when the submitted file changed (sha256), and otherwise changes nothing.
+results.json and the leaderboard regenerated (submission.commit_results: all or nothing).
+Submitting again under the same name replaces the earlier rows when the submitted file changed
+(sha256), and otherwise changes nothing. In-process, the registry is restored afterwards either
+way, so nothing a submission imported stays registered in the calling process.
 
-Scores-file submissions (`submit_scores_file`): a CSV `sample_id,score` for one suite target,
-checked to hold exactly the target's evaluated ids (the split manifest minus the excluded
-rows), once each, with finite scores; scored with the same metrics; kind "scores_file".
-
-A refused submission raises `SubmissionRefused` (which check, and why) and leaves
-results.json, the scores and the leaderboard files untouched: everything is validated and
-computed first, written last (each file atomically, rolled back if a later write fails).
-In-process, the registry is restored afterwards either way, so nothing a submission imported
-stays registered in the calling process.
+Scores files computed elsewhere: submit_scores.py.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import hashlib
 import importlib
 import importlib.metadata
 import math
-import os
-import re
 import secrets
 import sys
 import time
@@ -59,7 +50,6 @@ from pathlib import Path
 import numpy as np
 
 from vidsme import __version__
-from vidsme.atomic import write_bytes_atomic, write_json_atomic
 from vidsme.attack import registry
 from vidsme.attack.direction import Direction
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
@@ -67,62 +57,32 @@ from vidsme.attack.isolated import COPIES, classify_import_error, decode_scores,
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
 from vidsme.benchmark import sandbox as sandboxing
 from vidsme.benchmark.cache import FeatureCache
-from vidsme.benchmark.evaluate import (
-    LEVELS,
-    ROW_IS_VIDEO,
-    EvalSet,
-    LevelView,
-    evaluate_level_scores,
-    evaluate_slice,
-    slice_inputs,
+from vidsme.benchmark.evaluate import LevelView, evaluate_slice, slice_inputs
+from vidsme.benchmark.leaderboard import load_results
+from vidsme.benchmark.submission import (
+    SUBMISSIONS_DIR,
+    SubmissionRefused,
+    SubmissionResult,
+    check_name,
+    commit_results,
+    evaluated_samples,
+    ids_preview,
+    is_submission_file,
+    read_results_bytes,
+    utc_now,
+    verdicts_of,
 )
-from vidsme.benchmark.leaderboard import load_results, write_leaderboard
-from vidsme.benchmark.suite import RESULTS_FILE, metric_row, write_scores_csv
-from vidsme.benchmark.verdicts import compute_verdicts
-from vidsme.data_splits.partition import PARTITIONS
+from vidsme.benchmark.suite import metric_row
 from vidsme.errors import InvalidScoresError, MissingFeatureError, VidsmeError
-from vidsme.names import did_you_mean
-from vidsme.provenance import git_commit, ids_sha256
+from vidsme.provenance import git_commit
 
 DEFAULT_TIME_BUDGET_S = 30.0
 CODE_CHECKS: tuple[str, ...] = ("sandbox", "import", "declaration", "name", "features", "scores", "determinism",
                                 "time budget")
-SCORES_FILE_CHECKS: tuple[str, ...] = ("format", "target", "name", "ids", "finite")
-SUBMISSIONS_DIR = "submissions"
-LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
-# attack names become file names: no separators, no leading dot
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 _USER_MODULES = "vidsme_user_attacks."  # where load_attack_source imports .py files
 _BUILTIN_MODULES = "vidsme.attack.attacks."
-_IDS_SHOWN = 5
 MAX_ATTACKS = 256  # per code submission: bounds the sandbox's CPU-time limit
 _WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
-
-
-class SubmissionRefused(VidsmeError):
-    """A submission that failed a check; nothing was written."""
-
-    def __init__(self, check: str, why: str) -> None:
-        self.check, self.why = check, why
-        super().__init__(f"submission refused: the {check!r} check failed: {why}")
-
-
-@dataclass
-class SubmissionResult:
-    """What a submission did."""
-
-    status: str  # "added" | "replaced" | "unchanged"
-    attacks: list[str]
-    message: str
-    rows: list[dict] = field(default_factory=list)
-    leaderboard: dict[str, Path] = field(default_factory=dict)
-    verdicts: list[dict] = field(default_factory=list)  # the submitted methods' leaderboard entries, per target
-    sandboxed: bool = True  # False: ran in this process (--no-sandbox); kept off challenge leaderboards
-
-
-def _ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(str(i) for i in list(ids)[:_IDS_SHOWN])
-    return shown + (f", ... ({len(ids)} in all)" if len(ids) > _IDS_SHOWN else "")
 
 
 def _last_line(err: BaseException) -> str:
@@ -135,44 +95,6 @@ def _one_line(text: object, limit: int = _WHY_CHARS) -> str:
     """Untrusted text (from the sandbox) as one line of at most `limit` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ----------------------------------------------------------------------------- the benchmark's samples
-def evaluated_samples(entry: dict) -> EvalSet:
-    """The rows the benchmark evaluated for one results.json target — the split manifest minus
-    the target's excluded rows — with their dev/test sides, checked against the manifest
-    sha256, the ids' sha256 and the partition the benchmark recorded."""
-    from vidsme.data_splits.manifest import file_sha256
-    from vidsme.data_splits.registry import load_split
-
-    name, info = entry["name"], entry.get("split") or {}
-    rerun = "restore that split version, or rerun `vidsme benchmark SUITE`"
-    split = load_split(str(info.get("name")))
-    sha = file_sha256(split.manifest_path)
-    if sha != info.get("manifest_sha256") or split.card.version != info.get("version"):
-        raise VidsmeError(f"target {name!r}: split {split.name!r} on disk (version {split.card.version}, manifest "
-                          f"sha256 {sha[:12]}...) is not the one the benchmark evaluated (version {info.get('version')}, "
-                          f"sha256 {str(info.get('manifest_sha256'))[:12]}...); {rerun}")
-    excluded = set((entry.get("excluded") or {}).get("rows", []))
-    rows = [r for r in split.rows() if r["id"] not in excluded]
-    ids = [r["id"] for r in rows]
-    expected = entry.get("evaluated_ids_sha256")
-    if expected is None or ids_sha256(ids) != expected:
-        raise VidsmeError(f"target {name!r}: the split's rows minus the excluded ones do not give the ids the "
-                          f"benchmark evaluated (evaluated_ids_sha256 {'missing' if expected is None else 'differs'}); "
-                          f"{rerun}")
-    recorded = entry.get("partition") or {}
-    if split.test_only != bool(recorded.get("test_only")):
-        raise VidsmeError(f"target {name!r}: the split is {'' if split.test_only else 'not '}test-only, the benchmark "
-                          f"recorded otherwise; {rerun}")
-    if not split.test_only:
-        now = split.partition().record(rows)
-        if any(recorded.get(k) != now[k] for k in ("version", "seed", *PARTITIONS)):
-            raise VidsmeError(f"target {name!r}: the split's dev/test partition is not the one the benchmark used; "
-                              f"{rerun}")
-    return EvalSet(ids=ids, videos=[r["video"] for r in rows],
-                   labels=np.array([r["label"] == "member" for r in rows], dtype=int),
-                   partitions=split.sides(rows))
 
 
 def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
@@ -465,26 +387,6 @@ def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandbo
     return _declared_specs(message.get("attacks"))
 
 
-def _check_name(name: str, results: dict, kind: str) -> dict | None:
-    """Refuse unsafe names and clashes with the suite's attacks; the earlier submission's record, if any."""
-    if not NAME_PATTERN.match(name):
-        raise SubmissionRefused("name", f"attack name {name!r} must be 1-100 letters, digits or _ . + - "
-                                        "(starting with a letter or digit): it names files")
-    previous = (results.get("attacks") or {}).get(name)
-    if previous is None:
-        if any(r.get("attack") == name for r in results["rows"]):
-            raise SubmissionRefused("name", f"attack name {name!r} already has rows in results.json; choose another")
-        return None
-    submission = previous.get("submission") if isinstance(previous, dict) else None
-    if not isinstance(submission, dict):
-        raise SubmissionRefused("name", f"attack name {name!r} clashes with the suite's attack {name!r} "
-                                        f"(source {previous.get('source')!r}); rename yours")
-    if submission.get("kind") != kind:
-        raise SubmissionRefused("name", f"attack name {name!r} is already on the leaderboard as a "
-                                        f"{submission.get('kind')} submission; choose another name")
-    return previous
-
-
 def _check_families(metas: dict[str, dict], results: dict) -> None:
     """A submitted family is a method of its own on the leaderboard, chosen among its own variants:
     it must not share a name with a built-in family or another submission's family."""
@@ -543,7 +445,7 @@ def _non_finite(first: np.ndarray, ids: Sequence[str], unit: str, name: str) -> 
     if bad.any():
         nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
         inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]
-        parts = ([f"NaN for {_ids(nan)}"] if nan else []) + ([f"inf for {_ids(inf)}"] if inf else [])
+        parts = ([f"NaN for {ids_preview(nan)}"] if nan else []) + ([f"inf for {ids_preview(inf)}"] if inf else [])
         raise SubmissionRefused("scores", f"{unit}: {int(bad.sum())} of {len(first)} scores of attack {name!r} "
                                           f"are not finite ({'; '.join(parts)}); every sample needs a finite score")
 
@@ -584,7 +486,7 @@ def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_fr
     if first.tobytes() != second.tobytes():
         differ = np.flatnonzero(first != second)
         raise SubmissionRefused("determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
-                                               f"{len(first)} samples ({_ids([ids[i] for i in differ])}; largest "
+                                               f"{len(first)} samples ({ids_preview([ids[i] for i in differ])}; largest "
                                                f"difference {float(np.max(np.abs(first - second))):.3g}); scores must "
                                                "be bit-identical on a rerun (seed any randomness, avoid "
                                                "order-dependent parallel reductions)")
@@ -647,7 +549,7 @@ class _Sandboxed:
                     differ = np.flatnonzero(first != second)
                     raise SubmissionRefused(
                         "determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
-                                       f"{len(first)} samples ({_ids([ids[i] for i in differ])}; largest difference "
+                                       f"{len(first)} samples ({ids_preview([ids[i] for i in differ])}; largest difference "
                                        f"{float(np.nanmax(np.abs(first - second))):.3g}); scores must be bit-identical "
                                        "on a rerun with the samples in another order (seed any randomness, let no "
                                        "sample's score depend on the order of the others, avoid order-dependent "
@@ -812,7 +714,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     if not (limits.memory_bytes > 0 and math.isfinite(limits.memory_bytes)):
         raise VidsmeError(f"--memory-limit must be a positive number of GiB, got {limits.memory_bytes / sandboxing.GIB}")
     results_dir = Path(results_dir)
-    original = _read_results_bytes(results_dir)
+    original = read_results_bytes(results_dir)
     results = load_results(results_dir)
     try:
         list_attacks()  # built-ins and installed plugins, before the snapshot
@@ -851,7 +753,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
                                                        "(and equation) it implements, or describe it if it is new")
         metas = {s.name: _meta(s, src, commit, sandbox) for s in specs}
         _check_families(metas, results)
-        previous = {s.name: _check_name(s.name, results, "reproduced") for s in specs}
+        previous = {s.name: check_name(s.name, results, "reproduced") for s in specs}
         names = sorted(metas)
         # the same file again changes nothing, unless it ran unsandboxed before and now runs sandboxed
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
@@ -873,268 +775,13 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
         "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
-        "status": "replaced" if replaced else "added", "created": _now(), "command": command}]
-    stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and _ours(r.get("scores_file"))]
-    board = _commit(results_dir, original, new, pending.csvs, stale, leaderboard_dir)
+        "status": "replaced" if replaced else "added", "created": utc_now(), "command": command}]
+    stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and is_submission_file(r.get("scores_file"))]
+    board = commit_results(results_dir, original, new, pending.csvs, stale, leaderboard_dir)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
-                            pending.rows, board, _verdicts_of(new, {m["family"] for m in metas.values()}), sandbox)
+                            pending.rows, board, verdicts_of(new, {m["family"] for m in metas.values()}), sandbox)
 
 
-# ----------------------------------------------------------------------------- scores-file submissions
-def _read_scores_csv(path: Path) -> tuple[list[str], list[str]]:
-    """(ids, raw score strings) of a `sample_id,score` CSV; "format" refusals name the line."""
-    import csv
-
-    if not path.is_file():
-        raise SubmissionRefused("format", f"scores file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise SubmissionRefused("format", f"{path} is not UTF-8 text ({err})") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise SubmissionRefused("format", f"{path} is empty; expected a header line `sample_id,score`")
-    header = [h.strip() for h in rows[0]]
-    if "sample_id" not in header or "score" not in header:
-        raise SubmissionRefused("format", f"{path}: the header {rows[0]} must name the columns sample_id and score")
-    i_id, i_score = header.index("sample_id"), header.index("score")
-    ids, scores = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) <= max(i_id, i_score):
-            raise SubmissionRefused("format", f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-        ids.append(row[i_id].strip())
-        scores.append(row[i_score].strip())
-    if not ids:
-        raise SubmissionRefused("format", f"{path} has a header but no scores")
-    return ids, scores
-
-
-def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, attack_name: str, direction: str,
-                       level: str = "row", slice_name: str = "answer", n_frames: int | None = None,
-                       citation: str = "", command: str | None = None) -> SubmissionResult:
-    """Add per-sample scores computed elsewhere (CSV `sample_id,score`) for one suite target, kind "scores_file".
-
-    At level "row" the ids are the split's sample ids; at level "video" they are the videos (the
-    manifest's video paths). Raises SubmissionRefused (nothing written) when a check fails.
-    """
-    scores_file, results_dir = Path(scores_file), Path(results_dir)
-    original = _read_results_bytes(results_dir)
-    results = load_results(results_dir)
-    if direction not in ("higher", "lower"):
-        raise SubmissionRefused("format", f"--direction must be 'higher' or 'lower' (which raw score means member), "
-                                          f"got {direction!r}")
-    if level not in LEVELS:
-        raise SubmissionRefused("format", f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
-    if slice_name not in SLICES:
-        raise SubmissionRefused("format", f"--slice must be one of {', '.join(SLICES)}, got {slice_name!r}"
-                                          f"{did_you_mean(slice_name, SLICES)}")
-    if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
-        raise SubmissionRefused("format", f"--n-frames must be a positive integer, got {n_frames!r}")
-    ids, raw = _read_scores_csv(scores_file)
-    entries = {t["name"]: t for t in results["targets"]}
-    if target not in entries:
-        raise SubmissionRefused("target", f"unknown target {target!r}.{did_you_mean(target, entries)} The suite's "
-                                          f"targets: {', '.join(entries)}")
-    registered = {s.name: s for s in list_attacks()}
-    if attack_name in registered:
-        raise SubmissionRefused("name", f"attack name {attack_name!r} clashes with the registered attack of that "
-                                        f"name ({registered[attack_name].source}); choose another")
-    previous = _check_name(attack_name, results, "scores_file")
-    if previous is not None and previous.get("direction") != direction:
-        raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
-                                        "use the same direction or another name")
-    samples = evaluated_samples(entries[target])
-    if ROW_IS_VIDEO in samples.levels:  # one row per video: both levels are the same numbers
-        if level == "video":  # the ids given are videos: name them by their one row
-            by_video = dict(zip(samples.videos, samples.ids))
-            ids = [by_video.get(i, i) for i in ids]
-        level = ROW_IS_VIDEO
-    view = samples.views[level]
-    expected = view.ids
-    seen: set[str] = set()
-    dupes: set[str] = set()
-    for i in ids:
-        (dupes if i in seen else seen).add(i)
-    if dupes:
-        raise SubmissionRefused("ids", f"{scores_file}: duplicate sample ids: {_ids(sorted(dupes))}; give each id "
-                                       "once")
-    known = set(expected)
-    unknown = [i for i in ids if i not in known]
-    what = "videos" if level == "video" else "sample ids"
-    if unknown:
-        raise SubmissionRefused("ids", f"{scores_file}: {len(unknown)} unknown {what} (not evaluated for target "
-                                       f"{target!r}): {_ids(unknown)}")
-    missing = [i for i in expected if i not in seen]
-    if missing:
-        raise SubmissionRefused("ids", f"{scores_file}: {len(missing)} of the {len(expected)} evaluated {what} of "
-                                       f"target {target!r} are missing: {_ids(missing)}; score every one")
-    by_id = dict(zip(ids, raw))
-    values = []
-    for i in expected:
-        try:
-            values.append(float(by_id[i]))
-        except ValueError:
-            raise SubmissionRefused("format", f"{scores_file}: score {by_id[i]!r} of {i!r} is not a number") from None
-    scores = np.array(values, dtype=np.float64)
-    bad = [expected[i] for i in np.flatnonzero(~np.isfinite(scores))]
-    if bad:
-        raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
-                                          f"{_ids(bad)}")
-    sha = _file_sha256(scores_file)
-    rel = (f"scores/{target}/{SUBMISSIONS_DIR}/{attack_name}-scores-{slice_name}-{level}"
-           + (f"-f{n_frames}" if n_frames is not None else "") + ".csv")
-    ident = (target, attack_name, slice_name, level, n_frames)
-    old = [r for r in results["rows"] if (r["target"], r["attack"], r["slice"], r["level"], r["n_frames"]) == ident]
-    if old and all((r.get("provenance") or {}).get("file_sha256") == sha for r in old):
-        return SubmissionResult("unchanged", [attack_name], f"{attack_name} ({target}, {slice_name}, {level}): "
-                                                            "already on the leaderboard (same file sha256); nothing "
-                                                            "changed")
-    config = results["suite"].get("config") or {}
-    evaluations = {part: evaluate_level_scores(scores, view, part, direction=direction, attack=attack_name,
-                                               n_bootstrap=int(config.get("n_bootstrap", 1000)),
-                                               seed=int(config.get("seed", 0)),
-                                               min_false_positives=int(config.get("min_false_positives", 10)))
-                   for part in samples.sides}
-    commit = git_commit()
-    # a scores file is a method of its own: its family is its name
-    meta = {"name": attack_name, "family": attack_name, "version": 1, "source": scores_file.as_posix(),
-            "file_sha256": sha}
-    column = f"{slice_name}/{attack_name}"
-    new_rows = [metric_row(target, meta, "scores_file", slice_name, level, n_frames, part, ev, rel, column, commit)
-                for part, ev in evaluations.items()]
-    slices = sorted(set((previous or {}).get("slices", [])) | {slice_name}, key=SLICES.index)
-    record = {"name": attack_name, "family": attack_name, "direction": direction, "needs": [], "slices": slices,
-              "citation": citation or (previous or {}).get("citation", ""),
-              "summary": "per-sample scores submitted as a file (not run here)", "version": 1,
-              "source": scores_file.as_posix(), "file_sha256": sha,
-              "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit}}
-    new = dict(results)
-    new["rows"] = [r for r in results["rows"] if r not in old] + new_rows
-    new["attacks"] = {**(results.get("attacks") or {}), attack_name: record}
-    new["submissions"] = list(results.get("submissions") or []) + [{
-        "kind": "scores_file", "attacks": [attack_name], "target": target, "slice": slice_name, "level": level,
-        "n_frames": n_frames, "source": scores_file.as_posix(), "file_sha256": sha, "git_commit": commit,
-        "vidsme": __version__, "status": "replaced" if old else "added", "created": _now(), "command": command}]
-    board = _commit(results_dir, original, new, [(Path(rel), view, {column: scores})], [])
-    status = "replaced" if old else "added"
-    return SubmissionResult(status, [attack_name], f"{attack_name}: {status} for target {target!r} ({slice_name} "
-                                                   f"slice, {level} level, kind scores_file)", new_rows, board,
-                            _verdicts_of(new, {attack_name}))
-
-
-def _verdicts_of(results: dict, methods: set[str]) -> list[dict]:
-    """The leaderboard entries of `methods`, each with its target and primary metric."""
-    out = []
-    for verdict in results.get("verdicts", {}).get("targets", []):
-        for entry in verdict["entries"]:
-            if entry["method"] in methods:
-                out.append({"target": verdict["target"], **entry})
-    return out
-
-
-# ----------------------------------------------------------------------------- writing, last and atomically
-def _ours(rel: object) -> bool:
-    """Whether a results.json scores path is a submission's file (the only ones a resubmission deletes)."""
-    if not isinstance(rel, str):
-        return False
-    parts = Path(rel).parts
-    return len(parts) == 4 and parts[0] == "scores" and parts[2] == SUBMISSIONS_DIR and ".." not in parts
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read_results_bytes(results_dir: Path) -> bytes:
-    path = Path(results_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise VidsmeError(f"{path}: no results file; run `vidsme benchmark SUITE` first (e.g. `make demo`), or pass "
-                          "the directory that holds results.json")
-    return path.read_bytes()
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the results folder while it is rewritten (POSIX; a no-op elsewhere)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _restore(path: Path, data: bytes | None) -> None:
-    if data is None:
-        path.unlink(missing_ok=True)
-        return
-    write_bytes_atomic(path, data)
-
-
-def _commit(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path],
-            leaderboard_dir: Path | None = None) -> dict[str, Path]:
-    """Write the scores CSVs, results.json and the leaderboard; on any failure put every file back."""
-    results_path = results_dir / RESULTS_FILE
-    with _locked(results_dir):
-        if results_path.read_bytes() != original:
-            raise VidsmeError(f"{results_path} changed while the submission was being validated (another submission "
-                              "or benchmark run?); submit again")
-        board_dir = results_dir if leaderboard_dir is None else Path(leaderboard_dir)
-        touched = {board_dir / name for name in LEADERBOARD_FILES} | {results_path}
-        touched |= {results_dir / rel for rel, *_ in csvs} | {results_dir / rel for rel in stale}
-        backup = {p: (p.read_bytes() if p.is_file() else None) for p in touched}
-        try:
-            for rel in stale:
-                (results_dir / rel).unlink(missing_ok=True)
-            for rel, view, columns in csvs:
-                write_scores_csv(results_dir / rel, view, columns)
-            # rank bands and blind distances change with every new method: recomputed, from the files just written
-            new_results["verdicts"] = compute_verdicts(new_results, results_dir)
-            write_json_atomic(results_path, new_results)
-            return write_leaderboard(results_dir, board_dir)
-        except BaseException:
-            for path, data in backup.items():
-                with contextlib.suppress(OSError):
-                    _restore(path, data)
-            raise
-
-
-def format_result(result: SubmissionResult) -> str:
-    """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
-    lines = [result.message]
-    dev_rows = [r for r in result.rows if r.get("partition") == "dev"]  # dev numbers choose; test ones are read
-    for r in dev_rows:
-        frames = "-" if r["n_frames"] is None else str(r["n_frames"])
-        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
-                     f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
-    if dev_rows:
-        lines.append("  (dev-partition numbers, where configurations are chosen)")
-    for e in result.verdicts:
-        metric = e["primary_metric"]
-        value = e[metric]
-        vs = e.get("vs_blind")
-        lines.append(f"  leaderboard {e['target']}: {e['method']} rank {e['rank_band']}, test {metric} "
-                     f"{value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}] "
-                     f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
-                     + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
-                        f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
-    if not result.sandboxed:
-        lines.append("  (--no-sandbox: ran inside this process, for local development only; its records say "
-                     "\"sandboxed\": false and a challenge leaderboard refuses them)")
-    if result.leaderboard:
-        lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
-    return "\n".join(lines)
-
-
-__all__ = ["CODE_CHECKS", "DEFAULT_TIME_BUDGET_S", "SCORES_FILE_CHECKS", "SubmissionRefused", "SubmissionResult",
-           "evaluated_samples", "format_result", "submit_attack", "submit_scores_file"]
+__all__ = ["CODE_CHECKS", "DEFAULT_TIME_BUDGET_S", "MAX_ATTACKS", "submit_attack"]

@@ -182,10 +182,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from vidsme.train.recipes import finetune_target, pretrain_base
 
     if args.what == "base":
-        out = pretrain_base(load_config(BaseConfig, args.config, args.overrides))
+        out = pretrain_base(load_config(BaseConfig, args.config, args.overrides), progress=not args.quiet)
         print(f"base model written to {out}")
     else:
-        out = finetune_target(load_config(TargetConfig, args.config, args.overrides))
+        out = finetune_target(load_config(TargetConfig, args.config, args.overrides), progress=not args.quiet)
         print(f"target written to {out} (card: {out / 'target.json'})")
     return 0
 
@@ -261,7 +261,9 @@ Walk-through: docs/SUBMITTING.md
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from vidsme.benchmark.submit import format_result, submit_attack, submit_scores_file
+    from vidsme.benchmark.submission import format_result
+    from vidsme.benchmark.submit import submit_attack
+    from vidsme.benchmark.submit_scores import submit_scores_file
 
     if (args.source is None) == (args.scores is None):
         raise VidsmeError("give either SOURCE (an attack .py file, module path or entry-point name) or "
@@ -470,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", type=Path, default=None, metavar="CONFIG_JSON",
                        help="with --dry-run: a config.json describing a base that is not on this machine "
                        "(default: configs/models/<base folder name>.json)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser(
@@ -599,9 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """--quiet also silences the bars transformers draws while it loads and saves weights."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (2 for user errors)."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        _quiet_libraries()
     try:
         return args.func(args)
     except VidsmeError as err:

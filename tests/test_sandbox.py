@@ -26,7 +26,8 @@ import test_submit as base  # the module's tiny benchmark fixture and helpers (o
 
 import vidsme.attack
 from vidsme.benchmark import sandbox
-from vidsme.benchmark.submit import SubmissionRefused, submit_attack
+from vidsme.benchmark.submission import SubmissionRefused
+from vidsme.benchmark.submit import submit_attack
 from vidsme.cli import main
 from vidsme.data_splits.registry import splits_dir
 

@@ -22,7 +22,8 @@ from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
 from vidsme.benchmark import sandbox
 from vidsme.benchmark.leaderboard import write_leaderboard
-from vidsme.benchmark.submit import SubmissionRefused, submit_attack
+from vidsme.benchmark.submission import SubmissionRefused
+from vidsme.benchmark.submit import submit_attack
 from vidsme.benchmark.suite import run_suite
 from vidsme.cli import main
 from vidsme.data_splits.build import build_synthetic_split
@@ -251,14 +252,14 @@ def test_checks_run_in_order_nan_before_determinism(results, tmp_path):
 
 
 def test_a_failure_while_writing_restores_every_file(results, monkeypatch):
-    import vidsme.benchmark.submit as submit
+    import vidsme.benchmark.submission as submission
 
     before = _tree(results)
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(submit, "write_leaderboard", broken)
+    monkeypatch.setattr(submission, "write_leaderboard", broken)
     with pytest.raises(OSError, match="disk full"):
         submit_attack(str(EXAMPLE), results, sandbox=SANDBOXED)
     assert _tree(results) == before

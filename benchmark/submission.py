@@ -1,0 +1,245 @@
+"""What both kinds of `vidsme submit` share: the refusal and result types, the samples the
+benchmark evaluated (checked against what results.json recorded), the name rules, and writing.
+
+Writing comes last and is atomic: every check passes and every number is computed before
+`commit_results` touches a file; it then writes the scores CSVs, results.json (with verdicts
+recomputed) and the leaderboard under a lock on the results folder, and puts every file back
+if any write fails. Code submissions live in submit.py, scores files in submit_scores.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidsme.atomic import write_bytes_atomic, write_json_atomic
+from vidsme.benchmark.evaluate import EvalSet
+from vidsme.benchmark.leaderboard import write_leaderboard
+from vidsme.benchmark.suite import RESULTS_FILE, write_scores_csv
+from vidsme.benchmark.verdicts import compute_verdicts
+from vidsme.data_splits.partition import PARTITIONS
+from vidsme.errors import VidsmeError
+from vidsme.provenance import ids_sha256
+
+SUBMISSIONS_DIR = "submissions"
+LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
+# attack names become file names: no separators, no leading dot
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+_IDS_SHOWN = 5
+
+
+class SubmissionRefused(VidsmeError):
+    """A submission that failed a check; nothing was written."""
+
+    def __init__(self, check: str, why: str) -> None:
+        self.check, self.why = check, why
+        super().__init__(f"submission refused: the {check!r} check failed: {why}")
+
+
+@dataclass
+class SubmissionResult:
+    """What a submission did."""
+
+    status: str  # "added" | "replaced" | "unchanged"
+    attacks: list[str]
+    message: str
+    rows: list[dict] = field(default_factory=list)
+    leaderboard: dict[str, Path] = field(default_factory=dict)
+    verdicts: list[dict] = field(default_factory=list)  # the submitted methods' leaderboard entries, per target
+    sandboxed: bool = True  # False: ran in this process (--no-sandbox); kept off challenge leaderboards
+
+
+
+def ids_preview(ids: Sequence[str]) -> str:
+    """The first few ids and how many there are, for an error message."""
+    shown = ", ".join(str(i) for i in list(ids)[:_IDS_SHOWN])
+    return shown + (f", ... ({len(ids)} in all)" if len(ids) > _IDS_SHOWN else "")
+
+
+
+
+# ----------------------------------------------------------------------------- the benchmark's samples
+def evaluated_samples(entry: dict) -> EvalSet:
+    """The rows the benchmark evaluated for one results.json target — the split manifest minus
+    the target's excluded rows — with their dev/test sides, checked against the manifest
+    sha256, the ids' sha256 and the partition the benchmark recorded."""
+    from vidsme.data_splits.manifest import file_sha256
+    from vidsme.data_splits.registry import load_split
+
+    name, info = entry["name"], entry.get("split") or {}
+    rerun = "restore that split version, or rerun `vidsme benchmark SUITE`"
+    split = load_split(str(info.get("name")))
+    sha = file_sha256(split.manifest_path)
+    if sha != info.get("manifest_sha256") or split.card.version != info.get("version"):
+        raise VidsmeError(f"target {name!r}: split {split.name!r} on disk (version {split.card.version}, manifest "
+                          f"sha256 {sha[:12]}...) is not the one the benchmark evaluated (version {info.get('version')}, "
+                          f"sha256 {str(info.get('manifest_sha256'))[:12]}...); {rerun}")
+    excluded = set((entry.get("excluded") or {}).get("rows", []))
+    rows = [r for r in split.rows() if r["id"] not in excluded]
+    ids = [r["id"] for r in rows]
+    expected = entry.get("evaluated_ids_sha256")
+    if expected is None or ids_sha256(ids) != expected:
+        raise VidsmeError(f"target {name!r}: the split's rows minus the excluded ones do not give the ids the "
+                          f"benchmark evaluated (evaluated_ids_sha256 {'missing' if expected is None else 'differs'}); "
+                          f"{rerun}")
+    recorded = entry.get("partition") or {}
+    if split.test_only != bool(recorded.get("test_only")):
+        raise VidsmeError(f"target {name!r}: the split is {'' if split.test_only else 'not '}test-only, the benchmark "
+                          f"recorded otherwise; {rerun}")
+    if not split.test_only:
+        now = split.partition().record(rows)
+        if any(recorded.get(k) != now[k] for k in ("version", "seed", *PARTITIONS)):
+            raise VidsmeError(f"target {name!r}: the split's dev/test partition is not the one the benchmark used; "
+                              f"{rerun}")
+    return EvalSet(ids=ids, videos=[r["video"] for r in rows],
+                   labels=np.array([r["label"] == "member" for r in rows], dtype=int),
+                   partitions=split.sides(rows))
+
+
+
+def check_name(name: str, results: dict, kind: str) -> dict | None:
+    """Refuse unsafe names and clashes with the suite's attacks; the earlier submission's record, if any."""
+    if not NAME_PATTERN.match(name):
+        raise SubmissionRefused("name", f"attack name {name!r} must be 1-100 letters, digits or _ . + - "
+                                        "(starting with a letter or digit): it names files")
+    previous = (results.get("attacks") or {}).get(name)
+    if previous is None:
+        if any(r.get("attack") == name for r in results["rows"]):
+            raise SubmissionRefused("name", f"attack name {name!r} already has rows in results.json; choose another")
+        return None
+    submission = previous.get("submission") if isinstance(previous, dict) else None
+    if not isinstance(submission, dict):
+        raise SubmissionRefused("name", f"attack name {name!r} clashes with the suite's attack {name!r} "
+                                        f"(source {previous.get('source')!r}); rename yours")
+    if submission.get("kind") != kind:
+        raise SubmissionRefused("name", f"attack name {name!r} is already on the leaderboard as a "
+                                        f"{submission.get('kind')} submission; choose another name")
+    return previous
+
+
+
+
+def verdicts_of(results: dict, methods: set[str]) -> list[dict]:
+    """The leaderboard entries of `methods`, each with its target and primary metric."""
+    out = []
+    for verdict in results.get("verdicts", {}).get("targets", []):
+        for entry in verdict["entries"]:
+            if entry["method"] in methods:
+                out.append({"target": verdict["target"], **entry})
+    return out
+
+
+
+
+# ----------------------------------------------------------------------------- writing, last and atomically
+def is_submission_file(rel: object) -> bool:
+    """Whether a results.json scores path is a submission's file (the only ones a resubmission deletes)."""
+    if not isinstance(rel, str):
+        return False
+    parts = Path(rel).parts
+    return len(parts) == 4 and parts[0] == "scores" and parts[2] == SUBMISSIONS_DIR and ".." not in parts
+
+
+def utc_now() -> str:
+    """Now, UTC, to the second (submission records)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_results_bytes(results_dir: Path) -> bytes:
+    """results.json as bytes: `commit_results` refuses to write if the file changed meanwhile."""
+    path = Path(results_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise VidsmeError(f"{path}: no results file; run `vidsme benchmark SUITE` first (e.g. `make demo`), or pass "
+                          "the directory that holds results.json")
+    return path.read_bytes()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the results folder while it is rewritten (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _restore(path: Path, data: bytes | None) -> None:
+    if data is None:
+        path.unlink(missing_ok=True)
+        return
+    write_bytes_atomic(path, data)
+
+
+def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path],
+            leaderboard_dir: Path | None = None) -> dict[str, Path]:
+    """Write the scores CSVs, results.json and the leaderboard; on any failure put every file back."""
+    results_path = results_dir / RESULTS_FILE
+    with _locked(results_dir):
+        if results_path.read_bytes() != original:
+            raise VidsmeError(f"{results_path} changed while the submission was being validated (another submission "
+                              "or benchmark run?); submit again")
+        board_dir = results_dir if leaderboard_dir is None else Path(leaderboard_dir)
+        touched = {board_dir / name for name in LEADERBOARD_FILES} | {results_path}
+        touched |= {results_dir / rel for rel, *_ in csvs} | {results_dir / rel for rel in stale}
+        backup = {p: (p.read_bytes() if p.is_file() else None) for p in touched}
+        try:
+            for rel in stale:
+                (results_dir / rel).unlink(missing_ok=True)
+            for rel, view, columns in csvs:
+                write_scores_csv(results_dir / rel, view, columns)
+            # rank bands and blind distances change with every new method: recomputed, from the files just written
+            new_results["verdicts"] = compute_verdicts(new_results, results_dir)
+            write_json_atomic(results_path, new_results)
+            return write_leaderboard(results_dir, board_dir)
+        except BaseException:
+            for path, data in backup.items():
+                with contextlib.suppress(OSError):
+                    _restore(path, data)
+            raise
+
+
+def format_result(result: SubmissionResult) -> str:
+    """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
+    lines = [result.message]
+    dev_rows = [r for r in result.rows if r.get("partition") == "dev"]  # dev numbers choose; test ones are read
+    for r in dev_rows:
+        frames = "-" if r["n_frames"] is None else str(r["n_frames"])
+        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
+                     f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
+    if dev_rows:
+        lines.append("  (dev-partition numbers, where configurations are chosen)")
+    for e in result.verdicts:
+        metric = e["primary_metric"]
+        value = e[metric]
+        vs = e.get("vs_blind")
+        lines.append(f"  leaderboard {e['target']}: {e['method']} rank {e['rank_band']}, test {metric} "
+                     f"{value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}] "
+                     f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
+                     + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
+                        f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
+    if not result.sandboxed:
+        lines.append("  (--no-sandbox: ran inside this process, for local development only; its records say "
+                     "\"sandboxed\": false and a challenge leaderboard refuses them)")
+    if result.leaderboard:
+        lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
+    return "\n".join(lines)
+
+
+
+__all__ = ["LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused", "SubmissionResult",
+           "check_name", "commit_results", "evaluated_samples", "format_result", "ids_preview",
+           "is_submission_file", "read_results_bytes", "utc_now", "verdicts_of"]

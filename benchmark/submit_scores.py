@@ -1,0 +1,182 @@
+"""`vidsme submit --scores FILE`: add per-sample scores computed elsewhere for one suite target.
+
+The CSV `sample_id,score` must hold exactly the target's evaluated ids (the split manifest
+minus the excluded rows; at level "video", its videos), once each, with finite scores. They
+are scored with the suite's own evaluation on both partitions and added as kind "scores_file";
+a refusal (SubmissionRefused: which check, and why) writes nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vidsme import __version__
+from vidsme.attack.inputs import SLICES
+from vidsme.attack.registry import list_attacks
+from vidsme.benchmark.evaluate import LEVELS, ROW_IS_VIDEO, evaluate_level_scores
+from vidsme.benchmark.leaderboard import load_results
+from vidsme.benchmark.submission import (
+    SUBMISSIONS_DIR,
+    SubmissionRefused,
+    SubmissionResult,
+    check_name,
+    commit_results,
+    evaluated_samples,
+    ids_preview,
+    read_results_bytes,
+    utc_now,
+    verdicts_of,
+)
+from vidsme.benchmark.suite import metric_row
+from vidsme.data_splits.manifest import file_sha256
+from vidsme.names import did_you_mean
+from vidsme.provenance import git_commit
+
+SCORES_FILE_CHECKS: tuple[str, ...] = ("format", "target", "name", "ids", "finite")
+
+
+def _read_scores_csv(path: Path) -> tuple[list[str], list[str]]:
+    """(ids, raw score strings) of a `sample_id,score` CSV; "format" refusals name the line."""
+    import csv
+
+    if not path.is_file():
+        raise SubmissionRefused("format", f"scores file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SubmissionRefused("format", f"{path} is not UTF-8 text ({err})") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise SubmissionRefused("format", f"{path} is empty; expected a header line `sample_id,score`")
+    header = [h.strip() for h in rows[0]]
+    if "sample_id" not in header or "score" not in header:
+        raise SubmissionRefused("format", f"{path}: the header {rows[0]} must name the columns sample_id and score")
+    i_id, i_score = header.index("sample_id"), header.index("score")
+    ids, scores = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) <= max(i_id, i_score):
+            raise SubmissionRefused("format", f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+        ids.append(row[i_id].strip())
+        scores.append(row[i_score].strip())
+    if not ids:
+        raise SubmissionRefused("format", f"{path} has a header but no scores")
+    return ids, scores
+
+
+def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, attack_name: str, direction: str,
+                       level: str = "row", slice_name: str = "answer", n_frames: int | None = None,
+                       citation: str = "", command: str | None = None) -> SubmissionResult:
+    """Add per-sample scores computed elsewhere (CSV `sample_id,score`) for one suite target, kind "scores_file".
+
+    At level "row" the ids are the split's sample ids; at level "video" they are the videos (the
+    manifest's video paths). Raises SubmissionRefused (nothing written) when a check fails.
+    """
+    scores_file, results_dir = Path(scores_file), Path(results_dir)
+    original = read_results_bytes(results_dir)
+    results = load_results(results_dir)
+    if direction not in ("higher", "lower"):
+        raise SubmissionRefused("format", f"--direction must be 'higher' or 'lower' (which raw score means member), "
+                                          f"got {direction!r}")
+    if level not in LEVELS:
+        raise SubmissionRefused("format", f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if slice_name not in SLICES:
+        raise SubmissionRefused("format", f"--slice must be one of {', '.join(SLICES)}, got {slice_name!r}"
+                                          f"{did_you_mean(slice_name, SLICES)}")
+    if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
+        raise SubmissionRefused("format", f"--n-frames must be a positive integer, got {n_frames!r}")
+    ids, raw = _read_scores_csv(scores_file)
+    entries = {t["name"]: t for t in results["targets"]}
+    if target not in entries:
+        raise SubmissionRefused("target", f"unknown target {target!r}.{did_you_mean(target, entries)} The suite's "
+                                          f"targets: {', '.join(entries)}")
+    registered = {s.name: s for s in list_attacks()}
+    if attack_name in registered:
+        raise SubmissionRefused("name", f"attack name {attack_name!r} clashes with the registered attack of that "
+                                        f"name ({registered[attack_name].source}); choose another")
+    previous = check_name(attack_name, results, "scores_file")
+    if previous is not None and previous.get("direction") != direction:
+        raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
+                                        "use the same direction or another name")
+    samples = evaluated_samples(entries[target])
+    if ROW_IS_VIDEO in samples.levels:  # one row per video: both levels are the same numbers
+        if level == "video":  # the ids given are videos: name them by their one row
+            by_video = dict(zip(samples.videos, samples.ids))
+            ids = [by_video.get(i, i) for i in ids]
+        level = ROW_IS_VIDEO
+    view = samples.views[level]
+    expected = view.ids
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for i in ids:
+        (dupes if i in seen else seen).add(i)
+    if dupes:
+        raise SubmissionRefused("ids", f"{scores_file}: duplicate sample ids: {ids_preview(sorted(dupes))}; give each id "
+                                       "once")
+    known = set(expected)
+    unknown = [i for i in ids if i not in known]
+    what = "videos" if level == "video" else "sample ids"
+    if unknown:
+        raise SubmissionRefused("ids", f"{scores_file}: {len(unknown)} unknown {what} (not evaluated for target "
+                                       f"{target!r}): {ids_preview(unknown)}")
+    missing = [i for i in expected if i not in seen]
+    if missing:
+        raise SubmissionRefused("ids", f"{scores_file}: {len(missing)} of the {len(expected)} evaluated {what} of "
+                                       f"target {target!r} are missing: {ids_preview(missing)}; score every one")
+    by_id = dict(zip(ids, raw))
+    values = []
+    for i in expected:
+        try:
+            values.append(float(by_id[i]))
+        except ValueError:
+            raise SubmissionRefused("format", f"{scores_file}: score {by_id[i]!r} of {i!r} is not a number") from None
+    scores = np.array(values, dtype=np.float64)
+    bad = [expected[i] for i in np.flatnonzero(~np.isfinite(scores))]
+    if bad:
+        raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
+                                          f"{ids_preview(bad)}")
+    sha = file_sha256(scores_file)
+    rel = (f"scores/{target}/{SUBMISSIONS_DIR}/{attack_name}-scores-{slice_name}-{level}"
+           + (f"-f{n_frames}" if n_frames is not None else "") + ".csv")
+    ident = (target, attack_name, slice_name, level, n_frames)
+    old = [r for r in results["rows"] if (r["target"], r["attack"], r["slice"], r["level"], r["n_frames"]) == ident]
+    if old and all((r.get("provenance") or {}).get("file_sha256") == sha for r in old):
+        return SubmissionResult("unchanged", [attack_name], f"{attack_name} ({target}, {slice_name}, {level}): "
+                                                            "already on the leaderboard (same file sha256); nothing "
+                                                            "changed")
+    config = results["suite"].get("config") or {}
+    evaluations = {part: evaluate_level_scores(scores, view, part, direction=direction, attack=attack_name,
+                                               n_bootstrap=int(config.get("n_bootstrap", 1000)),
+                                               seed=int(config.get("seed", 0)),
+                                               min_false_positives=int(config.get("min_false_positives", 10)))
+                   for part in samples.sides}
+    commit = git_commit()
+    # a scores file is a method of its own: its family is its name
+    meta = {"name": attack_name, "family": attack_name, "version": 1, "source": scores_file.as_posix(),
+            "file_sha256": sha}
+    column = f"{slice_name}/{attack_name}"
+    new_rows = [metric_row(target, meta, "scores_file", slice_name, level, n_frames, part, ev, rel, column, commit)
+                for part, ev in evaluations.items()]
+    slices = sorted(set((previous or {}).get("slices", [])) | {slice_name}, key=SLICES.index)
+    record = {"name": attack_name, "family": attack_name, "direction": direction, "needs": [], "slices": slices,
+              "citation": citation or (previous or {}).get("citation", ""),
+              "summary": "per-sample scores submitted as a file (not run here)", "version": 1,
+              "source": scores_file.as_posix(), "file_sha256": sha,
+              "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit}}
+    new = dict(results)
+    new["rows"] = [r for r in results["rows"] if r not in old] + new_rows
+    new["attacks"] = {**(results.get("attacks") or {}), attack_name: record}
+    new["submissions"] = list(results.get("submissions") or []) + [{
+        "kind": "scores_file", "attacks": [attack_name], "target": target, "slice": slice_name, "level": level,
+        "n_frames": n_frames, "source": scores_file.as_posix(), "file_sha256": sha, "git_commit": commit,
+        "vidsme": __version__, "status": "replaced" if old else "added", "created": utc_now(), "command": command}]
+    board = commit_results(results_dir, original, new, [(Path(rel), view, {column: scores})], [])
+    status = "replaced" if old else "added"
+    return SubmissionResult(status, [attack_name], f"{attack_name}: {status} for target {target!r} ({slice_name} "
+                                                   f"slice, {level} level, kind scores_file)", new_rows, board,
+                            verdicts_of(new, {attack_name}))
+
+
+__all__ = ["SCORES_FILE_CHECKS", "submit_scores_file"]
