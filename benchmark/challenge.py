@@ -530,7 +530,7 @@ def _file_bytes(path: Path) -> bytes | None:
 
 
 def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, int],
-           routed: dict[str, list[str]], log: Callable[[str], None]) -> dict:
+           routed: dict[str, list[str]], log: Callable[[str], None], progress: bool) -> dict:
     """Pretrain the base and fine-tune the three targets (each skipped when up to date); returns per model
     "trained" or "reused"."""
     from vidsme.config import load_config
@@ -544,7 +544,7 @@ def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, 
               f"model.seed={seeds[f'init:{BASE_NAME}']}"]
     cfg = load_config(BaseConfig, settings.configs / BASE_CONFIG, [*routed["base"], *forced])
     before = _file_bytes(base_dir / BASE_CARD_FILE)
-    pretrain_base(cfg)
+    pretrain_base(cfg, progress=progress)
     done[BASE_NAME] = "reused" if before is not None and before == _file_bytes(base_dir / BASE_CARD_FILE) else "trained"
     log(f"  {BASE_NAME}: {done[BASE_NAME]}")
     for t in TARGETS:
@@ -556,7 +556,7 @@ def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, 
             raise VidsmeError(f"{settings.configs / t.config}: strategy {cfg.strategy!r}, but the challenge's "
                               f"{t.name} target is the {t.role} one; restore the demo's config")
         before = _file_bytes(out / CARD_FILE)
-        finetune_target(cfg)
+        finetune_target(cfg, progress=progress)
         done[t.name] = "reused" if before is not None and before == _file_bytes(out / CARD_FILE) else "trained"
         log(f"  {t.name}: {done[t.name]}")
     return done
@@ -775,7 +775,7 @@ def build_challenge(secret_path: Path, out: Path, settings: ChallengeSettings = 
         finish("splits", t0, {"built": rebuilt}, bool(rebuilt))
 
         t0 = stage("models", 2, "the tiny base, then mcqa-full / oeqa-lora / caption-projector (the demo's recipes)")
-        trained = _train(paths, settings, seeds, routed, log)
+        trained = _train(paths, settings, seeds, routed, log, progress)
         finish("models", t0, {"models": trained}, "trained" in trained.values())
 
         t0 = stage("features", 3, "every row, every frame count, natural + reversed + reference views")

@@ -110,7 +110,8 @@ def _bytes(path: Path) -> bytes | None:
     return Path(path).read_bytes() if Path(path).is_file() else None
 
 
-def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path) -> tuple[Path, bool, float]:
+def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
+               progress: bool = True) -> tuple[Path, bool, float]:
     """Pretrain (or reuse) the cell's base; returns (folder, trained now, seconds)."""
     from vidsme.train.config import BaseConfig, DataConfig, EngineConfig, OptimConfig
     from vidsme.train.recipes import BASE_CARD_FILE, pretrain_base
@@ -126,13 +127,13 @@ def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path)
                       engine=EngineConfig(deepspeed=cfg.deepspeed), seed=cfg.data_seed)
     before = _bytes(out / BASE_CARD_FILE)
     start = time.perf_counter()
-    pretrain_base(bcfg)
+    pretrain_base(bcfg, progress=progress)
     seconds = time.perf_counter() - start
     return out, before is None or before != _bytes(out / BASE_CARD_FILE), seconds
 
 
 def train_target(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: Path,
-                 models: Path) -> tuple[Path, bool, float]:
+                 models: Path, progress: bool = True) -> tuple[Path, bool, float]:
     """Fine-tune (or reuse) the cell's target; returns (folder, trained now, seconds)."""
     from vidsme.train.config import DataConfig, EngineConfig, LoraSettings, OptimConfig, TargetConfig
     from vidsme.train.recipes import CARD_FILE, finetune_target
@@ -148,7 +149,7 @@ def train_target(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: P
                         seed=s.seed)
     before = _bytes(out / CARD_FILE)
     start = time.perf_counter()
-    finetune_target(tcfg)
+    finetune_target(tcfg, progress=progress)
     seconds = time.perf_counter() - start
     return out, before is None or before != _bytes(out / CARD_FILE), seconds
 
@@ -185,8 +186,8 @@ def run_cell(cfg: StudyConfig, plan: CellPlan, data: dict, *, progress: bool = T
 
     work = Path(cfg.work_dir)
     videos, models = work / "videos", work / "models"
-    base_dir, base_trained, base_seconds = train_base(cfg, plan, videos, models)
-    target_dir, target_trained, target_seconds = train_target(cfg, plan, base_dir, videos, models)
+    base_dir, base_trained, base_seconds = train_base(cfg, plan, videos, models, progress)
+    target_dir, target_trained, target_seconds = train_target(cfg, plan, base_dir, videos, models, progress)
     results, eval_seconds = benchmark_target(cfg, plan, target_dir, videos, progress)
     metrics = cell_metrics(results, plan.settings.train_frames)
     card = _card(target_dir / CARD_FILE)

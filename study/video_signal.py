@@ -75,9 +75,12 @@ def _footer(cells: list[dict]) -> list[str]:
 
 
 def report(cfg: StudyConfig, plans: list[CellPlan] | None = None) -> dict[str, Path]:
-    """Rewrite table.md and figure.png from the current cell files of the grid."""
+    """Rewrite table.md and figure.png from the current cell files of the grid (cells outside
+    `only` are shown when their files are current, and not listed as missing when they are not)."""
     plans = plan_study(cfg) if plans is None else plans
     cells, missing = _load_done(plans, Path(cfg.output_dir))
+    selected = {spec.name for spec in cfg.selected()}
+    missing = [name for name in missing if name in selected]
     return write_report(Path(cfg.output_dir), cells, missing=missing, footer=_footer(cells) if cells else ())
 
 

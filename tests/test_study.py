@@ -99,7 +99,7 @@ def test_the_tiny_study_runs_writes_its_outputs_and_resumes(tmp_path: Path):
         assert "vid_sme - entropy_video" in cell["paired"]
     table = (out / "table.md").read_text(encoding="utf-8")
     assert all(f"| {name} |" in table for name in names)
-    assert "Not in the table" in table  # the grid's other cells are listed as not run
+    assert "Not in the table" not in table  # `only` is the grid: cells outside it are not "missing"
     figure = (out / "figure.png").read_bytes()
     assert figure.startswith(b"\x89PNG")
     report(cfg)
@@ -114,6 +114,8 @@ def test_the_tiny_study_runs_writes_its_outputs_and_resumes(tmp_path: Path):
     # a lost cell file (a kill before it was written) is redone from the reused models and caches
     lost = json.loads((out / "static.json").read_text(encoding="utf-8"))
     (out / "static.json").unlink()
+    report(cfg)
+    assert "static" in (out / "table.md").read_text(encoding="utf-8").split("Not in the table")[1]
     redo = run_study(cfg, progress=False, log=lambda _: None)
     assert redo.computed == ["static"] and redo.reused == ["center", "projector"]
     redone = json.loads((out / "static.json").read_text(encoding="utf-8"))
@@ -154,3 +156,25 @@ def test_the_report_is_a_table_and_a_deterministic_figure(tmp_path: Path):
     write_report(tmp_path, cells, missing=["lora"], footer=["footer line"])
     assert written["figure"].read_bytes() == figure and figure.startswith(b"\x89PNG")
     assert "No cell" in write_report(tmp_path / "empty", [])["table"].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("size", [None, "replication"])
+def test_the_committed_findings_are_what_the_report_writes(tmp_path: Path, size):
+    """docs/findings/ (and its copy in docs/FINDINGS.md) is generated from the committed cell files,
+    one per cell of the grid: nothing in the table is typed by hand."""
+    from vidsme.study.report import write_report
+    from vidsme.study.video_signal import _footer
+
+    cfg = load_study(CONFIG, size=size)
+    folder = REPO / cfg.output_dir
+    cells = []
+    for spec in cfg.selected():
+        record = json.loads((folder / f"{spec.name}.json").read_text(encoding="utf-8"))
+        assert record["settings"]["cell"]["epochs"] > 0 and record["methods"]["vid_sme"]["auc"]["value"] is not None
+        record.update(cell=spec.name, factor=spec.factor, level=spec.level)
+        cells.append(record)
+    table = write_report(tmp_path, cells, footer=_footer(cells))["table"].read_text(encoding="utf-8")
+    assert table == (folder / "table.md").read_text(encoding="utf-8")
+    findings = (REPO / "docs" / "FINDINGS.md").read_text(encoding="utf-8")
+    body = table.split("\n", 2)[2].split("\n\n")[0]  # the main table, without the generated-file comment
+    assert body in findings

@@ -98,7 +98,9 @@ def test_each_strategy_changes_exactly_its_parameters(world, strategy):
         assert all("language_model" in n for n in adapted)  # no adapter on vision or projector
 
 
-def test_target_cli_writes_a_card(world, tmp_path):
+def test_target_cli_writes_a_card(world, tmp_path, capsys):
+    from transformers.utils import logging as hf_logging
+
     from vidsme.cli import main
 
     cfg = tmp_path / "t.yaml"
@@ -107,7 +109,11 @@ def test_target_cli_writes_a_card(world, tmp_path):
         f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n  n_frames: 4\n  max_text_tokens: 160\n"
         f"  heldout_nonmembers: 4\noptim:\n  epochs: 1\n  micro_batch_size: 2\n"
         f"engine:\n  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n")
-    assert main(["train", "target", str(cfg), "optim.lr=5e-3"]) == 0
+    try:
+        assert main(["train", "target", str(cfg), "optim.lr=5e-3", "--quiet"]) == 0
+    finally:
+        hf_logging.enable_progress_bar()  # --quiet silenced transformers' bars for this process
+    assert "train tiny-target" not in capsys.readouterr().err  # --quiet: no training bar
     card = json.loads((tmp_path / "out" / "target.json").read_text())
     assert card["strategy"] == "full" and card["config"]["optim"]["lr"] == 5e-3
     assert card["split"]["manifest_sha256"] == world["split"].card.manifest_sha256

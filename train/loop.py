@@ -146,7 +146,8 @@ def ds_config(engine_cfg, optim, world: int) -> dict:
 
 
 def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: int, pad_token_id: int,
-                 desc: str, checkpoint_dir: Path | None = None, config_hash: str = "") -> tuple[torch.nn.Module, LoopResult]:
+                 desc: str, checkpoint_dir: Path | None = None, config_hash: str = "",
+                 progress_bar: bool = True) -> tuple[torch.nn.Module, LoopResult]:
     """Train `model` (trainable flags already set) on `dataset`; returns (trained module, result).
 
     With `checkpoint_dir`, a checkpoint is written every `engine_cfg.save_every_steps` optimizer
@@ -183,7 +184,8 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
                 print(f"resuming from {found} (step {progress['steps_done']} of {total_steps})")
     every = engine_cfg.save_every_steps or steps_per_epoch
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=progress["steps_done"], desc=desc, unit="step", disable=rank != 0)
+    bar = tqdm(total=total_steps, initial=progress["steps_done"], desc=desc, unit="step",
+               disable=rank != 0 or not progress_bar)
     order: list[int] = []
     for global_step in range(progress["steps_done"], total_steps):
         epoch, step = divmod(global_step, steps_per_epoch)

@@ -111,8 +111,8 @@ def _up_to_date(out: Path, card_name: str, cfg) -> bool:
     return True
 
 
-def pretrain_base(cfg: BaseConfig) -> Path:
-    """Build the tiny VULLM from its config and pretrain it on a pool, everything trainable."""
+def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
+    """Build the tiny VULLM from its config and pretrain it on a pool, everything trainable (`progress`: a step bar)."""
     from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 
     if _up_to_date(cfg.output_dir, BASE_CARD_FILE, cfg):
@@ -135,7 +135,8 @@ def pretrain_base(cfg: BaseConfig) -> Path:
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
-                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg))
+                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg),
+                                   progress_bar=progress)
     trained = _unpartitioned(trained, rank, lambda: _load_base(init_dir)[0])
     if rank == 0:
         _save(trained, processor, out)
@@ -171,8 +172,8 @@ def apply_strategy(model: torch.nn.Module, cfg: TargetConfig) -> torch.nn.Module
     return model
 
 
-def finetune_target(cfg: TargetConfig) -> Path:
-    """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card."""
+def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
+    """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card (`progress`: a step bar)."""
     if _up_to_date(cfg.output_dir, CARD_FILE, cfg):
         print(f"{cfg.output_dir}: up to date (same config), not retrained")
         return Path(cfg.output_dir)
@@ -189,7 +190,8 @@ def finetune_target(cfg: TargetConfig) -> Path:
     out = Path(cfg.output_dir)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"train {cfg.name}",
-                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg))
+                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg),
+                                   progress_bar=progress)
     leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
     if leaked:  # cannot happen by construction; checked because every result depends on it
         raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
