@@ -62,8 +62,22 @@ class AuditResult:
     def sound(self) -> bool:
         return SOUND_RANGE[0] <= self.auc.value <= SOUND_RANGE[1]
 
+    @property
+    def verdict(self) -> str:
+        """"sound", "LEAKY" (above the range) or "BELOW CHANCE" (below it), with what that means."""
+        if self.sound:
+            return "sound"
+        if self.auc.value > SOUND_RANGE[1]:
+            return "LEAKY: metadata alone separates members from non-members"
+        # metadata that separates the classes pushes a fitted classifier above 0.5, not below: out-of-fold AUCs
+        # under 0.5 are the known small-sample bias of cross-validation on classes nothing separates
+        return ("BELOW CHANCE: out-of-fold predictions anti-correlate with membership, which separating metadata "
+                "would not cause; with the features' own AUCs near 0.5 it is the small-sample bias of "
+                f"cross-validated AUC. Not sound by the {SOUND_RANGE[0]}-{SOUND_RANGE[1]} rule: audit more videos, or "
+                "compare --seed values")
+
     def format(self) -> str:
-        verdict = "sound" if self.sound else "LEAKY: metadata alone separates members from non-members"
+        verdict = self.verdict
         top = ", ".join(f"{k} {v:.3f}" for k, v in list(self.feature_auc.items())[:5])
         return (
             f"split {self.split!r}: blind AUC {self.auc.value:.3f} "
@@ -75,6 +89,7 @@ class AuditResult:
         data = asdict(self)
         data["auc"] = self.auc.to_dict()
         data["sound"] = self.sound
+        data["verdict"] = self.verdict.split(":")[0]
         data["sound_range"] = list(SOUND_RANGE)
         return data
 

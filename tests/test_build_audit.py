@@ -110,7 +110,21 @@ def test_audit_flags_a_split_whose_metadata_separates_members(splits_root, tmp_p
     result = audit_split(split, root, folds=3, repeats=2, progress=False)
     assert result.auc.value > 0.9 and not result.sound
     assert next(iter(result.feature_auc)) in {"duration_s", "num_frames", "size_bytes"}
-    assert "LEAKY" in result.format()
+    assert "LEAKY" in result.format() and result.to_dict()["verdict"] == "LEAKY"
+
+
+def test_a_below_chance_audit_is_not_called_leaky():
+    from vidsme.attack.metrics import MetricValue
+    from vidsme.data_splits.audit import AuditResult
+
+    def audit(auc: float) -> AuditResult:
+        return AuditResult(split="s", n_videos={"member": 60, "nonmember": 60},
+                           auc=MetricValue(auc, auc - 0.1, auc + 0.1), feature_auc={"k1_motion": 0.537},
+                           folds=5, repeats=3, seed=0)
+
+    low, fine = audit(0.376), audit(0.5)
+    assert not low.sound and "BELOW CHANCE" in low.format() and "LEAKY" not in low.format()
+    assert low.to_dict()["verdict"] == "BELOW CHANCE" and fine.to_dict()["verdict"] == "sound"
 
 
 def test_audit_refuses_incomplete_splits(splits_root, tmp_path, monkeypatch):
