@@ -51,6 +51,13 @@ def ids_sha256(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
 
 
+def module_sources_sha256(*modules) -> dict[str, str]:
+    """"<folder>/<file>" -> sha256 (first 16 hex digits) of each module's source: a measurement names the
+    code it timed, which a working tree may hold uncommitted."""
+    return {Path(m.__file__).parent.name + "/" + Path(m.__file__).name:
+            hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:16] for m in modules}
+
+
 def run_provenance(device: str, sources: dict[str, str] | None = None) -> dict:
     """Where and how a measurement ran: machine, threads, device, commit, command, time (perf scripts)."""
     import torch  # only here: the rest of this module must stay importable without it

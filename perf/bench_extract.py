@@ -73,7 +73,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
-import hashlib
 import importlib.util
 import io
 import json
@@ -90,7 +89,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidsme.provenance import run_provenance
+from vidsme.provenance import module_sources_sha256, run_provenance
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.15
 SKIPPABLE = ("pipeline", "backbone_2b", "no_forward", "decode")  # context variants; never the headline or floor
@@ -151,9 +150,7 @@ def measured_sources() -> dict[str, str]:
     import vidsme.train.data as data_mod
     import vidsme.train.families as families_mod
 
-    return {Path(m.__file__).parent.name + "/" + Path(m.__file__).name:
-            hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:16]
-            for m in (query_mod, features_mod, data_mod, families_mod)}
+    return module_sources_sha256(query_mod, features_mod, data_mod, families_mod)
 
 
 def _to_model_inputs(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:

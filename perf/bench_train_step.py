@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 import torch
 
 from vidsme.data_splits.registry import load_split
-from vidsme.provenance import run_provenance
+from vidsme.provenance import module_sources_sha256, run_provenance
 from vidsme.train.config import DataConfig, EngineConfig, OptimConfig
 from vidsme.train.data import collate
 from vidsme.train.loop import ds_config, init_distributed, make_dataset, set_trainable
@@ -71,9 +70,7 @@ def measured_sources() -> dict[str, str]:
     import vidsme.train.families as families_mod
     import vidsme.train.loop as loop_mod
 
-    return {Path(m.__file__).parent.name + "/" + Path(m.__file__).name:
-            hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:16]
-            for m in (loop_mod, data_mod, families_mod)}
+    return module_sources_sha256(loop_mod, data_mod, families_mod)
 
 
 def main(argv: list[str] | None = None) -> int:
