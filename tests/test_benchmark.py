@@ -25,11 +25,9 @@ from vidsme.data_splits.registry import SPLITS_DIR_ENV
 from vidsme.errors import UnknownNameError, VidsmeError
 from vidsme.prompts import encode_prompt
 from vidsme.train.data import VideoTextDataset
-from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, tokenizer_corpus
+from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+from tiny_configs import TINY
 
-TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
-                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 FEW_ATTACKS = ["loss", "zlib", "vid_sme_min_k10", "vid_sme_frame_mean", "vid_sme_sequence", "ref_calibration"]
 
 

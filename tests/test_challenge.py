@@ -20,18 +20,10 @@ from vidsme.cli import main
 from vidsme.data_splits import synthetic as S
 from vidsme.data_splits.registry import SPLITS_DIR_ENV
 from vidsme.errors import VidsmeError
+from tiny_configs import CHALLENGE_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-# The tests' tiny model and one frame count: a size-6 challenge builds in about 20 s.
-TINY = (
-    "base.model.vocab_size=400", "base.model.hidden_size=32", "base.model.intermediate_size=64",
-    "base.model.num_hidden_layers=1", "base.model.num_attention_heads=2", "base.model.num_key_value_heads=1",
-    "base.model.vision_hidden_size=32", "base.model.vision_intermediate_size=64", "base.model.vision_layers=1",
-    "base.model.vision_heads=2", "base.model.image_size=32", "base.model.patch_size=8",
-    "base.optim.epochs=1", "base.optim.micro_batch_size=4", "base.data.max_text_tokens=400",
-    "targets.data.max_text_tokens=400", "targets.optim.epochs=1", "targets.optim.micro_batch_size=2",
-    "suite.frame_counts=[4]",
-)
+TINY = CHALLENGE_TINY
 SETTINGS = C.ChallengeSettings(size=6, pretrain_videos=16, overrides=TINY, configs=ROOT / "configs")
 PUBLIC_FILES = {"challenge.json", *(f"splits/{n}/card.json" for n in C.POOL_NAMES),
                 *(f"targets/{t.name}/target.json" for t in C.TARGETS)}

@@ -16,12 +16,10 @@ from vidsme.cli import main
 from vidsme.config import config_to_dict
 from vidsme.data_splits.build import build_synthetic_split
 from vidsme.data_splits.registry import SPLITS_DIR_ENV
-from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, tokenizer_corpus
+from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+from tiny_configs import TINY
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
-                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,10 @@ from vidsme.data_splits.registry import SPLITS_DIR_ENV
 from vidsme.errors import CacheFileError, ModelFileError, VidsmeError
 from vidsme.train.checkpoint import load_checkpoint, load_state, save_state
 from vidsme.model_files import check_safetensors
-from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, tokenizer_corpus
+from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+from tiny_configs import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
-                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 
 
 @pytest.fixture(scope="module")

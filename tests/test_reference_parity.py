@@ -31,12 +31,10 @@ from vidsme.data_splits.registry import SPLITS_DIR_ENV
 from vidsme.prompts import answer_text
 from vidsme.train.data import VideoTextDataset
 from vidsme.train.families import reversed_video_inputs, video_inputs
-from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, tokenizer_corpus
+from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 from vidsme.video import frame_indices, read_frames, write_mp4
+from tiny_configs import TINY
 
-TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
-                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 N_FRAMES = 4
 
 # The reference's QA prompt, typed from Vid_SME_main_NextQA.py (prompt1 / inp / prompt3 and

@@ -15,12 +15,10 @@ from vidsme.prompts import IGNORE_INDEX, encode_prompt
 from vidsme.train.config import DataConfig, OptimConfig, TargetConfig
 from vidsme.train.families import module_groups
 from vidsme.train.loop import apply_lora, make_dataset, run_training, set_trainable
-from vidsme.train.tiny_model import TinyVullmConfig, build_tiny_vullm, load_tiny_vullm, tokenizer_corpus
+from vidsme.train.tiny_model import build_tiny_vullm, load_tiny_vullm, tokenizer_corpus
+from tiny_configs import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = TinyVullmConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, vision_hidden_size=32,
-                       vision_intermediate_size=64, vision_layers=1, vision_heads=2, image_size=32, patch_size=8)
 
 
 @pytest.fixture(scope="module")
