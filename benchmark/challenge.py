@@ -525,17 +525,13 @@ def _verify_built(split: Split, videos: Path, progress: bool) -> None:
                           "build")
 
 
-def _file_bytes(path: Path) -> bytes | None:
-    return Path(path).read_bytes() if Path(path).is_file() else None
-
-
 def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, int],
            routed: dict[str, list[str]], log: Callable[[str], None], progress: bool) -> dict:
     """Pretrain the base and fine-tune the three targets (each skipped when up to date); returns per model
     "trained" or "reused"."""
     from vidsme.config import load_config
     from vidsme.train.config import BaseConfig, TargetConfig
-    from vidsme.train.recipes import BASE_CARD_FILE, CARD_FILE, finetune_target, pretrain_base
+    from vidsme.train.recipes import train_or_reuse
 
     done: dict[str, str] = {}
     base_dir = paths.models / BASE_NAME
@@ -543,9 +539,7 @@ def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, 
               f"data.video_root={paths.videos}", f"seed={seeds[f'train:{BASE_NAME}']}",
               f"model.seed={seeds[f'init:{BASE_NAME}']}"]
     cfg = load_config(BaseConfig, settings.configs / BASE_CONFIG, [*routed["base"], *forced])
-    before = _file_bytes(base_dir / BASE_CARD_FILE)
-    pretrain_base(cfg, progress=progress)
-    done[BASE_NAME] = "reused" if before is not None and before == _file_bytes(base_dir / BASE_CARD_FILE) else "trained"
+    done[BASE_NAME] = "trained" if train_or_reuse(cfg, progress=progress) else "reused"
     log(f"  {BASE_NAME}: {done[BASE_NAME]}")
     for t in TARGETS:
         out = paths.models / t.name
@@ -555,9 +549,7 @@ def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, 
         if cfg.strategy != t.role:
             raise VidsmeError(f"{settings.configs / t.config}: strategy {cfg.strategy!r}, but the challenge's "
                               f"{t.name} target is the {t.role} one; restore the demo's config")
-        before = _file_bytes(out / CARD_FILE)
-        finetune_target(cfg, progress=progress)
-        done[t.name] = "reused" if before is not None and before == _file_bytes(out / CARD_FILE) else "trained"
+        done[t.name] = "trained" if train_or_reuse(cfg, progress=progress) else "reused"
         log(f"  {t.name}: {done[t.name]}")
     return done
 

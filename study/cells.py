@@ -106,15 +106,11 @@ def _card(path: Path) -> dict:
         raise VidsmeError(f"{path} is unreadable ({err}); delete its folder and rerun the study") from None
 
 
-def _bytes(path: Path) -> bytes | None:
-    return Path(path).read_bytes() if Path(path).is_file() else None
-
-
 def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
                progress: bool = True) -> tuple[Path, bool, float]:
     """Pretrain (or reuse) the cell's base; returns (folder, trained now, seconds)."""
     from vidsme.train.config import BaseConfig, DataConfig, EngineConfig, OptimConfig
-    from vidsme.train.recipes import BASE_CARD_FILE, pretrain_base
+    from vidsme.train.recipes import train_or_reuse
 
     out = models / plan.base_id
     base = plan.base
@@ -125,18 +121,16 @@ def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
                       optim=OptimConfig(lr=base.lr, epochs=base.epochs, micro_batch_size=base.micro_batch_size,
                                         warmup_steps=base.warmup_steps),
                       engine=EngineConfig(deepspeed=cfg.deepspeed), seed=cfg.data_seed)
-    before = _bytes(out / BASE_CARD_FILE)
     start = time.perf_counter()
-    pretrain_base(bcfg, progress=progress)
-    seconds = time.perf_counter() - start
-    return out, before is None or before != _bytes(out / BASE_CARD_FILE), seconds
+    trained = train_or_reuse(bcfg, progress=progress)
+    return out, trained, time.perf_counter() - start
 
 
 def train_target(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: Path,
                  models: Path, progress: bool = True) -> tuple[Path, bool, float]:
     """Fine-tune (or reuse) the cell's target; returns (folder, trained now, seconds)."""
     from vidsme.train.config import DataConfig, EngineConfig, LoraSettings, OptimConfig, TargetConfig
-    from vidsme.train.recipes import CARD_FILE, finetune_target
+    from vidsme.train.recipes import train_or_reuse
 
     s = plan.settings
     out = models / plan.target_id
@@ -147,11 +141,9 @@ def train_target(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: P
                         lora=LoraSettings(r=s.lora_r, alpha=2 * s.lora_r),
                         engine=EngineConfig(deepspeed=cfg.deepspeed), train_vision_tower=s.train_vision_tower,
                         seed=s.seed)
-    before = _bytes(out / CARD_FILE)
     start = time.perf_counter()
-    finetune_target(tcfg, progress=progress)
-    seconds = time.perf_counter() - start
-    return out, before is None or before != _bytes(out / CARD_FILE), seconds
+    trained = train_or_reuse(tcfg, progress=progress)
+    return out, trained, time.perf_counter() - start
 
 
 def benchmark_target(cfg: StudyConfig, plan: CellPlan, target_dir: Path, video_root: Path,

@@ -154,6 +154,16 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
     return out
 
 
+def train_or_reuse(cfg: BaseConfig | TargetConfig, *, progress: bool = True) -> bool:
+    """Run the recipe of `cfg` (base pretraining or target fine-tuning); True when it trained, False when
+    it reused an up-to-date model (only training rewrites the card)."""
+    recipe, card_file = (pretrain_base, BASE_CARD_FILE) if isinstance(cfg, BaseConfig) else (finetune_target, CARD_FILE)
+    card = Path(cfg.output_dir) / card_file
+    before = card.read_bytes() if card.is_file() else None
+    recipe(cfg, progress=progress)
+    return before is None or before != card.read_bytes()
+
+
 def apply_strategy(model: torch.nn.Module, cfg: TargetConfig) -> torch.nn.Module:
     """Make trainable what `cfg.strategy` trains; returns the model to train (a peft wrapper for lora).
 
