@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vidsme.atomic import write_bytes_atomic, write_text_atomic
+from vidsme.benchmark.leaderboard import fmt_metric
 from vidsme.study.metrics import VIDEO_METHODS
 
 TABLE_FILE, FIGURE_FILE = "table.md", "figure.png"
@@ -24,12 +25,6 @@ MARKERS = {"center": "*", "capacity": "s", "tokens": "D", "strategy": "^", "epoc
 PANELS = (("vid_sme", "Vid-SME, video slice (either alignment)"),
           ("other_video", "best other attack, video slice"),
           ("answer_loss", "loss, answer slice (fixed)"))
-
-
-def _auc(metric: dict | None) -> str:
-    if not metric or metric.get("value") is None:
-        return "n/a"
-    return f"{metric['value']:.3f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
 
 
 def _diff(metric: dict | None) -> str:
@@ -67,9 +62,9 @@ def render_table(cells: Sequence[dict], *, missing: Sequence[str] = (), footer: 
             f"| {c['cell']} | {c['factor']} | {c['level']} | {c['model']['hidden_size']} × "
             f"{c['model']['num_hidden_layers']} | {c['model']['video_tokens_per_frame']} | {strategy} | "
             f"{s['epochs']} | {s['content']} | {_num(c['loss']['members'])} | {_num(c['loss']['nonmembers'])} | "
-            f"{_num(c['loss']['gap'])} | {_auc(c['answer_loss']['auc'])} | {_auc(m['vid_sme_position']['auc'])} | "
-            f"{_auc(m['vid_sme_frame']['auc'])} | {_auc(m['other_video']['auc'])} | "
-            f"{_auc(m['entropy_video']['auc'])} | {_auc((c.get('blind') or {}).get('auc'))} |")
+            f"{_num(c['loss']['gap'])} | {fmt_metric(c['answer_loss']['auc'])} | {fmt_metric(m['vid_sme_position']['auc'])} | "
+            f"{fmt_metric(m['vid_sme_frame']['auc'])} | {fmt_metric(m['other_video']['auc'])} | "
+            f"{fmt_metric(m['entropy_video']['auc'])} | {fmt_metric((c.get('blind') or {}).get('auc'))} |")
     lines += ["", "Test-partition AUC [95% CI, bootstrap over test videos]. Video-slice columns: each method's "
               "configuration (variant × frame count × level) chosen on the dev partition by AUC; answer loss: "
               "the fixed configuration loss / answer slice / training frame count. Gap = held-out non-member "
@@ -88,8 +83,8 @@ def render_table(cells: Sequence[dict], *, missing: Sequence[str] = (), footer: 
     for c in cells:
         by = c["by_frames"]
         lines.append(f"| {c['cell']} | {c['settings']['cell']['train_frames']} | "
-                     + " | ".join(_auc((by["vid_sme"].get(str(n)) or {}).get("auc")) for n in frames) + " | "
-                     + " | ".join(_auc((by["other_video"].get(str(n)) or {}).get("auc")) for n in frames) + " |")
+                     + " | ".join(fmt_metric((by["vid_sme"].get(str(n)) or {}).get("auc")) for n in frames) + " | "
+                     + " | ".join(fmt_metric((by["other_video"].get(str(n)) or {}).get("auc")) for n in frames) + " |")
     pairs = sorted({k for c in cells for k in c["paired"]}, key=lambda k: list(cells[0]["paired"]).index(k)
                    if k in cells[0]["paired"] else 99)
     lines += ["", "Paired test differences in AUC [95% CI, same resampled test videos]; ns: the CI contains 0:", "",
