@@ -220,16 +220,16 @@ def _tokenizer(model_dir: Path, report: DryRunReport):
         return None
 
 
-def apply_strategy(model, cfg: TargetConfig):
+def _apply_strategy_quietly(model, cfg: TargetConfig):
     """`cfg.strategy` applied as training applies it (train/recipes.py), quietly: peft probes a
     deprecated transformers attribute, noise in a report. Returns the model to count."""
     import warnings
 
-    from vidsme.train.recipes import apply_strategy as training_strategy
+    from vidsme.train.recipes import apply_strategy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return training_strategy(model, cfg)
+        return apply_strategy(model, cfg)
 
 
 def _largest_layer(model) -> int:
@@ -483,7 +483,7 @@ def dry_run_target(cfg: TargetConfig, *, world_size: int | None = None, gpus_per
     static = None
     if model is not None:
         config = model.config
-        model = apply_strategy(model, cfg)
+        model = _apply_strategy_quietly(model, cfg)
         from vidsme.train.loop import trainable_counts
 
         report.counts = trainable_counts(model)
@@ -553,4 +553,4 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     return report
 
 
-__all__ = ["DryRunReport", "apply_strategy", "dry_run_base", "dry_run_target", "model_state_bytes", "world_layout"]
+__all__ = ["DryRunReport", "dry_run_base", "dry_run_target", "model_state_bytes", "world_layout"]
