@@ -7,7 +7,7 @@ nothing generic like `attack` ever lands in site-packages.
 from setuptools import setup
 
 PACKAGES = {
-    "vidsme": "core",
+    "vidsme": "vidsme",
     "vidsme.attack": "attack",
     "vidsme.attack.attacks": "attack/attacks",
     "vidsme.train": "train",

@@ -14,9 +14,9 @@ vid_sme_orders (per-video q, r), aggregate (masked K% reductions), inputs (what 
 attack sees), registry (decorator, lookup, plugins), metrics (AUC, TPR@FPR, CIs),
 attacks/ (one file per attack family).
 """
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import AttackInputs, build_attack_inputs
-from vidsme.attack.metrics import Evaluation, evaluate_scores
+from vidsme.metrics import Evaluation, evaluate_scores
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks, load_attack_source, register_attack
 
 __all__ = [

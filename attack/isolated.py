@@ -2,7 +2,7 @@
 
 `vidsme submit` (vidsme.benchmark.sandbox) starts this module as
 `python -I -B -m vidsme.attack.isolated --source FILE --label LABEL --inputs DIR ...` in a sandbox
-that sees the Python environment, vidsme's `core/` and `attack/` code, a copy of the submitted
+that sees the Python environment, vidsme's `vidsme/` and `attack/` code, a copy of the submitted
 file and DIR (its inputs), all read-only, a private /tmp, and nothing else: no network, no
 split manifests, no results, no caches, no home.
 

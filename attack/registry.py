@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import SLICES, AttackInputs, check_input_names
 from vidsme.errors import InvalidScoresError, MissingFeatureError, UnknownNameError, VidsmeError
 from vidsme.names import did_you_mean

@@ -33,7 +33,6 @@ checkpoint.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -41,7 +40,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +50,8 @@ from vidsme import __version__
 from vidsme.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from vidsme.errors import SplitError, VidsmeError
 from vidsme.names import did_you_mean
+from vidsme.provenance import sha256_file
+from vidsme.paths import SPLITS_DIR_ENV, using_splits_dir
 
 if TYPE_CHECKING:
     from vidsme.benchmark.config import SuiteConfig
@@ -142,7 +143,7 @@ def _sha256_file(path: Path) -> str:
     if not Path(path).is_file():
         raise VidsmeError(f"{path} does not exist: run from the repository root (the demo's configs/), "
                           "or pass --configs DIR")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def new_secret(path: Path) -> None:
@@ -243,8 +244,8 @@ def _public_manifests() -> list[Path]:
     from vidsme.data_splits.synthetic import POOLS
 
     folders = [Path(registry.__file__).resolve().parent]
-    if os.environ.get(registry.SPLITS_DIR_ENV):
-        folders.append(Path(os.environ[registry.SPLITS_DIR_ENV]).resolve())
+    if os.environ.get(SPLITS_DIR_ENV):
+        folders.append(Path(os.environ[SPLITS_DIR_ENV]).resolve())
     found = []
     for folder in dict.fromkeys(folders):
         found += [folder / name / "manifest.jsonl" for name in POOLS if (folder / name / "manifest.jsonl").is_file()]
@@ -252,22 +253,6 @@ def _public_manifests() -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- small helpers
-@contextlib.contextmanager
-def using_splits_dir(path: Path) -> Iterator[None]:
-    """VIDSME_SPLITS_DIR = path for the duration (the challenge's splits never touch data_splits/)."""
-    from vidsme.data_splits.registry import SPLITS_DIR_ENV
-
-    before = os.environ.get(SPLITS_DIR_ENV)
-    os.environ[SPLITS_DIR_ENV] = str(path)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(SPLITS_DIR_ENV, None)
-        else:
-            os.environ[SPLITS_DIR_ENV] = before
-
-
 def _json_text(data: object) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -621,14 +606,12 @@ def _public_config(config: dict, root: Path, purpose: str) -> dict:
 
 
 def _public_target_card(card_path: Path, role: str, root: Path) -> dict:
-    from vidsme.data_splits.manifest import file_sha256
-
     card = json.loads(card_path.read_text(encoding="utf-8"))
     out = {k: card[k] for k in _PUBLIC_TARGET_FIELDS if k in card}
     out["role"] = role
     out["base"] = {"name": BASE_NAME, "sha256": card["base"]["sha256"]}
     out["config"] = _public_config(card["config"], root, f"train:{card['name']}")
-    out["card_sha256"] = file_sha256(card_path)  # the feature caches are keyed by it
+    out["card_sha256"] = sha256_file(card_path)  # the feature caches are keyed by it
     return out
 
 
@@ -816,7 +799,7 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
     """
     from vidsme.data_splits.build import manifest_rows
     from vidsme.data_splits.create import _draw_members
-    from vidsme.data_splits.manifest import count_by_label, file_sha256
+    from vidsme.data_splits.manifest import count_by_label
     from vidsme.data_splits.synthetic import select_videos
     from vidsme.provenance import tree_sha256
 
@@ -839,7 +822,7 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
             problems.append(f"{name}: no commitment or no manifest ({path})")
             continue
         card = _read_json(public / "splits" / name / "card.json", "the public split card is missing")
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if sha != entry["manifest_sha256"]:
             problems.append(f"{name}: manifest {path} has sha256 {sha[:12]}..., the commitment is "
                             f"{entry['manifest_sha256'][:12]}...: the manifest was changed after the build")
@@ -871,7 +854,7 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
         if private is not None:
             videos = Path(private) / "videos"
             bad = sorted({r["video"] for r in rows if not (videos / r["video"]).is_file()
-                          or file_sha256(videos / r["video"]) != r["video_sha256"]})
+                          or sha256_file(videos / r["video"]) != r["video_sha256"]})
             if bad:
                 problems.append(f"{name}: {len(bad)} video(s) under {videos} differ from their recorded checksum "
                                 f"or are missing ({bad[:3]})")

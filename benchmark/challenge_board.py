@@ -70,7 +70,7 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -
     fixed on the public dev partition, with the challenge's own blind baseline; write the private
     results and the public leaderboard. Returns the leaderboard files."""
     from vidsme.attack.registry import get_attack
-    from vidsme.benchmark.challenge import using_splits_dir
+    from vidsme.paths import using_splits_dir
     from vidsme.benchmark.config import SuiteConfig
     from vidsme.benchmark.evaluate import evaluate_level_scores, slice_inputs
     from vidsme.benchmark.extract import World
@@ -208,7 +208,7 @@ def submit_to_challenge(source: str, out: Path, *, time_budget_s: float, command
                         limits=None):
     """`vidsme submit FILE --challenge DIR`: the file's public dev-chosen configurations, run sandboxed
     once on the challenge's features; rows go to the private results, the leaderboard to public/."""
-    from vidsme.benchmark.challenge import using_splits_dir
+    from vidsme.paths import using_splits_dir
     from vidsme.benchmark.submit import submit_attack
 
     path = Path(source)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vidsme.attack.inputs import AttackInputs
-from vidsme.attack.metrics import DEFAULT_MIN_FALSE_POSITIVES, Evaluation, evaluate_scores
+from vidsme.metrics import DEFAULT_MIN_FALSE_POSITIVES, Evaluation, evaluate_scores
 from vidsme.attack.registry import AttackSpec
 from vidsme.benchmark.cache import SampleFeatures
 from vidsme.data_splits.partition import PARTITIONS

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.atomic import write_text_atomic
-from vidsme.attack.direction import Direction
-from vidsme.attack.metrics import roc_points
+from vidsme.direction import Direction
+from vidsme.metrics import roc_points
 from vidsme.benchmark.verdicts import BLIND_METHOD, NOT_ABOVE_BLIND, method_of
 from vidsme.data_splits.partition import PARTITIONS
 from vidsme.errors import VidsmeError

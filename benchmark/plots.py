@@ -7,7 +7,7 @@ Drawing runs under matplotlib's "default" style, so a user's matplotlibrc or sty
 not change the pixels, and the PNG carries no "Software" text chunk: the same input gives
 byte-identical files (with the same matplotlib and its bundled FreeType and fonts).
 
-Conventions shared with vidsme.attack.metrics: labels are 1/True = member, 0/False =
+Conventions shared with vidsme.metrics: labels are 1/True = member, 0/False =
 non-member; raw scores are oriented with `Direction.orient` (higher = member); NaN is an
 error naming the curve or panel; +inf / -inf are clipped to the largest / smallest finite
 score of the vector, so the AUC in a legend equals the point estimate in results.json.
@@ -30,8 +30,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vidsme.attack.direction import Direction
-from vidsme.attack.metrics import auc_from_roc, roc_points
+from vidsme.direction import Direction
+from vidsme.metrics import auc_from_roc, roc_points
 from vidsme.errors import InvalidScoresError, VidsmeError
 
 DPI = 100
@@ -93,7 +93,7 @@ def _check_pair(scores: object, labels: object, what: str) -> tuple[np.ndarray, 
 def _clip_infinite(values: np.ndarray, what: str) -> tuple[np.ndarray, int, int]:
     """Raise on NaN, clip +-inf to the finite extremes; returns (values, n_pos_inf, n_neg_inf).
 
-    Same rule as vidsme.attack.metrics, so plots and results.json agree.
+    Same rule as vidsme.metrics, so plots and results.json agree.
     """
     nan = np.isnan(values)
     if nan.any():
@@ -190,7 +190,7 @@ def roc_plot(curves: Sequence[Curve], path: Path, title: str) -> Path:
     start at 1/n_nonmembers (the largest non-member count among the curves, at least 2 so
     there is an axis to show); zero FPR/TPR are clipped to that floor so log scale works.
     Curve i gets colour i % 10 and line style i % 4: 20 distinct combinations. Infinite
-    scores are clipped to the finite range as in vidsme.attack.metrics. Raises VidsmeError (naming the curve) for no curves, empty
+    scores are clipped to the finite range as in vidsme.metrics. Raises VidsmeError (naming the curve) for no curves, empty
     or NaN scores, length mismatches, labels other than 0/1, a single class or an unknown
     direction. Returns `path`.
     """

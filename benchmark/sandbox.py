@@ -4,7 +4,7 @@
 submission, `python -I -B -m vidsme.attack.isolated` (attack/isolated.py), in a sandbox that sees:
 
   read-only   /usr, /bin, /lib* (as the host has them), /etc/ld.so.*; the Python environment
-              (sys.prefix, sys.base_prefix and the interpreter's own tree); vidsme's core/ and
+              (sys.prefix, sys.base_prefix and the interpreter's own tree); vidsme's vidsme/ and
               attack/ source folders at their own paths; a folder of inputs at /vidsme/in (a copy
               of the submitted file + the features of the current calls, written by the parent)
   writable    a private tmpfs at /tmp (size-capped; the working directory; gone afterwards)

@@ -69,13 +69,13 @@ def evaluated_samples(entry: dict) -> EvalSet:
     """The rows the benchmark evaluated for one results.json target — the split manifest minus
     the target's excluded rows — with their dev/test sides, checked against the manifest
     sha256, the ids' sha256 and the partition the benchmark recorded."""
-    from vidsme.data_splits.manifest import file_sha256
+    from vidsme.provenance import sha256_file
     from vidsme.data_splits.registry import load_split
 
     name, info = entry["name"], entry.get("split") or {}
     rerun = "restore that split version, or rerun `vidsme benchmark SUITE`"
     split = load_split(str(info.get("name")))
-    sha = file_sha256(split.manifest_path)
+    sha = sha256_file(split.manifest_path)
     if sha != info.get("manifest_sha256") or split.card.version != info.get("version"):
         raise VidsmeError(f"target {name!r}: split {split.name!r} on disk (version {split.card.version}, manifest "
                           f"sha256 {sha[:12]}...) is not the one the benchmark evaluated (version {info.get('version')}, "

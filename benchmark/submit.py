@@ -51,7 +51,7 @@ import numpy as np
 
 from vidsme import __version__
 from vidsme.attack import registry
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
 from vidsme.attack.isolated import COPIES, classify_import_error, decode_scores, opaque_ids
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
@@ -75,6 +75,7 @@ from vidsme.benchmark.submission import (
 from vidsme.benchmark.suite import metric_row
 from vidsme.errors import InvalidScoresError, MissingFeatureError, VidsmeError
 from vidsme.provenance import git_commit
+from vidsme.provenance import sha256_file
 
 DEFAULT_TIME_BUDGET_S = 30.0
 CODE_CHECKS: tuple[str, ...] = ("sandbox", "import", "declaration", "name", "features", "scores", "determinism",
@@ -143,18 +144,12 @@ def _classify_import_error(err: BaseException, source: str) -> SubmissionRefused
     return SubmissionRefused(*classify_import_error(err, source))
 
 
-def _file_sha256(path: Path) -> str:
-    from vidsme.data_splits.manifest import file_sha256
-
-    return file_sha256(path)
-
-
 def _resolve(source: str) -> _Source:
     path = Path(source)
     if path.is_file() or source.endswith(".py"):
         if not path.is_file():
             raise SubmissionRefused("import", f"attack file {source!r} does not exist")
-        return _Source(path.as_posix(), "file", _file_sha256(path), file=path)
+        return _Source(path.as_posix(), "file", sha256_file(path), file=path)
     eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     if source in eps:
         ep = eps[source]
@@ -180,7 +175,7 @@ def _load(source: str, src: _Source) -> list[AttackSpec]:
     if src.module is not None:
         mod = sys.modules.get(src.module)
         file = getattr(mod, "__file__", None)
-        src.file_sha256 = _file_sha256(Path(file)) if file and Path(file).is_file() else None
+        src.file_sha256 = sha256_file(Path(file)) if file and Path(file).is_file() else None
     specs = [s for n, s in registry._REGISTRY.items() if before.get(n) is not s]
     if src.module is not None:  # a module imported earlier (an installed plugin) registers nothing new
         specs += [s for s in registry._REGISTRY.values() if s not in specs and

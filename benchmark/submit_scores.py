@@ -29,7 +29,7 @@ from vidsme.benchmark.submission import (
     verdicts_of,
 )
 from vidsme.benchmark.suite import metric_row
-from vidsme.data_splits.manifest import file_sha256
+from vidsme.provenance import sha256_file
 from vidsme.names import did_you_mean
 from vidsme.provenance import git_commit
 
@@ -137,7 +137,7 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
     if bad:
         raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
                                           f"{ids_preview(bad)}")
-    sha = file_sha256(scores_file)
+    sha = sha256_file(scores_file)
     rel = (f"scores/{target}/{SUBMISSIONS_DIR}/{attack_name}-scores-{slice_name}-{level}"
            + (f"-f{n_frames}" if n_frames is not None else "") + ".csv")
     ident = (target, attack_name, slice_name, level, n_frames)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic, write_text_atomic
 from vidsme.attack.inputs import SLICES
-from vidsme.attack.metrics import Evaluation
+from vidsme.metrics import Evaluation
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks
 from vidsme.benchmark.cache import CacheKey, FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
@@ -190,10 +190,10 @@ def _card(path: Path) -> dict | None:
 def model_sha256(path: Path) -> str:
     """Identity of a model directory: its target.json card's sha256 (rewritten by every training
     run), else a hash of its weights and configs."""
-    from vidsme.data_splits.manifest import file_sha256
+    from vidsme.provenance import sha256_file
 
     card = Path(path) / "target.json"
-    return file_sha256(card) if card.is_file() else tree_sha256(Path(path))
+    return sha256_file(card) if card.is_file() else tree_sha256(Path(path))
 
 
 def _reference_path(target: SuiteTarget, card: dict | None) -> tuple[Path | None, str | None]:

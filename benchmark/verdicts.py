@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidsme.attack.metrics import (
+from vidsme.metrics import (
     DEFAULT_FPR_LEVELS,
     DEFAULT_MIN_FALSE_POSITIVES,
     MetricValue,

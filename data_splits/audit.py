@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.atomic import write_json_atomic
-from vidsme.attack.metrics import MetricValue, evaluate_scores
+from vidsme.metrics import MetricValue, evaluate_scores
 from vidsme.data_splits.registry import Split
 from vidsme.errors import SplitError
 

@@ -15,7 +15,8 @@ from typing import Literal
 
 from vidsme import __version__
 from vidsme.data_splits.create import _draw_members
-from vidsme.data_splits.manifest import CARD_FILE, file_sha256, make_row, partitions, with_partition, write_split
+from vidsme.data_splits.manifest import CARD_FILE, make_row, partitions, with_partition, write_split
+from vidsme.provenance import sha256_file
 from vidsme.data_splits.partition import check_partition_record
 from vidsme.data_splits.registry import SYNTHETIC_SPLITS, Split, load_split, splits_dir
 from vidsme.errors import SplitError
@@ -34,14 +35,14 @@ def split_state(name: str, source: dict, video_root: Path, seed: int) -> Literal
         return "stale"
     try:
         split = load_split(name)
-        if split.card.source != source or file_sha256(split.manifest_path) != split.card.manifest_sha256:
+        if split.card.source != source or sha256_file(split.manifest_path) != split.card.manifest_sha256:
             return "stale"
         rows = split.rows()
     except SplitError:  # a malformed card or manifest: regenerate
         return "stale"
     for row in rows:
         video = video_root / row["video"]
-        if not video.is_file() or file_sha256(video) != row["video_sha256"]:
+        if not video.is_file() or sha256_file(video) != row["video_sha256"]:
             return "stale"
     if not partitions(split.card.kind, split.card.members_available) or split.card.drawn.get("test_only"):
         return "fresh"

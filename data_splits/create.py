@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from vidsme import __version__
-from vidsme.data_splits.manifest import CARD_FILE, file_sha256, make_row, write_split
+from vidsme.data_splits.manifest import CARD_FILE, make_row, write_split
+from vidsme.provenance import sha256_file
 from vidsme.data_splits.registry import Split, load_split, splits_dir
 from vidsme.errors import SplitError
 
@@ -94,7 +95,7 @@ def _attach_checksums(rows: list[dict], video_root: Path, progress: bool) -> Non
             f"{len(missing)} video(s) referenced by the annotations are missing under {video_root}: {shown}. "
             "Fix the paths in the annotation file or the --video-root"
         )
-    checksum = {v: file_sha256(video_root / v) for v in tqdm(videos, desc="checksums", unit="video", disable=not progress)}
+    checksum = {v: sha256_file(video_root / v) for v in tqdm(videos, desc="checksums", unit="video", disable=not progress)}
     for row in rows:
         row["video_sha256"] = checksum[row["video"]]
 

@@ -113,15 +113,6 @@ def read_manifest(path: Path, *, pool: bool = False) -> list[dict]:
     return rows
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, streamed in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def count_by_label(rows: Sequence[dict]) -> dict:
     """{"rows": {label: n}, "videos": {label: n distinct videos}} (label "pool" for pools)."""
     rows_by: dict[str, int] = {}

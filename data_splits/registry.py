@@ -14,8 +14,8 @@ from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, rea
 from vidsme.data_splits.partition import Partition, check_partition_record
 from vidsme.errors import SplitError, UnknownNameError
 from vidsme.names import did_you_mean
+from vidsme.paths import SPLITS_DIR_ENV
 
-SPLITS_DIR_ENV = "VIDSME_SPLITS_DIR"
 # Built by `vidsme splits build NAME` from the deterministic generator (not committed:
 # the videos are generated on each machine; the generator pins their content).
 SYNTHETIC_SPLITS: tuple[str, ...] = ("synth-mcqa", "synth-oeqa", "synth-caption", "synth-pretrain")

@@ -48,6 +48,7 @@ import numpy as np
 
 from vidsme.errors import UnknownNameError, VidsmeError
 from vidsme.names import did_you_mean
+from vidsme.provenance import sha256_file
 
 __all__ = [
     "CHALLENGE_POOLS",
@@ -952,10 +953,6 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
 # --------------------------------------------------------------------------- writing
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def select_videos(
     pool: str,
     n_videos: int,
@@ -1019,7 +1016,7 @@ def generate_pool(
     chosen = select_videos(pool, n, seed, skip=skip, width=width, height=height, n_frames=n_frames, fps=fps)
     for spec, video_rows in tqdm(chosen, desc=pool, unit="video", disable=not progress):
         path = write_mp4(root / video_rows[0]["video"], render_video(spec), fps=fps)
-        sha = _file_sha256(path)
+        sha = sha256_file(path)
         for row in video_rows:
             row["video_sha256"] = sha
         rows.extend(video_rows)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidsme.data_splits.manifest import count_by_label, file_sha256
+from vidsme.data_splits.manifest import count_by_label
+from vidsme.provenance import sha256_file
 from vidsme.data_splits.partition import check_partition_record
 from vidsme.data_splits.registry import Split
 from vidsme.errors import SplitError, VideoError
@@ -82,7 +83,7 @@ def verify_split(
     if not split.manifest_path.is_file():
         report.problems.append(Problem("manifest", f"{split.manifest_path} is missing"))
         return report
-    actual = file_sha256(split.manifest_path)
+    actual = sha256_file(split.manifest_path)
     if actual != card.manifest_sha256:
         report.problems.append(
             Problem(
@@ -187,7 +188,7 @@ def _check_videos(
         if not path.is_file():
             missing += ids
             continue
-        checksum = file_sha256(path)
+        checksum = sha256_file(path)
         recorded = {r["video_sha256"] for r in video_rows} - {None}
         if recorded and recorded != {checksum}:
             mismatched += ids

@@ -76,7 +76,6 @@ import dataclasses
 import importlib.util
 import io
 import json
-import os
 import pstats
 import signal
 import statistics
@@ -221,23 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     args.started = time.perf_counter()
     if min(args.n_videos, args.n_frames, args.batch_size, args.repeats) < 1:
         parser.error("need --n-videos, --n-frames, --batch-size, --repeats >= 1")
-    from vidsme.data_splits.registry import SPLITS_DIR_ENV
+    from vidsme.paths import using_splits_dir
 
     old_threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    old_env = os.environ.get(SPLITS_DIR_ENV)
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         work = args.workdir if args.workdir is not None else Path(tmp)
-        os.environ[SPLITS_DIR_ENV] = str(work / "splits")
         try:
-            return _run(args, work)
+            with using_splits_dir(work / "splits"):
+                return _run(args, work)
         finally:
             torch.set_num_threads(old_threads)
-            if old_env is None:
-                os.environ.pop(SPLITS_DIR_ENV, None)
-            else:
-                os.environ[SPLITS_DIR_ENV] = old_env
 
 
 def _run(args: argparse.Namespace, work: Path) -> int:

@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import importlib.util
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -104,20 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.build_split <= 0:
         return _run(args)
     from vidsme.data_splits.build import build_synthetic_split
-    from vidsme.data_splits.registry import SPLITS_DIR_ENV
+    from vidsme.paths import using_splits_dir
 
-    old_env = os.environ.get(SPLITS_DIR_ENV)
-    with tempfile.TemporaryDirectory(prefix="bench_train_step_") as tmp:
-        os.environ[SPLITS_DIR_ENV] = str(Path(tmp) / "splits")
-        try:
-            build_synthetic_split(args.split, Path(tmp) / "videos", n_videos=args.build_split, progress=False)
-            args.video_root = Path(tmp) / "videos"
-            return _run(args)
-        finally:
-            if old_env is None:
-                os.environ.pop(SPLITS_DIR_ENV, None)
-            else:
-                os.environ[SPLITS_DIR_ENV] = old_env
+    with tempfile.TemporaryDirectory(prefix="bench_train_step_") as tmp, using_splits_dir(Path(tmp) / "splits"):
+        build_synthetic_split(args.split, Path(tmp) / "videos", n_videos=args.build_split, progress=False)
+        args.video_root = Path(tmp) / "videos"
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from vidsme.config import config_hash, config_to_dict
 from vidsme.errors import VidsmeError
 from vidsme.study.config import CellSettings, CellSpec, StudyBase, StudyConfig
 from vidsme.study.splits import PRETRAIN_POOL, content_split
+from vidsme.provenance import sha256_file
 
 STUDY_VERSION = 1  # bump when a change alters any cell's numbers (invalidates every cell file)
 SLICES = ["video", "answer"]
@@ -59,12 +60,11 @@ def _hash(obj: object) -> str:
 
 def _deepspeed_sha256(path: Path, where: str) -> str:
     """The ZeRO config's content hash (its content, not its path, decides the training)."""
-    import hashlib
 
     if not Path(path).is_file():
         raise VidsmeError(f"{where}: deepspeed config {path} does not exist; run from the repository root or set "
                           "deepspeed=PATH (e.g. configs/deepspeed/zero2.json)")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def plan_cell(cfg: StudyConfig, spec: CellSpec, where: str = "the study config") -> CellPlan:
@@ -171,7 +171,6 @@ def benchmark_target(cfg: StudyConfig, plan: CellPlan, target_dir: Path, video_r
 def run_cell(cfg: StudyConfig, plan: CellPlan, data: dict, *, progress: bool = True) -> dict:
     """Train and benchmark one cell (each stage reused where done); returns its record (not yet written).
     Call inside `using_splits_dir(<work_dir>/splits)`."""
-    from vidsme.data_splits.manifest import file_sha256
     from vidsme.provenance import git_commit, library_versions
     from vidsme.study.metrics import cell_metrics
     from vidsme.train.recipes import BASE_CARD_FILE, CARD_FILE
@@ -209,8 +208,8 @@ def run_cell(cfg: StudyConfig, plan: CellPlan, data: dict, *, progress: bool = T
                     "target": round(target_seconds, 1) if target_trained else None,
                     "target_card": card.get("train_seconds"), "evaluate": round(eval_seconds, 1)},
         "provenance": {"git_commit": git_commit(), "vidsme": __version__, "libraries": library_versions(),
-                       "base_card_sha256": file_sha256(base_dir / BASE_CARD_FILE),
-                       "target_card_sha256": file_sha256(target_dir / CARD_FILE)},
+                       "base_card_sha256": sha256_file(base_dir / BASE_CARD_FILE),
+                       "target_card_sha256": sha256_file(target_dir / CARD_FILE)},
     }
 
 

@@ -87,7 +87,7 @@ def report(cfg: StudyConfig, plans: list[CellPlan] | None = None) -> dict[str, P
 def run_study(cfg: StudyConfig, *, where: str = "the study config", progress: bool = True,
               log: Callable[[str], None] = print) -> StudyRun:
     """Compute every selected cell that has no current results file, then write the table and figure."""
-    from vidsme.benchmark.challenge import using_splits_dir
+    from vidsme.paths import using_splits_dir
     from vidsme.study.splits import build_study_data
 
     start = time.perf_counter()

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from vidsme.attack.aggregate import K_PERCENTS
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import SLICES, AttackInputs
 from vidsme.attack.registry import get_attack, list_attacks
 from vidsme.errors import MissingFeatureError, VidsmeError

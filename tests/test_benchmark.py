@@ -21,7 +21,7 @@ from vidsme.benchmark.suite import check_suite, run_suite
 from vidsme.cli import main
 from vidsme.config import config_to_dict
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import UnknownNameError, VidsmeError
 from vidsme.prompts import encode_prompt
 from vidsme.train.data import VideoTextDataset
@@ -183,7 +183,7 @@ def test_end_to_end_through_the_cli(uninterrupted, world):
     for r in rows:
         assert 0.0 <= r["auc"]["ci_low"] <= r["auc"]["value"] <= r["auc"]["ci_high"] <= 1.0
     # per-sample scores: the CSV's test rows reproduce the reported test AUC and its CI (videos resampled)
-    from vidsme.attack.metrics import evaluate_scores
+    from vidsme.metrics import evaluate_scores
 
     loss = next(r for r in rows if r["attack"] == "loss" and r["slice"] == "answer" and r["partition"] == "test")
     lines = (uninterrupted / "results" / loss["scores_file"]).read_text().splitlines()

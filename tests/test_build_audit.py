@@ -10,7 +10,8 @@ import pytest
 from vidsme.data_splits.audit import AUDIT_FILE, FEATURES, audit_split
 from vidsme.data_splits.build import build_synthetic_split
 from vidsme.data_splits.create import create_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV, load_split
+from vidsme.data_splits.registry import load_split
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.data_splits.verify import verify_split
 from vidsme.errors import SplitError
 from vidsme.video import write_mp4
@@ -114,7 +115,7 @@ def test_audit_flags_a_split_whose_metadata_separates_members(splits_root, tmp_p
 
 
 def test_a_below_chance_audit_is_not_called_leaky():
-    from vidsme.attack.metrics import MetricValue
+    from vidsme.metrics import MetricValue
     from vidsme.data_splits.audit import AuditResult
 
     def audit(auc: float) -> AuditResult:

@@ -18,7 +18,7 @@ import pytest
 from vidsme.benchmark import challenge as C
 from vidsme.cli import main
 from vidsme.data_splits import synthetic as S
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import VidsmeError
 from tiny_configs import CHALLENGE_TINY
 

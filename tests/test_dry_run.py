@@ -15,7 +15,7 @@ from vidsme.benchmark.suite import run_suite
 from vidsme.cli import main
 from vidsme.config import config_to_dict
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 from tiny_configs import TINY
 

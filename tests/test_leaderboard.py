@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidsme.attack.metrics import evaluate_scores
+from vidsme.metrics import evaluate_scores
 from vidsme.benchmark.leaderboard import (
     RANKING,
     build_leaderboard,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from vidsme.attack.direction import Direction
-from vidsme.attack.metrics import (
+from vidsme.direction import Direction
+from vidsme.metrics import (
     Evaluation,
     _bootstrap,
     _group_ties,
@@ -281,7 +281,7 @@ def test_to_dict_json_and_keys():
 
 def test_resampled_counts_count_the_drawn_groups():
     """Grouping the draws' multiplicities by tie group equals counting the drawn groups directly."""
-    from vidsme.attack.metrics import _multiplicities, _resampled_counts
+    from vidsme.metrics import _multiplicities, _resampled_counts
 
     rng = np.random.default_rng(3)
     groups = rng.integers(0, 7, size=40)  # ties: several samples per group, some groups empty
@@ -308,7 +308,7 @@ def test_tpr_is_null_with_reason_below_resolvable_size():
 
 
 def test_min_nonmembers_thresholds():
-    from vidsme.attack.metrics import min_nonmembers, resolution_reason
+    from vidsme.metrics import min_nonmembers, resolution_reason
 
     assert [min_nonmembers(x) for x in (0.001, 0.01, 0.05)] == [10000, 1000, 200]
     assert resolution_reason(0.05, 200) is None and resolution_reason(0.05, 199) is not None
@@ -317,7 +317,7 @@ def test_min_nonmembers_thresholds():
 def test_cluster_bootstrap_resamples_whole_clusters():
     # Clusters of 3 identical samples: a cluster resample equals a sample resample of the
     # cluster means repeated 3x, so the AUC replicates must match that explicit computation.
-    from vidsme.attack.metrics import _draws, bootstrap_replicates
+    from vidsme.metrics import _draws, bootstrap_replicates
 
     rng = np.random.default_rng(0)
     n_videos = 30
@@ -356,7 +356,7 @@ def test_cluster_with_both_labels_is_refused():
 
 
 def test_paired_difference_of_identical_attacks_is_exactly_zero_and_checks_pairing():
-    from vidsme.attack.metrics import bootstrap_replicates, paired_difference
+    from vidsme.metrics import bootstrap_replicates, paired_difference
 
     scores, labels = random_case(n=200, seed=5)
     a = bootstrap_replicates(scores, labels, direction="higher", attack="a", sample_ids=ids(200), n_bootstrap=100)

@@ -18,7 +18,7 @@ from vidsme.benchmark.query import load_model
 from vidsme.cli import main
 from vidsme.config import config_to_dict
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import CacheFileError, ModelFileError, VidsmeError
 from vidsme.train.checkpoint import load_checkpoint, load_state, save_state
 from vidsme.model_files import check_safetensors

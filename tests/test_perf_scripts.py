@@ -37,7 +37,7 @@ def test_bench_features_runs_and_checks_values(tmp_path: Path):
 @pytest.mark.integration
 def test_bench_train_step_runs(tmp_path: Path, monkeypatch):
     from vidsme.data_splits.build import build_synthetic_split
-    from vidsme.data_splits.registry import SPLITS_DIR_ENV
+    from vidsme.paths import SPLITS_DIR_ENV
 
     monkeypatch.setenv(SPLITS_DIR_ENV, str(tmp_path / "splits"))
     build_synthetic_split("synth-mcqa", tmp_path / "videos", n_videos=12, progress=False)

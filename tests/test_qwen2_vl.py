@@ -14,7 +14,7 @@ import torch
 
 from vidsme.config import load_config
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import VidsmeError
 from vidsme.train.config import DataConfig, OptimConfig, TargetConfig
 from vidsme.train.data import collate

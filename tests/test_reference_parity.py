@@ -27,7 +27,7 @@ import torch
 from vidsme.attack.features import sequence_sharma_mittal, token_features
 from vidsme.benchmark.query import extract_batch, load_model, sequence_positions, slice_positions
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.prompts import answer_text
 from vidsme.train.data import VideoTextDataset
 from vidsme.train.families import reversed_video_inputs, video_inputs

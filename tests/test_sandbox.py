@@ -236,7 +236,7 @@ def test_the_sandbox_shows_no_data_no_network_no_privilege(tool, results, tmp_pa
     cache = Path(base._results(results)["targets"][0]["caches"]["4"])
     paths = {"repo": str(REPO), "data_splits": str(REPO / "data_splits"), "benchmark": str(REPO / "benchmark"),
              "runs": str(REPO / "runs"), "splits": str(splits_dir()), "results": str(results), "cache": str(cache),
-             "home": str(Path.home()), "core": str(REPO / "core"), "prefix": sys.prefix}
+             "home": str(Path.home()), "vidsme": str(REPO / "vidsme"), "prefix": sys.prefix}
     source = _attack(tmp_path, """
         facts = {"uid": os.getuid(), "root": sorted(os.listdir("/")), "env": sorted(os.environ),
                  "exists": {k: os.path.exists(p) for k, p in PATHS.items()},
@@ -247,9 +247,9 @@ def test_the_sandbox_shows_no_data_no_network_no_privilege(tool, results, tmp_pa
     err = _refused(results, source, capsys)
     facts = json.loads(err.split("FACTS ", 1)[1])
     visible = {k for k, v in facts["exists"].items() if v}
-    # the repository and home exist only as parents of what is bound (core/, attack/, the venv)
-    assert visible <= {"core", "prefix", "home", "repo"} and {"core", "prefix"} <= visible, facts
-    assert set(facts["repo_listing"]) <= {"core", "attack", *(p.name for p in sandbox._python_trees()
+    # the repository and home exist only as parents of what is bound (vidsme/, attack/, the venv)
+    assert visible <= {"vidsme", "prefix", "home", "repo"} and {"vidsme", "prefix"} <= visible, facts
+    assert set(facts["repo_listing"]) <= {"vidsme", "attack", *(p.name for p in sandbox._python_trees()
                                                                if p.parent == REPO)}, facts
     assert not any(k.startswith("VIDSME") for k in facts["env"]), facts  # the fixture sets VIDSME_SPLITS_DIR here
     assert facts["interfaces"] == ["lo"], facts
@@ -310,7 +310,7 @@ def _plan(tmp_path: Path, trees: list[Path], covers: list[Path]) -> sandbox._Pla
 
 def test_the_sandbox_binds_code_and_environment_only(tmp_path):
     trees = sandbox._python_trees()
-    assert REPO / "core" in trees and REPO / "attack" in trees
+    assert REPO / "vidsme" in trees and REPO / "attack" in trees
     for secret in (REPO, REPO / "data_splits", REPO / "benchmark", REPO / "runs", REPO / "train"):
         assert secret not in trees
         assert not any(sandbox._inside(secret, t) for t in trees), secret

@@ -10,7 +10,8 @@ import pytest
 from vidsme.cli import main
 from vidsme.data_splits.create import create_split
 from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, ROW_KEYS, read_manifest
-from vidsme.data_splits.registry import SPLITS_DIR_ENV, load_split
+from vidsme.data_splits.registry import load_split
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.data_splits.verify import verify_split
 from vidsme.errors import SplitError, UnknownNameError
 from vidsme.video import write_mp4

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import vidsme.attack.registry as registry
-from vidsme.attack.metrics import evaluate_scores
+from vidsme.metrics import evaluate_scores
 from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
@@ -27,7 +27,7 @@ from vidsme.benchmark.submit import submit_attack
 from vidsme.benchmark.suite import run_suite
 from vidsme.cli import main
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import VidsmeError
 from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 from tiny_configs import TINY

@@ -10,7 +10,7 @@ import torch
 
 from vidsme.config import load_config
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.prompts import IGNORE_INDEX, encode_prompt
 from vidsme.train.config import DataConfig, OptimConfig, TargetConfig
 from vidsme.train.families import module_groups

@@ -11,7 +11,7 @@ import pytest
 from vidsme.cli import main
 from vidsme.config import load_config
 from vidsme.data_splits.build import build_synthetic_split
-from vidsme.data_splits.registry import SPLITS_DIR_ENV
+from vidsme.paths import SPLITS_DIR_ENV
 from vidsme.errors import VidsmeError
 from vidsme.train import dry_run as dr
 from vidsme.train.config import BaseConfig, DataConfig, OptimConfig, TargetConfig

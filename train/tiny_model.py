@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from vidsme.errors import VidsmeError
+from vidsme.provenance import sha256_file
 
 BUILD_INFO_FILE = "vidsme_build.json"
 
@@ -303,14 +304,6 @@ def make_tiny_vullm(config: TinyVullmConfig, texts: Sequence[str]):
     return model, processor
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_info(config: TinyVullmConfig, texts: Sequence[str], model, tokenizer) -> dict:
     """The provenance record written as vidsme_build.json (file hashes added on save)."""
     import tokenizers
@@ -359,7 +352,7 @@ def build_tiny_vullm(config: TinyVullmConfig, texts: Sequence[str], out_dir: Pat
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         info["files_sha256"] = {
-            name: _sha256_file(tmp / name) for name in ("model.safetensors", "tokenizer.json") if (tmp / name).exists()
+            name: sha256_file(tmp / name) for name in ("model.safetensors", "tokenizer.json") if (tmp / name).exists()
         }
         (tmp / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():

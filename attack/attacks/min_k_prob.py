@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from vidsme.attack.aggregate import K_PERCENTS, masked_k_mean
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import AttackInputs
 from vidsme.attack.registry import register_attack
 

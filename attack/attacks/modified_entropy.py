@@ -19,7 +19,7 @@ from functools import partial
 import torch
 
 from vidsme.attack.aggregate import masked_mean
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import AttackInputs
 from vidsme.attack.registry import register_attack
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from vidsme.attack.aggregate import masked_mean
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import AttackInputs
 from vidsme.attack.registry import register_attack
 

@@ -17,7 +17,7 @@ import zlib
 import torch
 
 from vidsme.attack.aggregate import masked_mean
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.attack.inputs import TEXT, AttackInputs
 from vidsme.attack.registry import register_attack
 from vidsme.errors import MissingFeatureError, VidsmeError

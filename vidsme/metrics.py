@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidsme.attack.direction import Direction
+from vidsme.direction import Direction
 from vidsme.errors import InvalidScoresError
 
 DEFAULT_FPR_LEVELS: tuple[float, ...] = (0.001, 0.01, 0.05)

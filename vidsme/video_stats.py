@@ -40,13 +40,13 @@ import numpy as np
 import vidsme
 from vidsme import errors as _errors
 from vidsme.errors import VideoError, VideoNotFoundError, VidsmeError
+from vidsme.provenance import sha256_file
 
 # Bump when the definition of k1/k3 (or how frames are prepared) changes: every cache
 # entry written under the old definition then stops matching.
 STATS_VERSION = 1
 
 _CACHE_FORMAT = "vidsme.video_stats"
-_HASH_BLOCK = 1 << 20  # 1 MiB: streaming, so a large video never sits in memory
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,7 @@ def file_sha256(path: str | Path) -> str:
     if not path.is_file():
         raise VideoNotFoundError(path, "no such file" if not path.exists() else "not a regular file",
                                  "Check the path; a video is never replaced by another")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 # ----------------------------------------------------------------------------- cache

@@ -34,6 +34,15 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+def sha256_file(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, streamed in 1 MiB blocks (the one file hash of the project)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def tree_sha256(folder: Path, patterns: tuple[str, ...] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str:
     """sha256 over the (relative name, content) of a model folder's files, in sorted order."""
     digest = hashlib.sha256()
