@@ -7,13 +7,16 @@ nothing generic like `attack` ever lands in site-packages.
 from setuptools import setup
 
 PACKAGES = {
-    "vidsme": "vidsme",
+    "vidsme": "vidsme",  # the namespace root: what every stage shares; imports no stage
     "vidsme.attack": "attack",
     "vidsme.attack.attacks": "attack/attacks",
+    "vidsme.data_splits": "data_splits",
     "vidsme.train": "train",
     "vidsme.benchmark": "benchmark",
-    "vidsme.data_splits": "data_splits",
+    "vidsme.benchmark.submissions": "benchmark/submissions",
+    "vidsme.challenge": "challenge",
     "vidsme.study": "study",
+    "vidsme.cli": "cli",  # on top: one module per subcommand
 }
 
 setup(

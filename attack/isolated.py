@@ -1,6 +1,6 @@
 """The process that runs a submitted attack inside the sandbox, and the files and messages it exchanges.
 
-`vidsme submit` (vidsme.benchmark.sandbox) starts this module as
+`vidsme submit` (vidsme.benchmark.submissions.sandbox) starts this module as
 `python -I -B -m vidsme.attack.isolated --source FILE --label LABEL --inputs DIR ...` in a sandbox
 that sees the Python environment, vidsme's `vidsme/` and `attack/` code, a copy of the submitted
 file and DIR (its inputs), all read-only, a private /tmp, and nothing else: no network, no
@@ -208,9 +208,8 @@ def load_submission(path: Path, label: str, shown: str | None = None) -> list:
 
     from vidsme.attack import registry
 
-    registry._load_builtins()
-    registry._PLUGINS_LOADED = True  # plugins live outside the sandbox; the parent checks names against them
-    before = dict(registry._REGISTRY)
+    registry.load_builtins_only()  # plugins live outside the sandbox; the parent checks names against them
+    before = registry.registry_snapshot()
     module_name = f"{USER_MODULES}{path.stem}_{abs(hash(path.resolve()))}"
     try:
         spec = importlib.util.spec_from_file_location(module_name, path)
@@ -227,7 +226,7 @@ def load_submission(path: Path, label: str, shown: str | None = None) -> list:
             why += ("; in the sandbox only the submitted file and the packages of vidsme's Python environment "
                     "can be imported")
         raise Refusal(check, why) from err
-    specs = [s for n, s in registry._REGISTRY.items() if before.get(n) is not s]
+    specs = [s for n, s in registry.registry_snapshot().items() if before.get(n) is not s]
     if not specs:
         raise Refusal("import", f"{label!r} imported but registered no attack; decorate a scoring function with "
                                 "@register_attack(...) from vidsme.attack")

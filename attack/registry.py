@@ -194,6 +194,25 @@ def _ensure_loaded() -> None:
     _load_entry_points()
 
 
+def load_builtins_only() -> None:
+    """Register the built-in attacks and never the installed plugins (inside the sandbox, which has no
+    plugins: the parent checks names against them)."""
+    global _PLUGINS_LOADED
+    _load_builtins()
+    _PLUGINS_LOADED = True
+
+
+def registry_snapshot() -> dict[str, AttackSpec]:
+    """A copy of what is registered now, name -> spec (asking loads nothing)."""
+    return dict(_REGISTRY)
+
+
+def restore_registry(snapshot: dict[str, AttackSpec]) -> None:
+    """Put the registry back to `snapshot`: a submitted file's attacks leave no trace."""
+    _REGISTRY.clear()
+    _REGISTRY.update(snapshot)
+
+
 def load_attack_source(source: str) -> list[str]:
     """Import attacks from a module name ("pkg.my_attacks") or a .py file path.
 
@@ -242,3 +261,28 @@ def list_attacks(family: str | None = None) -> list[AttackSpec]:
         families = {s.family for s in _REGISTRY.values()}
         raise UnknownNameError(f"unknown attack family {family!r}.{did_you_mean(family, families)}")
     return sorted(specs, key=lambda s: s.family)  # stable: keeps k0, k5, k10 ... order
+
+
+def format_attack_table(specs: list[AttackSpec]) -> str:
+    """`vidsme attacks`: one line per attack under its family's header, then the counts."""
+    lines: list[str] = []
+    family = None
+    for s in specs:
+        if s.family != family:
+            family = s.family
+            lines += ["", f"[{family}]  {s.citation}"]
+        needs = ", ".join(s.needs)
+        lines.append(f"  {s.name:<28} {s.direction.value:<6} slices={','.join(s.slices):<24} needs={needs}")
+    families = len({s.family for s in specs})
+    lines += ["", f"{len(specs)} attacks in {families} families. Direction: which raw score means member."]
+    return "\n".join(lines)
+
+
+def format_attack_details(specs: list[AttackSpec]) -> str:
+    """`vidsme attacks NAME ...`: everything recorded about each attack."""
+    lines: list[str] = []
+    for s in specs:
+        lines += [f"{s.name}  (family {s.family}, version {s.version})", f"  {s.summary}",
+                  f"  direction: {s.direction.value} score = member", f"  needs:     {', '.join(s.needs)}",
+                  f"  slices:    {', '.join(s.slices)}", f"  citation:  {s.citation}", f"  source:    {s.source}"]
+    return "\n".join(lines)

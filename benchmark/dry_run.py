@@ -11,27 +11,15 @@ every split — and the command exits non-zero when anything is.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+from vidsme.dry_run import DryRunReport, shown
 from vidsme.errors import VidsmeError
 from vidsme.model_files import count, shape_mismatches, skeleton
 
-MISSING_SHOWN = 5
 
-
-@dataclass
-class TargetCheck:
-    """What the dry run found for one target; `problems` empty means ready."""
-
-    name: str
-    lines: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    forwards: int = 0
-
-
-def _model_lines(what: str, path: Path, fix: str, check: TargetCheck) -> bool:
+def _model_lines(what: str, path: Path, fix: str, check: DryRunReport) -> bool:
     """Check one model directory; lines and problems go to `check`. True when it looks loadable."""
     from vidsme.model_files import check_model_dir
 
@@ -50,8 +38,7 @@ def _model_lines(what: str, path: Path, fix: str, check: TargetCheck) -> bool:
         return False
     compared, bad = shape_mismatches(model, path)
     if bad:
-        shown = "; ".join(bad[:MISSING_SHOWN]) + (" ..." if len(bad) > MISSING_SHOWN else "")
-        check.problems.append(f"{what} {path}: the weight files do not fit config.json: {shown}")
+        check.problems.append(f"{what} {path}: the weight files do not fit config.json: {shown(bad, '; ')}")
         return False
     groups = ", ".join(f"{g} {count(n)}" for g, n in counts.items() if n)
     check.lines.append(f"{what} {path}: {count(sum(counts.values()))} parameters ({groups}); the weight files "
@@ -87,12 +74,19 @@ def _cached_rows(cfg: SuiteConfig, target_sha: str | None, split, n_frames: int,
     return best
 
 
-def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
-    """Everything the run needs for target `t`, checked without loading weights or decoding video."""
-    from vidsme.benchmark.suite import _card, _reference_path, _split_rows, _video_root, model_sha256
+def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
+    """Everything the run needs for target `t`, checked without loading weights or decoding video;
+    `figures["forwards"]`: the forward passes its extraction would make."""
+    from vidsme.benchmark.suite import (
+        model_sha256,
+        read_target_card,
+        reference_model,
+        target_split_rows,
+        target_video_root,
+    )
     from vidsme.model_files import model_fix
 
-    check = TargetCheck(t.name)
+    check = DryRunReport(f"target {t.name}", figures={"forwards": 0})
     path = Path(t.path)
     card, target_sha = None, None
     if not path.exists():
@@ -100,14 +94,14 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
                               f"targets[].path for {t.name!r}")
     elif _model_lines("target", path, model_fix(path, "the suite's targets[].path"), check):
         try:
-            card = _card(path)
+            card = read_target_card(path)
         except VidsmeError as err:
             check.problems.append(str(err))
         target_sha = model_sha256(path)
         check.lines.append(f"card: {'strategy ' + str(card.get('strategy')) if card else 'none (not trained by vidsme)'}")
     if cfg.reference_view and path.exists():
         try:
-            ref, _ = _reference_path(t, card)
+            ref, _ = reference_model(t, card)
         except VidsmeError as err:
             check.problems.append(str(err))
         else:
@@ -119,9 +113,9 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
             else:
                 _model_lines("reference", ref, model_fix(ref, "the suite's targets[].reference"), check)
     try:
-        split, rows = _split_rows(t)
+        split, rows = target_split_rows(t)
         partition = split.partition()
-        video_root = _video_root(t, split)
+        video_root = target_video_root(t, split)
     except VidsmeError as err:
         check.problems.append(str(err))
         return check
@@ -134,8 +128,7 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
         check.problems.append(f"video root {video_root} does not exist ({n_videos} videos expected); set "
                               f"targets[].video_root for {t.name!r}")
     elif missing:
-        shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
-        check.problems.append(f"{len(missing)} of {n_videos} videos missing under {video_root}: {shown}")
+        check.problems.append(f"{len(missing)} of {n_videos} videos missing under {video_root}: {shown(missing)}")
     else:
         check.lines.append(f"videos: {n_videos} of {n_videos} present under {video_root} (not decoded)")
     template = t.template or cfg.template
@@ -143,31 +136,26 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> TargetCheck:
         done = _cached_rows(cfg, target_sha, split, n_frames, template)
         todo = len(rows) - done
         batches = -(-todo // cfg.batch_size)
-        check.forwards += batches * (2 if cfg.reference_view else 1)
+        check.figures["forwards"] += batches * (2 if cfg.reference_view else 1)
         check.lines.append(f"{n_frames} frames: {done} of {len(rows)} rows cached; {batches} batches to extract "
                            f"({batches} forwards of {2 * cfg.batch_size} inputs"
                            + (f" + {batches} reference forwards)" if cfg.reference_view else ")"))
     return check
 
 
-def dry_run(cfg: SuiteConfig) -> tuple[str, bool]:
-    """(report, ok) of a suite: attacks and settings, then each target's checks."""
+def dry_run(cfg: SuiteConfig) -> DryRunReport:
+    """The suite's attacks and settings, then one section of checks per target."""
     from vidsme.benchmark.suite import check_suite
 
     specs = check_suite(cfg)
-    lines = [f"suite {cfg.name}: {len(cfg.targets)} target(s), {len(specs)} attacks, frame counts "
-             f"{cfg.frame_counts}, slices {cfg.slices}, template {cfg.template}, batch size {cfg.batch_size}, "
-             f"output {cfg.output_dir}, cache {cfg.cache_dir}"]
-    checks = [check_target(t, cfg) for t in cfg.targets]
-    for c in checks:
-        lines.append(f"target {c.name}: {'ready' if not c.problems else 'NOT READY'}")
-        lines += [f"  {line}" for line in c.lines]
-        lines += [f"  MISSING: {p}" for p in c.problems]
-    ok = not any(c.problems for c in checks)
-    total = sum(c.forwards for c in checks)
-    lines.append(f"{'ready' if ok else 'not ready'}: the run would make {total} forward passes"
-                 + ("" if ok else f"; fix the {sum(len(c.problems) for c in checks)} problem(s) above first"))
-    return "\n".join(lines), ok
+    report = DryRunReport(f"suite {cfg.name}: {len(cfg.targets)} target(s), {len(specs)} attacks, frame counts "
+                          f"{cfg.frame_counts}, slices {cfg.slices}, template {cfg.template}, batch size "
+                          f"{cfg.batch_size}, output {cfg.output_dir}, cache {cfg.cache_dir}")
+    report.sections = [check_target(t, cfg) for t in cfg.targets]
+    total = sum(c.figures["forwards"] for c in report.sections)
+    report.figures["forwards"] = total
+    report.summary = f"the run would make {total} forward passes"
+    return report
 
 
-__all__ = ["TargetCheck", "check_target", "dry_run"]
+__all__ = ["check_target", "dry_run"]

@@ -42,6 +42,7 @@ from vidsme.benchmark.evaluate import (
 from vidsme.benchmark.extract import World, extract_to_cache, join_world
 from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
+from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
 from vidsme.benchmark.verdicts import METRIC_LABELS, PRIMARY_METRICS, compute_verdicts
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.partition import PARTITIONS, Partition
@@ -51,8 +52,6 @@ from vidsme.names import did_you_mean
 from vidsme.prompts import TEMPLATES
 from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
 
-RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 2
 STATS_SUBDIR, FEATURES_SUBDIR = "video-stats", "features"
 
 
@@ -86,7 +85,8 @@ def check_suite(cfg: SuiteConfig) -> list[AttackSpec]:
     return list_attacks()
 
 
-def _split_rows(target: SuiteTarget):
+def target_split_rows(target: SuiteTarget):
+    """(split, rows) of a suite target: a labelled split with both members and non-members, else SplitError."""
     split = load_split(target.split)
     if split.is_pool:
         raise SplitError(f"target {target.name!r}: split {split.name!r} is a pool (no members/non-members)")
@@ -99,7 +99,8 @@ def _split_rows(target: SuiteTarget):
     return split, rows
 
 
-def _video_root(target: SuiteTarget, split) -> Path:
+def target_video_root(target: SuiteTarget, split) -> Path:
+    """Where a target's videos are: targets[].video_root, else the folder the split's card records."""
     if target.video_root is not None:
         return Path(target.video_root)
     own = split.card.source.get("video_root") if isinstance(split.card.source, dict) else None
@@ -171,7 +172,7 @@ def _device_and_dtype(cfg: SuiteConfig) -> tuple[torch.device, str]:
     return torch.device("cpu"), "float32" if cfg.dtype == "auto" else cfg.dtype
 
 
-def _card(path: Path) -> dict | None:
+def read_target_card(path: Path) -> dict | None:
     """The target.json card of a model directory (None: not trained by vidsme); a damaged card is
     a one-line error naming it."""
     from vidsme.errors import ModelFileError
@@ -196,7 +197,7 @@ def model_sha256(path: Path) -> str:
     return sha256_file(card) if card.is_file() else tree_sha256(Path(path))
 
 
-def _reference_path(target: SuiteTarget, card: dict | None) -> tuple[Path | None, str | None]:
+def reference_model(target: SuiteTarget, card: dict | None) -> tuple[Path | None, str | None]:
     """(reference model dir, its sha256) — the suite's, else the base the card names."""
     if target.reference is not None:
         return Path(target.reference), model_sha256(Path(target.reference))
@@ -314,8 +315,8 @@ class TargetModels:
 
 def load_target_models(t: SuiteTarget, cfg: SuiteConfig) -> TargetModels:
     """Load a suite target (and its reference, with reference_view) for extraction."""
-    card = _card(t.path)
-    ref_path, ref_sha = _reference_path(t, card) if cfg.reference_view else (None, None)
+    card = read_target_card(t.path)
+    ref_path, ref_sha = reference_model(t, card) if cfg.reference_view else (None, None)
     device, dtype = _device_and_dtype(cfg)
     target = load_model(t.path, dtype=dtype, device=device, setting="the suite's targets[].path")
     reference: LoadedModel | None = load_model(
@@ -385,12 +386,12 @@ def target_entry(t: SuiteTarget, split, rows: list[dict], samples: EvalSet, vide
 def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world: World, *,
                progress: bool, commit: str | None) -> TargetRun:
     """Extract (all ranks) and evaluate (rank 0) one target; returns its results (rank 0)."""
-    split, all_rows = _split_rows(t)
+    split, all_rows = target_split_rows(t)
     if split.test_only:
         raise VidsmeError(f"target {t.name!r}: split {split.name!r} is test-only (a sealed challenge's): there is no "
                           "dev partition to choose on; evaluate it with `vidsme challenge evaluate`")
     split.partition()  # checked against the manifest: a tampered card stops here, before any work
-    video_root = _video_root(t, split)
+    video_root = target_video_root(t, split)
     template = t.template or cfg.template
     # rank 0 decodes and caches the statistics first; the others then read them from the cache
     if not world.is_main:
@@ -490,8 +491,8 @@ def suite_fingerprint(cfg: SuiteConfig, specs: Sequence[AttackSpec], commit: str
     parts: list[object] = [config_hash(cfg), commit, __version__, [s.describe() for s in specs]]
     for t in cfg.targets:
         split = load_split(t.split)
-        card = _card(t.path) if (Path(t.path) / "config.json").is_file() else None
-        reference = _reference_path(t, card)[1] if cfg.reference_view and card is not None else None
+        card = read_target_card(t.path) if (Path(t.path) / "config.json").is_file() else None
+        reference = reference_model(t, card)[1] if cfg.reference_view and card is not None else None
         parts.append([t.name, model_sha256(t.path) if card else None, reference, split.card.manifest_sha256,
                       split.card.partition])
     return ids_sha256([json.dumps(parts, sort_keys=True, default=str)])
@@ -588,5 +589,5 @@ def _fmt_diff(metric: dict) -> str:
     return f"{metric['value']:+.3f} [{metric['ci_low']:+.3f}, {metric['ci_high']:+.3f}]"
 
 
-__all__ = ["RESULTS_FILE", "TargetModels", "check_suite", "extract_features", "load_target_models", "run_suite",
+__all__ = ["TargetModels", "check_suite", "extract_features", "load_target_models", "run_suite",
            "summarize", "usable_rows", "video_scores"]

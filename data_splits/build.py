@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from vidsme import __version__
-from vidsme.data_splits.create import _draw_members
+from vidsme.data_splits.create import draw_members
 from vidsme.data_splits.manifest import CARD_FILE, make_row, partitions, with_partition, write_split
 from vidsme.provenance import sha256_file
 from vidsme.data_splits.partition import check_partition_record
@@ -109,7 +109,7 @@ def build_synthetic_split(
     if is_pool:
         drawn = {"method": "none (pretraining pool: never member nor non-member)"}
     else:
-        _draw_members(rows, 0.5, seed)
+        draw_members(rows, 0.5, seed)
         drawn = {"method": "iid_by_video", "member_fraction": 0.5, "seed": seed}
     write_split(
         splits_dir() / name,

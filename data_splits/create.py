@@ -100,7 +100,7 @@ def _attach_checksums(rows: list[dict], video_root: Path, progress: bool) -> Non
         row["video_sha256"] = checksum[row["video"]]
 
 
-def _draw_members(rows: list[dict], fraction: float, seed: int) -> None:
+def draw_members(rows: list[dict], fraction: float, seed: int) -> None:
     """Label rows in place: a seeded draw of whole videos, `fraction` of them members."""
     videos = sorted({r["video"] for r in rows})
     if len(videos) < 2:
@@ -160,7 +160,7 @@ def create_split(
         entries = read_reference_json(annotations)
         rows = rows_from_reference(entries, source=Path(annotations).name, id_prefix=Path(annotations).stem,
                                    label=None, task=task)
-        _draw_members(rows, member_fraction, seed)
+        draw_members(rows, member_fraction, seed)
         drawn = {"method": "iid_by_video", "member_fraction": member_fraction, "seed": seed}
         source = {"annotations": Path(annotations).name}
     else:

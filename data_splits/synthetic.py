@@ -15,7 +15,7 @@ Pools (disjoint videos: each pool hashes its own namespace):
     synth-caption   detailed captions (VDC-like), 1 row per video
     synth-pretrain  pretraining pool (never member nor non-member): 1 caption + 1 QA row
 
-A sealed challenge (benchmark/challenge.py) uses the same four pools under the names
+A sealed challenge (challenge/build.py) uses the same four pools under the names
 challenge-mcqa, -oeqa, -caption, -pretrain (CHALLENGE_POOLS): same tasks and title slots,
 their own namespaces, a secret-derived seed, and `select_videos(..., skip=...)` leaving
 out any scene whose text collides with a public one. The video-signal study (vidsme.study)
@@ -113,7 +113,7 @@ POOLS: dict[str, PoolSpec] = {
     )
 }
 
-#: The sealed challenge's pools (benchmark/challenge.py): each public pool's task, rows per
+#: The sealed challenge's pools (challenge/build.py): each public pool's task, rows per
 #: video and title slot, under its own name and namespace (so new videos and texts); built
 #: with a secret-derived seed, never by `vidsme splits build`.
 CHALLENGE_POOLS: dict[str, PoolSpec] = {

@@ -28,6 +28,6 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 "$py" -c "
-from vidsme.benchmark.sandbox import detect_isolation, no_isolation_message
+from vidsme.benchmark.submissions.sandbox import detect_isolation, no_isolation_message
 found = detect_isolation()
 print(f'sandbox for submitted code: {found.tool} ({found.mode})' if found else 'warning: ' + no_isolation_message())"

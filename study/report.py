@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vidsme.atomic import write_bytes_atomic, write_text_atomic
-from vidsme.benchmark.leaderboard import fmt_metric
+from vidsme.benchmark.leaderboard_format import fmt_metric
 from vidsme.study.metrics import VIDEO_METHODS
 
 TABLE_FILE, FIGURE_FILE = "table.md", "figure.png"

@@ -27,7 +27,7 @@ def build_content_split(content: str, video_root: Path, n_videos: int, seed: int
     returns (split, rebuilt). Videos are drawn i.i.d. half members, then halved into dev/test."""
     from vidsme import __version__
     from vidsme.data_splits.build import manifest_rows, split_state
-    from vidsme.data_splits.create import _draw_members
+    from vidsme.data_splits.create import draw_members
     from vidsme.data_splits.manifest import write_split
     from vidsme.data_splits.registry import load_split, splits_dir
     from vidsme.data_splits.synthetic import GENERATOR_VERSION, STUDY_POOLS, generate_pool
@@ -42,7 +42,7 @@ def build_content_split(content: str, video_root: Path, n_videos: int, seed: int
     if state == "fresh":
         return load_split(name), False
     rows, notes = manifest_rows(generate_pool(name, video_root, n_videos=n_videos, seed=seed, progress=progress))
-    _draw_members(rows, 0.5, seed)
+    draw_members(rows, 0.5, seed)
     write_split(splits_dir() / name, rows, partition_seed=seed, name=name, kind="split", version=1,
                 description=f"Video-signal study: synth-mcqa's scenes with {content} questions only "
                 f"(vidsme {__version__}).",

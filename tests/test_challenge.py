@@ -1,5 +1,5 @@
 """The sealed challenge: seeds from a secret, fresh content, private/public layout, resumable build,
-reveal and verification against the commitments (benchmark/challenge.py, docs/CHALLENGE.md)."""
+reveal and verification against the commitments (challenge/build.py, docs/CHALLENGE.md)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vidsme.benchmark import challenge as C
+from vidsme.challenge import build as C
 from vidsme.cli import main
 from vidsme.data_splits import synthetic as S
 from vidsme.paths import SPLITS_DIR_ENV

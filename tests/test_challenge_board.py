@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidsme.benchmark import challenge as C
-from vidsme.benchmark.challenge_board import evaluate_challenge
+from vidsme.challenge import build as C
+from vidsme.challenge.board import evaluate_challenge
 from vidsme.benchmark.evaluate import EvalSet, evaluate_level_scores
-from vidsme.benchmark.sandbox import detect_isolation
+from vidsme.benchmark.submissions.sandbox import detect_isolation
 from vidsme.benchmark.suite import metric_row, scores_path, write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.cli import main

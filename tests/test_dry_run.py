@@ -55,13 +55,15 @@ def test_the_shipped_paper_suite_lists_every_missing_checkpoint_and_video_root(m
 
 def test_a_ready_suite_then_the_cache_counts(world, tmp_path, capsys):
     cfg = _suite(world, tmp_path)
-    report, ok = dry_run(cfg)
+    found = dry_run(cfg)
+    report, ok = found.format(), found.ok
     assert ok, report
     assert "target t: ready" in report and "videos: 8 of 8 present" in report
     assert "0 of 8 rows cached; 2 batches to extract" in report and "would make 2 forward passes" in report
     assert "the weight files hold a tensor of the right shape for each of its" in report
     run_suite(cfg, progress=False)
-    report, ok = dry_run(cfg)
+    found = dry_run(cfg)
+    report, ok = found.format(), found.ok
     assert ok and "8 of 8 rows cached; 0 batches" in report and "would make 0 forward passes" in report
     # through the CLI: exit 0, nothing written
     path = tmp_path / "suite.yaml"
@@ -75,7 +77,8 @@ def test_missing_videos_and_misfit_weights_are_listed(world, tmp_path):
     shutil.copytree(world["videos"], videos)
     gone = world["split"].rows()[2]["video"]
     (videos / gone).unlink()
-    report, ok = dry_run(_suite(world, tmp_path, video_root=videos))
+    found = dry_run(_suite(world, tmp_path, video_root=videos))
+    report, ok = found.format(), found.ok
     assert not ok and f"1 of 8 videos missing under {videos}: {gone}" in report
     # weights of another architecture under this config: a parameter finds no tensor of its shape
     target = tmp_path / "target"
@@ -83,7 +86,8 @@ def test_missing_videos_and_misfit_weights_are_listed(world, tmp_path):
     config = json.loads((target / "config.json").read_text())
     config["text_config"]["intermediate_size"] = 96
     (target / "config.json").write_text(json.dumps(config))
-    report, ok = dry_run(_suite(world, tmp_path, target=target))
+    found = dry_run(_suite(world, tmp_path, target=target))
+    report, ok = found.format(), found.ok
     assert not ok and "the weight files do not fit config.json" in report and "[96, 32]" in report
 
 

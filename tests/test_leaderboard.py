@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 
 from vidsme.metrics import evaluate_scores
-from vidsme.benchmark.leaderboard import (
-    RANKING,
-    build_leaderboard,
-    load_results,
-    run_leaderboard_command,
-    write_leaderboard,
-)
+from vidsme.benchmark.leaderboard import RANKING, build_leaderboard, write_leaderboard
+from vidsme.benchmark.results_schema import load_results
+from vidsme.cli import main
 from vidsme.benchmark.verdicts import BLIND_METHOD, NOT_ABOVE_BLIND, compute_verdicts
 from vidsme.errors import VidsmeError
 
@@ -464,7 +460,7 @@ def test_second_write_is_byte_identical(results_dir: Path, tmp_path: Path) -> No
 
 
 def test_command_prints_paths(results_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_leaderboard_command(results_dir, None) == 0
+    assert main(["leaderboard", str(results_dir)]) == 0
     out = capsys.readouterr().out
     for ext in ("json", "md", "html"):
         assert str(results_dir / f"leaderboard.{ext}") in out

@@ -1,4 +1,4 @@
-"""Submitted code runs isolated (benchmark/sandbox.py, attack/isolated.py).
+"""Submitted code runs isolated (benchmark/submissions/sandbox.py, attack/isolated.py).
 
 Each escape attempt — reading a split manifest, opening a socket, writing outside its /tmp,
 allocating past the memory limit, forking without end, recovering labels from sample ids — is
@@ -25,9 +25,9 @@ import pytest
 import test_submit as base  # the module's tiny benchmark fixture and helpers (one benchmark per module)
 
 import vidsme.attack
-from vidsme.benchmark import sandbox
-from vidsme.benchmark.submission import SubmissionRefused
-from vidsme.benchmark.submit import submit_attack
+from vidsme.benchmark.submissions import sandbox
+from vidsme.benchmark.submissions.common import SubmissionRefused
+from vidsme.benchmark.submissions.attack_code import submit_attack
 from vidsme.cli import main
 from vidsme.data_splits.registry import splits_dir
 

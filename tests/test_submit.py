@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shlex
 import shutil
 import textwrap
 from pathlib import Path
@@ -20,10 +21,10 @@ from vidsme.metrics import evaluate_scores
 from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
-from vidsme.benchmark import sandbox
+from vidsme.benchmark.submissions import sandbox
 from vidsme.benchmark.leaderboard import write_leaderboard
-from vidsme.benchmark.submission import SubmissionRefused
-from vidsme.benchmark.submit import submit_attack
+from vidsme.benchmark.submissions.common import SubmissionRefused
+from vidsme.benchmark.submissions.attack_code import submit_attack
 from vidsme.benchmark.suite import run_suite
 from vidsme.cli import main
 from vidsme.data_splits.build import build_synthetic_split
@@ -70,11 +71,10 @@ def results(suite_results, tmp_path) -> Path:
 def registry_untouched():
     """A submission, accepted or refused, leaves the process's attack registry as it found it."""
     list_attacks()
-    before = dict(registry._REGISTRY)
+    before = registry.registry_snapshot()
     yield
-    after = dict(registry._REGISTRY)
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
+    after = registry.registry_snapshot()
+    registry.restore_registry(before)
     assert after == before
 
 
@@ -167,6 +167,33 @@ def test_the_same_file_again_changes_nothing_a_changed_one_replaces_its_rows(res
     assert [s["status"] for s in after["submissions"]] == ["added", "replaced"]
 
 
+def test_the_recorded_command_reruns_the_same_submission_with_the_same_limits(results, tmp_path, monkeypatch,
+                                                                             capsys):
+    from vidsme.benchmark.submissions import request
+
+    source = tmp_path / "frame_contrast_attack.py"
+    shutil.copy(EXAMPLE, source)
+    original = tmp_path / "original"
+    shutil.copytree(results, original)
+    argv = ["submit", str(source), "--time-budget", "20", "--results", str(results), "--memory-limit", "6.5", *MODE]
+    assert main(argv) == 0
+    first = _results(results)
+    command = first["submissions"][-1]["command"]
+    assert command == shlex.join(["vidsme", *argv])  # every flag, --time-budget and --memory-limit included
+    calls = []
+    real = request.submit_attack
+    monkeypatch.setattr(request, "submit_attack", lambda *a, **k: calls.append(k) or real(*a, **k))
+    shutil.rmtree(results)
+    shutil.copytree(original, results)  # the results as they were: the rerun must add the submission again
+    assert main(shlex.split(command)[1:]) == 0
+    again = _results(results)
+    assert again["rows"] == first["rows"] and again["attacks"] == first["attacks"]
+    (call,) = calls
+    assert call["time_budget_s"] == 20 and call["limits"].memory_bytes == int(6.5 * sandbox.GIB)
+    assert call["command"] == command and call["sandbox"] == SANDBOXED
+    capsys.readouterr()
+
+
 def test_submitting_md_shows_the_commands_it_walks_through():
     text = (REPO / "docs" / "SUBMITTING.md").read_text()
     for needle in ("make demo", "vidsme submit docs/examples/frame_contrast_attack.py --results runs/demo/benchmark",
@@ -250,7 +277,7 @@ def test_checks_run_in_order_nan_before_determinism(results, tmp_path):
 
 
 def test_a_failure_while_writing_restores_every_file(results, monkeypatch):
-    import vidsme.benchmark.submission as submission
+    import vidsme.benchmark.submissions.common as submission
 
     before = _tree(results)
 
@@ -354,8 +381,11 @@ def _submit_scores(results: Path, path: Path, *extra: str) -> int:
 def test_scores_file_is_scored_with_the_same_metrics(results, tmp_path, capsys):
     table = _evaluated(results)
     path = _scores_csv(tmp_path / "scores.csv", [(t["sample_id"], t["answer/loss"]) for t in reversed(table)])
-    assert _submit_scores(results, path, "--n-frames", "4") == 0
+    assert _submit_scores(results, path, "--n-frames", "4", "--citation", "a test, eq. 1") == 0
     data = _results(results)
+    assert data["submissions"][-1]["command"] == shlex.join([  # as given, --citation included
+        "vidsme", "submit", "--scores", str(path), "--target", TARGET, "--attack-name", "outside_loss", "--direction",
+        "lower", "--results", str(results), "--n-frames", "4", "--citation", "a test, eq. 1"])
     rows = [r for r in data["rows"] if r["attack"] == "outside_loss"]
     assert {r["partition"] for r in rows} == {"dev", "test"}
     for row in rows:
@@ -370,7 +400,7 @@ def test_scores_file_is_scored_with_the_same_metrics(results, tmp_path, capsys):
     assert any(e["attack"] == "outside_loss" and e["kind"] == "scores_file" for e in board["targets"][0]["entries"])
     assert "outside_loss (submitted)" in (results / "leaderboard.md").read_text()
     once = _tree(results)
-    assert _submit_scores(results, path, "--n-frames", "4") == 0
+    assert _submit_scores(results, path, "--n-frames", "4", "--citation", "a test, eq. 1") == 0
     assert "already on the leaderboard" in capsys.readouterr().out and _tree(results) == once
     # video level: the ids are the videos
     videos = _evaluated(results, "video")

@@ -103,7 +103,7 @@ def test_trainable_counts_are_what_finetune_target_sets(world, tmp_path, monkeyp
     monkeypatch.setattr(recipes, "run_training", stop)  # the real strategy setup on the real model, no training
     with pytest.raises(_Trained) as trained:
         recipes.finetune_target(cfg)
-    assert report.counts == trained.value.args[0]
+    assert report.figures["counts"] == trained.value.args[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -146,7 +146,7 @@ def test_base_dry_run_counts_the_model_pretraining_builds(world, tmp_path):
 
     real, _ = make_tiny_vullm(TINY, tokenizer_corpus(world["pool"].rows()))
     expected = {g: {"total": n, "trainable": n} for g, n in parameter_counts(real).items()}
-    assert report.counts == {**expected, "lora": {"total": 0, "trainable": 0}}
+    assert report.figures["counts"] == {**expected, "lora": {"total": 0, "trainable": 0}}
     assert not (tmp_path / "base").exists()
 
 
@@ -162,7 +162,7 @@ def test_the_paper_target_configs(world, tmp_path, monkeypatch):
         report = dr.dry_run_target(cfg, architecture=arch, quick=True)
         problems = "\n".join(report.problems)
         assert "does not exist on this machine" in problems and f"video root {cfg.data.video_root} does not" in problems
-        assert "cannot be written with template" not in problems and report.counts is not None
+        assert "cannot be written with template" not in problems and report.figures.get("counts") is not None
         incomplete = f"split {split!r} is incomplete" in problems
         assert incomplete == (split == "paper-caption"), problems
 
@@ -179,7 +179,7 @@ def test_unknown_split_and_missing_architecture_are_problems_not_crashes(world, 
     cfg = TargetConfig(name="x", base=tmp_path / "nowhere", output_dir=tmp_path / "out", strategy="full",
                        data=DataConfig(split="synth-mcqa", video_root=world["videos"]))
     report = dr.dry_run_target(cfg)
-    assert report.counts is None and "pass --architecture FILE" in "\n".join(report.problems)
+    assert report.figures.get("counts") is None and "pass --architecture FILE" in "\n".join(report.problems)
 
 
 def test_memory_accounting_matches_deepspeeds_for_zero2_with_everything_trainable(monkeypatch):

@@ -20,10 +20,9 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidsme.dry_run import SHOWN, DryRunReport, shown
 from vidsme.errors import VidsmeError
 from vidsme.model_files import count, shape_mismatches, skeleton
 from vidsme.train.config import BaseConfig, DataConfig, OptimConfig, TargetConfig
@@ -31,33 +30,7 @@ from vidsme.train.config import BaseConfig, DataConfig, OptimConfig, TargetConfi
 MODELS_DIR = Path("configs/models")  # config-only base descriptions, by base folder name
 BASE_CONFIGS = Path("configs/base")  # tiny-base recipes: one may build a target's missing base
 QUICK_SAMPLE = 20  # videos decoded with quick=True
-SHOWN = 5  # items shown of a long list (the count is always given)
 GIB = 2**30
-
-
-@dataclass
-class DryRunReport:
-    """What a dry run found. `counts`: per group {"total", "trainable"} (None when no architecture
-    could be described); `memory`: bytes per GPU of vidsme's accounting ("parameters", "gradients",
-    "optimizer", "total"); `problems`: everything that would stop or spoil the run."""
-
-    title: str
-    lines: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    counts: dict[str, dict[str, int]] | None = None
-    memory: dict[str, float] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def format(self) -> str:
-        """The report as printed: title, findings, then every problem."""
-        out = [self.title, *self.lines]
-        out += [f"MISSING: {p}" for p in self.problems]
-        out.append("ready: nothing missing" if self.ok else
-                   f"not ready: fix the {len(self.problems)} problem(s) above before allocating GPUs")
-        return "\n".join(out)
 
 
 def _size(n: float) -> str:
@@ -66,10 +39,6 @@ def _size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n / 2**10:.2f} KiB"
-
-
-def _shown(items: Sequence[str]) -> str:
-    return ", ".join(items[:SHOWN]) + (", ..." if len(items) > SHOWN else "")
 
 
 def world_layout(world_size: int | None, gpus_per_node: int | None) -> tuple[int, int, int]:
@@ -308,7 +277,7 @@ def _memory_lines(model, counts: dict, engine, layout: tuple[int, int, int], zer
     largest = _largest_layer(model)
     mem = model_state_bytes(total, trainable, stage=stage, world=world, bf16=bf16, offload_optimizer=off_opt,
                             offload_params=off_par)
-    report.memory = mem
+    report.figures["memory"] = mem
     dtype = "bf16" if bf16 else "fp32"
     part = {n: f"1/{world} each" if world > 1 and stage >= n else "replicated" for n in (1, 2, 3)}
     report.lines.append(f"memory per GPU, model states only (activations are NOT estimated): ZeRO-{stage} "
@@ -405,7 +374,7 @@ def _prompt_checks(rows: list[dict], data: DataConfig, tokenizer, static, report
                         f"{data.max_text_tokens} allowed (data.max_text_tokens)")
     if over:
         report.problems.append(f"{len(over)} sample(s) have more text tokens than data.max_text_tokens "
-                               f"{data.max_text_tokens} (training refuses them, never truncates): {_shown(over)}; "
+                               f"{data.max_text_tokens} (training refuses them, never truncates): {shown(over)}; "
                                "raise data.max_text_tokens")
 
 
@@ -435,12 +404,12 @@ def _video_checks(rows: list[dict], video_root: Path, *, quick: bool, seed: int,
     root = Path(video_root)
     if not root.is_dir():
         report.problems.append(f"video root {root} does not exist ({len(videos)} videos expected, e.g. "
-                               f"{_shown(videos)}): set data.video_root=DIR")
+                               f"{shown(videos)}): set data.video_root=DIR")
         return
     present = [v for v in videos if (root / v).is_file()]
     missing = [v for v in videos if v not in set(present)]
     if missing:
-        report.problems.append(f"{len(missing)} of {len(videos)} videos missing under {root}: {_shown(missing)}")
+        report.problems.append(f"{len(missing)} of {len(videos)} videos missing under {root}: {shown(missing)}")
     sample = sorted(random.Random(seed).sample(present, min(QUICK_SAMPLE, len(present)))) if quick else present
     failed = []
     for video in tqdm(sample, desc="decode videos", unit="video", disable=not progress):
@@ -451,7 +420,7 @@ def _video_checks(rows: list[dict], video_root: Path, *, quick: bool, seed: int,
     report.lines.append(f"videos: {len(present)} of {len(videos)} present under {root}; {how} decoded, "
                         f"{len(sample) - len(failed)} decode")
     if failed:
-        report.problems.append(f"{len(failed)} of {len(sample)} decoded videos do not decode: {_shown(failed)}")
+        report.problems.append(f"{len(failed)} of {len(sample)} decoded videos do not decode: {shown(failed)}")
 
 
 def _split(name: str, report: DryRunReport):
@@ -486,15 +455,15 @@ def dry_run_target(cfg: TargetConfig, *, world_size: int | None = None, gpus_per
         model = _apply_strategy_quietly(model, cfg)
         from vidsme.train.loop import trainable_counts
 
-        report.counts = trainable_counts(model)
+        counts = report.figures["counts"] = trainable_counts(model)
         if cfg.strategy == "lora" and cfg.train_vision_tower:
             report.lines.append("note: train_vision_tower is not used with strategy lora (finetune_target puts "
                                 "adapters on the language model only): the vision tower stays frozen")
-        report.lines += _table(report.counts, "train/loop.py's " + ("apply_lora (peft, on the meta device)"
-                                                                    if cfg.strategy == "lora" else "set_trainable")
+        report.lines += _table(counts, "train/loop.py's " + ("apply_lora (peft, on the meta device)"
+                                                          if cfg.strategy == "lora" else "set_trainable")
                                + " applied to the skeleton, as finetune_target does")
         if zero is not None:
-            _memory_lines(model, report.counts, cfg.engine, layout, zero, report)
+            _memory_lines(model, counts, cfg.engine, layout, zero, report)
         static = _token_lines(config, cfg.data, report)
     split, rows = _split(cfg.data.split, report)
     members = [r for r in rows if r["label"] == "member"]
@@ -537,11 +506,12 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     if split is None:
         report.lines.append("(the pool is missing: the vocabulary is the template words' only, smaller than "
                             "pretraining's)")
-    report.counts = {g: {**c} for g, c in set_trainable(model, ("vision_tower", "projector", "language_model")).items()}
-    report.counts["lora"] = {"total": 0, "trainable": 0}
-    report.lines += _table(report.counts, "every group (pretrain_base's set_trainable), on the meta-device model")
+    counts = {g: {**c} for g, c in set_trainable(model, ("vision_tower", "projector", "language_model")).items()}
+    counts["lora"] = {"total": 0, "trainable": 0}
+    report.figures["counts"] = counts
+    report.lines += _table(counts, "every group (pretrain_base's set_trainable), on the meta-device model")
     if zero is not None:
-        _memory_lines(model, report.counts, cfg.engine, layout, zero, report)
+        _memory_lines(model, counts, cfg.engine, layout, zero, report)
     static = _token_lines(model.config, cfg.data, report)
     if split is not None:
         report.lines.append(f"pool {split.name} v{split.card.version}: {len(rows)} rows over "
@@ -553,4 +523,4 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     return report
 
 
-__all__ = ["DryRunReport", "dry_run_base", "dry_run_target", "model_state_bytes", "world_layout"]
+__all__ = ["dry_run_base", "dry_run_target", "model_state_bytes", "world_layout"]

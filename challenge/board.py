@@ -1,6 +1,6 @@
 """The sealed challenge's leaderboard: `vidsme challenge evaluate DIR` and `vidsme submit FILE --challenge DIR`.
 
-A challenge (vidsme.benchmark.challenge) is test-only: its labels never leave DIR/private, so
+A challenge (vidsme.challenge.build) is test-only: its labels never leave DIR/private, so
 nothing can be tuned on it. Its development set is the public suite (`make demo`'s results):
 every method enters with the configuration the public leaderboard chose for it on the public
 dev partition —
@@ -18,7 +18,6 @@ Scores-file submissions and --no-sandbox runs cannot enter a challenge.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,14 +25,15 @@ import numpy as np
 
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic
+from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
 from vidsme.errors import VidsmeError
+from vidsme.provenance import sha256_file
 
 RESULTS_SUBDIR = "results"
-RESULTS_FILE = "results.json"
 
 
 def _paths(out: Path):
-    from vidsme.benchmark.challenge import ChallengePaths
+    from vidsme.challenge.build import ChallengePaths
 
     paths = ChallengePaths(Path(out))
     if not (paths.private / "suite.yaml").is_file():
@@ -44,10 +44,10 @@ def _paths(out: Path):
 
 def _dev_verdicts(dev_results: Path) -> tuple[dict, dict[str, dict], str]:
     """(dev results, their verdicts by target name, results.json sha256)."""
-    from vidsme.benchmark.leaderboard import load_results
+    from vidsme.benchmark.results_schema import load_results
 
     results = load_results(dev_results)
-    sha = hashlib.sha256((Path(dev_results) / RESULTS_FILE).read_bytes()).hexdigest()
+    sha = sha256_file(Path(dev_results) / RESULTS_FILE)
     return results, {v["target"]: v for v in results["verdicts"]["targets"]}, sha
 
 
@@ -65,10 +65,12 @@ def _dev_verdict_of(verdicts: dict[str, dict], name: str, dev_results: Path) -> 
     return verdicts[name]
 
 
-def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -> dict[str, Path]:
+def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True,
+                       command: str | None = None) -> dict[str, Path]:
     """Evaluate every built-in family of the public suite on a built challenge at its configuration
     fixed on the public dev partition, with the challenge's own blind baseline; write the private
-    results and the public leaderboard. Returns the leaderboard files."""
+    results and the public leaderboard. Returns the leaderboard files. `command`: the command line
+    recorded in the results' provenance (default: the equivalent `vidsme challenge evaluate` line)."""
     from vidsme.attack.registry import get_attack
     from vidsme.paths import using_splits_dir
     from vidsme.benchmark.config import SuiteConfig
@@ -76,10 +78,9 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -
     from vidsme.benchmark.extract import World
     from vidsme.benchmark.leaderboard import write_leaderboard
     from vidsme.benchmark.suite import (
-        SCHEMA_VERSION,
         Exclusions,
-        _split_rows,
-        _video_root,
+        target_split_rows,
+        target_video_root,
         blind_rows,
         eval_set,
         extract_features,
@@ -104,10 +105,10 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -
         for t in cfg.targets:
             verdict = _dev_verdict_of(verdicts, t.name, dev_results)
             chosen = [e for e in verdict["entries"] if not e["blind"] and not e["submitted"]]
-            split, split_rows = _split_rows(t)
+            split, split_rows = target_split_rows(t)
             if not split.test_only:
                 raise VidsmeError(f"challenge split {split.name} is not test-only; rebuild the challenge")
-            video_root = _video_root(t, split)
+            video_root = target_video_root(t, split)
             samples = eval_set(split, split_rows)
             models = load_target_models(t, cfg)
             entry = target_entry(t, split, split_rows, samples, video_root, t.template or cfg.template, models,
@@ -148,7 +149,7 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True) -
         "suite": {"name": f"challenge {paths.root.name}", "config": config_to_dict(cfg), "config_hash": config_hash(cfg)},
         "provenance": {"git_commit": commit, "vidsme": __version__, "libraries": library_versions(),
                        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "command": f"vidsme challenge evaluate {out} --dev-results {dev_results}", "world_size": 1,
+                       "command": command or f"vidsme challenge evaluate {out} --dev-results {dev_results}", "world_size": 1,
                        "fingerprint": None},
         "challenge": {"test_only": True, "dev_results": str(dev_results), "dev_results_sha256": dev_sha,
                       "dev_suite": dev["suite"].get("name")},
@@ -209,12 +210,12 @@ def submit_to_challenge(source: str, out: Path, *, time_budget_s: float, command
     """`vidsme submit FILE --challenge DIR`: the file's public dev-chosen configurations, run sandboxed
     once on the challenge's features; rows go to the private results, the leaderboard to public/."""
     from vidsme.paths import using_splits_dir
-    from vidsme.benchmark.submit import submit_attack
+    from vidsme.benchmark.submissions.attack_code import submit_attack
 
     path = Path(source)
     if not path.is_file():
         raise VidsmeError(f"{source}: a challenge takes a submitted .py file (the one already on the public results)")
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256_file(path)
     fixed, results_dir = fixed_configurations(out, sha)
     paths = _paths(out)
     with using_splits_dir(paths.splits):

@@ -405,7 +405,7 @@ def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: Challeng
                 reference: Callable[[], PublicReference], progress: bool) -> tuple[Split, bool, list[int]]:
     """Build (or find up to date) one challenge pool or split; returns (split, rebuilt, skipped indices)."""
     from vidsme.data_splits.build import manifest_rows, split_state
-    from vidsme.data_splits.create import _draw_members
+    from vidsme.data_splits.create import draw_members
     from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, count_by_label, write_manifest
     from vidsme.data_splits.registry import load_split
     from vidsme.data_splits.synthetic import CHALLENGE_POOLS, GENERATOR_VERSION, generate_pool
@@ -438,7 +438,7 @@ def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: Challeng
     else:
         kind = "split"
         purpose = f"member-draw:{name}"
-        _draw_members(rows, 0.5, seeds[purpose])
+        draw_members(rows, 0.5, seeds[purpose])
         drawn = {"method": "iid_by_video", "member_fraction": 0.5, "seed": seeds[purpose], "seed_purpose": purpose,
                  "test_only": True, "partition": TEST_ONLY}
         description = (f"Sealed challenge: synthetic {pool.task} data (fresh videos and text), members and "
@@ -798,7 +798,7 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
     manifests. With `private` (the organiser's folder): each video's checksum and each model folder's hash.
     """
     from vidsme.data_splits.build import manifest_rows
-    from vidsme.data_splits.create import _draw_members
+    from vidsme.data_splits.create import draw_members
     from vidsme.data_splits.manifest import count_by_label
     from vidsme.data_splits.synthetic import select_videos
     from vidsme.provenance import tree_sha256
@@ -844,7 +844,7 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
             continue
         if name != PRETRAIN_POOL:
             redrawn = [dict(r) for r in rows]
-            _draw_members(redrawn, 0.5, seeds[f"member-draw:{name}"])
+            draw_members(redrawn, 0.5, seeds[f"member-draw:{name}"])
             wrong = [r["id"] for r, e in zip(rows, redrawn) if r["label"] != e["label"]]
             if wrong:
                 problems.append(f"{name}: {len(wrong)} label(s) are not the secret's member draw ({wrong[:3]})")

@@ -1,7 +1,7 @@
 """`vidsme submit FILE`: add attack code to a finished benchmark's leaderboard.
 
 The source is a .py file, a module path or an installed entry-point name (group
-`vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.sandbox): one
+`vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.submissions.sandbox): one
 child process that sees the Python environment, a copy of the file and the features the
 attacks declared (rows shuffled, sample ids opaque), and reports back only declarations and
 score vectors, which are validated here; this process never imports the file. With
@@ -55,11 +55,11 @@ from vidsme.direction import Direction
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
 from vidsme.attack.isolated import COPIES, classify_import_error, decode_scores, opaque_ids
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
-from vidsme.benchmark import sandbox as sandboxing
+from vidsme.benchmark.submissions import sandbox as sandboxing
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import LevelView, evaluate_slice, slice_inputs
-from vidsme.benchmark.leaderboard import load_results
-from vidsme.benchmark.submission import (
+from vidsme.benchmark.results_schema import load_results
+from vidsme.benchmark.submissions.common import (
     SUBMISSIONS_DIR,
     SubmissionRefused,
     SubmissionResult,
@@ -117,13 +117,12 @@ def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
 @contextlib.contextmanager
 def _isolated_registry(module_prefix: list[str]) -> Iterator[None]:
     """Restore the attack registry (and drop the submitted modules) afterwards, success or not."""
-    saved = dict(registry._REGISTRY)  # the registry offers no public snapshot
+    saved = registry.registry_snapshot()
     modules = set(sys.modules)
     try:
         yield
     finally:
-        registry._REGISTRY.clear()
-        registry._REGISTRY.update(saved)
+        registry.restore_registry(saved)
         for name in set(sys.modules) - modules:
             if name.startswith(_USER_MODULES) or any(name == p or name.startswith(p + ".") for p in module_prefix):
                 sys.modules.pop(name, None)
@@ -159,7 +158,7 @@ def _resolve(source: str) -> _Source:
 
 def _load(source: str, src: _Source) -> list[AttackSpec]:
     """Import `source`; the attacks it registered (new, re-registered, or already loaded from its module)."""
-    before = dict(registry._REGISTRY)
+    before = registry.registry_snapshot()
     try:
         if src.kind == "file":
             load_attack_source(source)
@@ -176,9 +175,10 @@ def _load(source: str, src: _Source) -> list[AttackSpec]:
         mod = sys.modules.get(src.module)
         file = getattr(mod, "__file__", None)
         src.file_sha256 = sha256_file(Path(file)) if file and Path(file).is_file() else None
-    specs = [s for n, s in registry._REGISTRY.items() if before.get(n) is not s]
+    now = registry.registry_snapshot()
+    specs = [s for n, s in now.items() if before.get(n) is not s]
     if src.module is not None:  # a module imported earlier (an installed plugin) registers nothing new
-        specs += [s for s in registry._REGISTRY.values() if s not in specs and
+        specs += [s for s in now.values() if s not in specs and
                   (s.source == src.module or s.source.startswith(src.module + "."))]
     if not specs:
         raise SubmissionRefused("import", f"{source!r} imported but registered no attack; decorate a scoring "
@@ -696,9 +696,9 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
 
     With `sandbox` (the default) the code runs in an isolated child process under `limits`
-    (vidsme.benchmark.sandbox) and this process never imports it; without, it is imported here
+    (vidsme.benchmark.submissions.sandbox) and this process never imports it; without, it is imported here
     (local development only) and its records say "sandboxed": false. `fixed` restricts the evaluation to
-    given configurations (a sealed challenge: see vidsme.benchmark.challenge_board); `leaderboard_dir`
+    given configurations (a sealed challenge: see vidsme.challenge.board); `leaderboard_dir`
     is where the leaderboard goes (default: `results_dir`).
     Raises SubmissionRefused (check, why) for a submission that fails a check, VidsmeError for an
     unusable results directory; in both cases nothing is written.

@@ -15,8 +15,8 @@ from vidsme import __version__
 from vidsme.attack.inputs import SLICES
 from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.evaluate import LEVELS, ROW_IS_VIDEO, evaluate_level_scores
-from vidsme.benchmark.leaderboard import load_results
-from vidsme.benchmark.submission import (
+from vidsme.benchmark.results_schema import load_results
+from vidsme.benchmark.submissions.common import (
     SUBMISSIONS_DIR,
     SubmissionRefused,
     SubmissionResult,

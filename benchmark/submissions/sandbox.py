@@ -34,7 +34,7 @@ one, the whole sandbox is killed. The child's output is kept to its last charact
 
 What comes back is only messages on a pipe (attack/isolated.py): the attacks the file
 registered, and per call its scores (float64, exact) and its own timing. The caller
-(benchmark/submit.py) validates all of it as if it came from an adversary, which it may.
+(benchmark/submissions/attack_code.py) validates all of it as if it came from an adversary, which it may.
 
 No isolation available -> `detect_isolation()` returns None and `no_isolation_message()` says
 how to get it (install bubblewrap; allow user namespaces; or `--no-sandbox` for local work).

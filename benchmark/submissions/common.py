@@ -21,7 +21,8 @@ import numpy as np
 from vidsme.atomic import write_bytes_atomic, write_json_atomic
 from vidsme.benchmark.evaluate import EvalSet
 from vidsme.benchmark.leaderboard import write_leaderboard
-from vidsme.benchmark.suite import RESULTS_FILE, write_scores_csv
+from vidsme.benchmark.results_schema import RESULTS_FILE
+from vidsme.benchmark.suite import write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.data_splits.partition import PARTITIONS
 from vidsme.errors import VidsmeError
