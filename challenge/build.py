@@ -477,7 +477,7 @@ def _check_fresh(splits: dict[str, Split], reference: PublicReference) -> dict:
         public_rows = read_manifest(manifest, pool=manifest.parent.name == "synth-pretrain")
         shared = sorted({r["video_sha256"] for r in public_rows} & set(sha_owner))
         problems += [f"{sha_owner[s]}: same checksum as a video of {manifest}" for s in shared]
-        compared.append({"manifest": manifest.parent.name, "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        compared.append({"manifest": manifest.parent.name, "sha256": sha256_file(manifest),
                          "videos": len({r["video_sha256"] for r in public_rows})})
     if problems:
         raise VidsmeError("the challenge's content is not fresh: " + "; ".join(problems[:5])

@@ -262,15 +262,11 @@ def spaced_ids(total: int, n: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- provenance
 def measured_sources() -> dict[str, str]:
     """sha256 (first 16 hex digits) of the measured modules: the working tree may differ from the commit."""
-    import hashlib
-
+    from vidsme.provenance import module_sources_sha256
     import vidsme.attack.features as feats_mod
     import vidsme.attack.features_reference as ref_mod
 
-    return {
-        Path(m.__file__).name: hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:16]
-        for m in (feats_mod, ref_mod)
-    }
+    return module_sources_sha256(feats_mod, ref_mod)
 
 
 def fmt_s(t: float) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import math
 import os
@@ -114,14 +113,12 @@ def timed_stats(paths: list[Path], config: StatsConfig, workers: int | None) -> 
 
 def measured_sources() -> dict[str, str]:
     """sha256 (first 16 hex digits) of the measured modules: the working tree may differ from the commit."""
+    from vidsme.provenance import module_sources_sha256
     import vidsme.attack.vid_sme_orders as orders_mod
     import vidsme.video as video_mod
     import vidsme.video_stats as stats_mod
 
-    return {
-        Path(m.__file__).name: hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:16]
-        for m in (stats_mod, video_mod, orders_mod)
-    }
+    return module_sources_sha256(stats_mod, video_mod, orders_mod)
 
 
 def versions() -> dict[str, str | None]:

@@ -11,21 +11,17 @@ is not public, has none.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 from vidsme.data_splits.create import read_reference_json, rows_from_reference
 from vidsme.data_splits.manifest import write_split
+from vidsme.provenance import sha256_file
 
 MLVU_FILES = ("anomaly_reco", "count", "ego", "needleQA", "order", "plotQA", "sportsQA", "topic_reasoning",
               "tutorialQA")
 PARTITION_SEED = 0  # the dev/test partition of the paper splits; changing it moves every paper result's dev/test
 PAPER = "Li, Yu, Wang. Vid-SME, arXiv 2506.03179 (2025), Sec. 5.1 and the reference repository's video_json/"
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _answer_anomalies(rows: list[dict]) -> int:
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
            "Members and non-members come from two different sources, so a blind audit is essential here.",
            drawn={"method": "given_lists", "members": "cinepine_mia.json",
                   "nonmembers": [f"{s}.json" for s in MLVU_FILES]},
-           source={"paper": PAPER, "files_sha256": {f: _sha(src / f) for f in
+           source={"paper": PAPER, "files_sha256": {f: sha256_file(src / f) for f in
                    ["cinepine_mia.json"] + [f"{s}.json" for s in MLVU_FILES]}},
            members_available=True,
            notes=["Integer candidates/answers (MLVU count.json) are stored as strings.",
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
            "evaluate at both levels.",
            drawn={"method": "given_lists", "members": "nextqa_train_official.json",
                   "nonmembers": "nextqa_test_official.json"},
-           source={"paper": PAPER, "files_sha256": {f: _sha(src / f) for f in
+           source={"paper": PAPER, "files_sha256": {f: sha256_file(src / f) for f in
                    ("nextqa_train_official.json", "nextqa_test_official.json")}},
            members_available=True,
            notes=[f"{_answer_anomalies(rows)} QA rows have an answer that is not among their candidates."])
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
            description="The paper's captioning target: non-members are the 1,027 VDC test videos with their "
            "detailed captions. The member list (the captions the target was fine-tuned on) is not public.",
            drawn={"method": "given_lists", "members": None, "nonmembers": "lmms_VDC_test.json"},
-           source={"paper": PAPER, "files_sha256": {"lmms_VDC_test.json": _sha(src / "lmms_VDC_test.json")}},
+           source={"paper": PAPER, "files_sha256": {"lmms_VDC_test.json": sha256_file(src / "lmms_VDC_test.json")}},
            members_available=False,
            notes=["INCOMPLETE: the member list is not public; `vidsme splits verify` reports this split as "
                   "incomplete. Supply members with `vidsme splits create --members ... --nonmembers ...`."])

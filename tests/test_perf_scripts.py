@@ -31,7 +31,7 @@ def test_bench_features_runs_and_checks_values(tmp_path: Path):
     assert figures["values_ok"] is True
     assert figures["speedup_per_token"] > 0 and figures["ratio_features_over_floor"] > 0
     assert max(figures["worst_rel_error_float32"].values()) <= 1e-4
-    assert record["provenance"]["source_sha256"]["features.py"]
+    assert record["provenance"]["source_sha256"]["attack/features.py"]
 
 
 @pytest.mark.integration
