@@ -1,4 +1,4 @@
-"""Attack core: token features from logits, the attack registry, metrics.
+"""Attack core: token features from logits and the attack registry (metrics: vidsme.metrics).
 
 Public API for attack authors:
 
@@ -11,8 +11,8 @@ Public API for attack authors:
 
 Modules: features (per-position features, one chunked pass over logits),
 vid_sme_orders (per-video q, r), aggregate (masked K% reductions), inputs (what an
-attack sees), registry (decorator, lookup, plugins), metrics (AUC, TPR@FPR, CIs),
-attacks/ (one file per attack family).
+attack sees), registry (decorator, lookup, plugins, the listing), isolated (the sandboxed
+child of a code submission), attacks/ (one file per attack family).
 """
 from vidsme.direction import Direction
 from vidsme.attack.inputs import AttackInputs, build_attack_inputs

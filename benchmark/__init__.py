@@ -1,6 +1,8 @@
-"""Benchmark runner (installed as `vidsme.benchmark`).
+"""The benchmark (installed as `vidsme.benchmark`), in two halves.
 
-What lands here (issues 5 and 6): querying targets (natural + reversed frame order in
-one batched forward), the feature cache, the suite runner, leaderboard and
-submissions. Nothing is implemented yet; see docs/ARCHITECTURE.md for plan and status.
+The suite, at the top of this folder: querying targets (natural + reversed frame order in one
+batched forward), the feature cache, evaluation of every attack, dev-chosen and test-reported
+verdicts, plots, results.json and the leaderboard (`vidsme benchmark`, `vidsme leaderboard`).
+It never imports the other half, submissions/ (`vidsme submit`: submitted code in its sandbox,
+scores files). docs/ARCHITECTURE.md lists every module.
 """
