@@ -321,7 +321,7 @@ def test_bench_video_stats_runs(tmp_path: Path):
     figures = record["figures"]
     assert figures["videos"] == 4 and figures["ratio_exact_over_fast"] > 0
     assert figures["spearman_k3"] is None or -1 <= figures["spearman_k3"] <= 1
-    assert len(record["per_video"]) == 4 and record["provenance"]["source_sha256"]["video_stats.py"]
+    assert len(record["per_video"]) == 4 and record["provenance"]["source_sha256"]["vidsme/video_stats.py"]
     assert record["provenance"]["config_keys"]["exact"] == StatsConfig().key()
 
 
