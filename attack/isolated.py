@@ -6,18 +6,24 @@ that sees the Python environment, vidsme's `vidsme/` and `attack/` code, a copy 
 file and DIR (its inputs), all read-only, a private /tmp, and nothing else: no network, no
 split manifests, no results, no caches, no home.
 
-It lowers its own resource limits first (before any submitted code runs, so they cannot be
-raised again), imports the file, reports what it registered, then scores the inputs the
-parent writes for it. The parent never imports the file; it trusts nothing this process
-says and validates every message again.
+It lowers its own resource limits and loads its seccomp filter first (attack/syscall_filter.py;
+before any submitted code runs, so neither can be undone), says "ready" with what the filter
+denies, imports the file, reports what it registered, then scores the inputs the parent
+writes for it. The parent never imports the file; it trusts nothing this process says after
+"ready" (the submitted code shares the process and could write to the pipe) and validates every
+message again. It times the calls itself, from the messages' arrival.
+
+With --no-sandbox the same module runs as a plain child process (`--inputs` a host folder,
+`--module` to import a module path by name): the attack still never touches the process that
+records the results.
 
 Messages are JSON objects, one per line:
 
   child -> parent (on the stdout it was started with; the submitted code's own prints go to stderr)
-    {"event": "ready", "protocol": 1}                     interpreter, torch and vidsme.attack imported
+    {"event": "ready", "protocol": 2, "seccomp": [denied system calls], "seccomp_problem": null | why}
     {"event": "declared", "attacks": [AttackSpec.describe(), ...]}
     {"event": "refused", "check": ..., "why": ...}         the file failed to import or register
-    {"event": "scored", "call": k, "copy": c, "seconds": t, "scores": base64 of little-endian float64}
+    {"event": "scored", "call": k, "copy": c, "scores": base64 of little-endian float64}
     {"event": "failed", "call": k, "copy": c, "kind": "invalid" | "raised", "text": ..., "last_line": ...}
   parent -> child (stdin)
     {"cmd": "score", "calls": [{"call": k, "attack": name, "input": stem}, ...]}
@@ -37,12 +43,11 @@ import json
 import os
 import re
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-PROTOCOL = 1
+PROTOCOL = 2
 USER_MODULES = "vidsme_user_attacks."  # the package name load_attack_source gives .py files
 SANDBOX_INPUTS = "/vidsme/in"  # where the input folder appears inside the sandbox
 SOURCE_DIR = "source"  # the copy of the submitted file: <inputs>/source/<its name>
@@ -198,26 +203,31 @@ def apply_limits(memory: int | None, cpu: int | None, processes: int | None, fil
         resource.setrlimit(resource.RLIMIT_CPU, (min(cpu, top), top))
 
 
-def load_submission(path: Path, label: str, shown: str | None = None) -> list:
+def load_submission(path: Path | None, label: str, shown: str | None = None, module: str | None = None) -> list:
     """Import the submitted file as load_attack_source does (built-ins registered first, installed plugins
-    not: they are not part of the sandbox); the AttackSpecs it registered. Raises Refusal.
+    not: they are not part of the sandbox), or, without a sandbox, the `module` by name; the AttackSpecs
+    it registered. Raises Refusal.
 
     `label` is the source as given, `shown` the file's path outside the sandbox (messages use both).
     """
+    import importlib
     import importlib.util
 
     from vidsme.attack import registry
 
     registry.load_builtins_only()  # plugins live outside the sandbox; the parent checks names against them
     before = registry.registry_snapshot()
-    module_name = f"{USER_MODULES}{path.stem}_{abs(hash(path.resolve()))}"
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise Refusal("import", f"cannot import {label!r} as a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        if module is not None:
+            importlib.import_module(module)
+        else:
+            module_name = f"{USER_MODULES}{path.stem}_{abs(hash(path.resolve()))}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or spec.loader is None:
+                raise Refusal("import", f"cannot import {label!r} as a Python file")
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = loaded
+            spec.loader.exec_module(loaded)
     except Refusal:
         raise
     except Exception as err:  # whatever the submitted code raises is the submitter's to see
@@ -238,17 +248,17 @@ def _clip(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _serve(args: argparse.Namespace, send, commands) -> int:
+def _serve(args: argparse.Namespace, send, commands, filtered: tuple[list[str], str | None]) -> int:
     import numpy as np  # noqa: F401  (imported before the submission, like torch)
     import torch  # noqa: F401
 
     import vidsme.attack  # noqa: F401
     from vidsme.errors import InvalidScoresError
 
-    send({"event": "ready", "protocol": PROTOCOL})
+    send({"event": "ready", "protocol": PROTOCOL, "seccomp": filtered[0], "seccomp_problem": filtered[1]})
     me = os.getpid()
     try:
-        specs = load_submission(Path(args.source), args.label, args.shown)
+        specs = load_submission(Path(args.source) if args.source else None, args.label, args.shown, args.module)
     except Refusal as refusal:
         send({"event": "refused", "check": refusal.check, "why": _clip(refusal.why)})
         return 0
@@ -267,10 +277,8 @@ def _serve(args: argparse.Namespace, send, commands) -> int:
             failed = False
             for copy in range(COPIES):
                 inputs = read_inputs(inputs_dir / f"{call['input']}-{copy}")
-                start = time.perf_counter()
                 try:
                     scores = spec.score(inputs)
-                    took = time.perf_counter() - start
                 except BaseException as err:  # noqa: BLE001 - SystemExit from an attack is a failure too
                     kind = "invalid" if isinstance(err, InvalidScoresError) else "raised"
                     send({"event": "failed", "call": call["call"], "copy": copy, "kind": kind,
@@ -280,8 +288,7 @@ def _serve(args: argparse.Namespace, send, commands) -> int:
                 finally:
                     if os.getpid() != me:
                         os._exit(0)
-                send({"event": "scored", "call": call["call"], "copy": copy, "seconds": took,
-                      "scores": encode_scores(scores)})
+                send({"event": "scored", "call": call["call"], "copy": copy, "scores": encode_scores(scores)})
             if failed:  # the parent refuses at the first failure; nothing after it counts
                 break
     return 0
@@ -290,7 +297,9 @@ def _serve(args: argparse.Namespace, send, commands) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point inside the sandbox (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m vidsme.attack.isolated")
-    parser.add_argument("--source", required=True, help="the copy of the submitted file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source", help="the copy of the submitted file")
+    source.add_argument("--module", help="without a sandbox: a module path to import by name")
     parser.add_argument("--label", required=True, help="the source as the submitter gave it (for messages)")
     parser.add_argument("--shown", default=None, help="the file's path outside the sandbox (for messages)")
     parser.add_argument("--inputs", default=SANDBOX_INPUTS, help="folder the parent writes the inputs to")
@@ -299,7 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=None, help="RLIMIT_NPROC")
     parser.add_argument("--file-size", type=int, default=None, help="RLIMIT_FSIZE, bytes")
     args = parser.parse_args(argv)
+    from vidsme.attack.syscall_filter import install_filter
+
     apply_limits(args.memory, args.cpu, args.processes, args.file_size)
+    filtered = install_filter()
     # the protocol keeps the original stdin/stdout; the submitted code gets /dev/null and stderr
     control = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     commands = os.fdopen(os.dup(0), "r", encoding="utf-8")
@@ -312,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control.write(json.dumps(message, allow_nan=False) + "\n")
         control.flush()
 
-    code = _serve(args, send, commands)
+    code = _serve(args, send, commands, filtered)
     control.flush()
     return code
 

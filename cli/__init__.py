@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from vidsme import __version__
 from vidsme.cli import attacks, benchmark, challenge, leaderboard, splits, study, submit, train
 from vidsme.cli.arguments import take_overrides
-from vidsme.errors import VidsmeError
+from vidsme.errors import VidsmeError, printable
 
 COMMANDS = (attacks, splits, train, benchmark, leaderboard, submit, challenge, study)
 
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except VidsmeError as err:
-        print(f"vidsme {args.command}: error: {err}", file=sys.stderr)
+        print(f"vidsme {args.command}: error: {printable(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly, like other CLI tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -13,18 +13,20 @@ cons="$root/scripts/constraints.txt"
 "$py" -m pip install --quiet -c "$cons" torch torchvision
 "$py" -m pip install --quiet -c "$cons" -e "$root[$extras]"
 "$py" -c "import torch, vidsme; print(f'vidsme {vidsme.__version__} installed (torch {torch.__version__})')"
-# The sandbox `vidsme submit` runs submitted attack code in (docs/SUBMITTING.md, section 8):
-# bubblewrap, else util-linux's unshare. Installed here where we can (root with apt-get);
-# otherwise we say how. Not fatal: only code submissions need it (or --no-sandbox, locally).
-if ! command -v bwrap >/dev/null 2>&1; then
+# The sandbox `vidsme submit` runs submitted code in (docs/SUBMITTING.md, section 8; docs/SECURITY.md):
+# bubblewrap, else util-linux's unshare, and libseccomp2 for the system-call filter the child loads.
+# Installed here where we can (root with apt-get); otherwise we say how. Not fatal: only code
+# submissions need them (a missing one is recorded with every submission and printed).
+if ! command -v bwrap >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing bubblewrap (the sandbox for submitted attack code)"
+    echo "installing bubblewrap and libseccomp2 (the sandbox for submitted attack code)"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap \
-        >/dev/null; } || echo "warning: apt-get could not install bubblewrap; vidsme submit falls back to unshare" >&2
+        libseccomp2 >/dev/null; } || echo "warning: apt-get could not install bubblewrap/libseccomp2; vidsme submit" \
+        "falls back to unshare, or runs without a system-call filter (and says so)" >&2
   else
-    echo "note: bubblewrap (bwrap) is not installed; vidsme submit runs submitted code in it. Install it:" \
-         "sudo apt-get install bubblewrap (Debian/Ubuntu), sudo dnf install bubblewrap (Fedora)," \
-         "sudo pacman -S bubblewrap (Arch); see docs/SUBMITTING.md, section 8" >&2
+    echo "note: bubblewrap (bwrap) or libseccomp2 is missing; vidsme submit runs submitted code under them. Install" \
+         "them: sudo apt-get install bubblewrap libseccomp2 (Debian/Ubuntu), sudo dnf install bubblewrap libseccomp" \
+         "(Fedora), sudo pacman -S bubblewrap libseccomp (Arch); see docs/SECURITY.md" >&2
   fi
 fi
 "$py" -c "

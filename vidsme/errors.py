@@ -75,3 +75,13 @@ class ModelFileError(DamagedFileError):
 
 class CacheFileError(DamagedFileError):
     """A feature-cache shard (safetensors or JSON) that cannot be read back."""
+
+
+def printable(text: object, keep_newlines: bool = True) -> str:
+    """`text` safe to print on a terminal: every control or format character (ANSI escapes, carriage
+    returns, bidirectional overrides, ...) becomes "?", newlines kept if asked. Text that may come from
+    submitted code goes through this before anyone sees it."""
+    import unicodedata
+
+    return "".join(c if (c == "\n" and keep_newlines) or unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp")
+                   else "?" for c in str(text))

@@ -1,13 +1,14 @@
 """`vidsme submit FILE`: add attack code to a finished benchmark's leaderboard.
 
 The source is a .py file, a module path or an installed entry-point name (group
-`vidsme.attacks`). By default the code runs in a sandbox (vidsme.benchmark.submissions.sandbox): one
-child process that sees the Python environment, a copy of the file and the features the
-attacks declared (rows shuffled, sample ids opaque), and reports back only declarations and
-score vectors, which are validated here; this process never imports the file. With
-`sandbox=False` (`--no-sandbox`, local development only) the file is imported here, as before,
-and everything it adds is marked "sandboxed": false. The attacks it registers with
-`register_attack` are validated, in this order, stopping at the first failure:
+`vidsme.attacks`). It always runs in one child process, which sees a copy of the file and the
+features the attacks declared (rows shuffled, sample ids opaque) and reports back only
+declarations and score vectors, validated here; this process never imports the file. By default
+that child is sandboxed (vidsme.benchmark.submissions.sandbox: namespaces, a fresh uid, seccomp,
+cgroup, limits); with `sandbox=False` (`--no-sandbox`, local development only) it is a plain
+process, and this process — which the attack cannot reach — marks everything it adds "sandboxed":
+false. The attacks it registers with `register_attack` are validated, in this order, stopping at
+the first failure:
 
   sandbox       isolation is available (else: how to get it) and the sandboxed process keeps to
                 its protocol (this can fail at any step)
@@ -16,18 +17,19 @@ and everything it adds is marked "sandboxed": false. The attacks it registers wi
   name          a safe name that clashes with no registered attack and no suite attack
   features      then, for every target x frame count x applicable slice, on the cached features:
                 the inputs it needs are in the suite's feature caches
-  scores        one finite score per evaluated sample
+  scores        one finite score per evaluated sample, and not the same score for every sample of a target
   determinism   a second call on fresh inputs gives bit-identical scores (sandboxed: on a copy with
                 the samples in another order, mapped back)
-  time budget   each call finishes within `time_budget_s` (default 30 s)
+  time budget   each call finishes within `time_budget_s` (default 30 s), timed here, and the whole
+                submission within the limits' deadline
 
 Only then is it evaluated — from the caches, no model runs — with the suite's own
 evaluation (same metrics, bootstrap replicates and seed), its per-sample scores written to
 scores/<target>/submissions/<attack>-f<n>-<level>.csv, its rows (kind "reproduced") added to
 results.json and the leaderboard regenerated (submission.commit_results: all or nothing).
 Submitting again under the same name replaces the earlier rows when the submitted file changed
-(sha256), and otherwise changes nothing. In-process, the registry is restored afterwards either
-way, so nothing a submission imported stays registered in the calling process.
+(sha256) or ran unsandboxed before and runs sandboxed now, and otherwise changes nothing.
+Refusals name the opaque ids the attack saw, never a sample id.
 
 Scores files computed elsewhere: submit_scores.py.
 """
@@ -43,18 +45,17 @@ import secrets
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vidsme import __version__
-from vidsme.attack import registry
 from vidsme.direction import Direction
 from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
-from vidsme.attack.isolated import COPIES, classify_import_error, decode_scores, opaque_ids
-from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks, load_attack_source
+from vidsme.attack.isolated import COPIES, decode_scores, opaque_ids
+from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks
 from vidsme.benchmark.submissions import sandbox as sandboxing
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import LevelView, evaluate_slice, slice_inputs
@@ -73,7 +74,7 @@ from vidsme.benchmark.submissions.common import (
     verdicts_of,
 )
 from vidsme.benchmark.suite import metric_row
-from vidsme.errors import InvalidScoresError, MissingFeatureError, VidsmeError
+from vidsme.errors import MissingFeatureError, VidsmeError, printable
 from vidsme.provenance import git_commit
 from vidsme.provenance import sha256_file
 
@@ -93,8 +94,8 @@ def _last_line(err: BaseException) -> str:
 
 
 def _one_line(text: object, limit: int = _WHY_CHARS) -> str:
-    """Untrusted text (from the sandbox) as one line of at most `limit` characters."""
-    text = " ".join(str(text).split())
+    """Untrusted text (from the sandbox) as one printable line of at most `limit` characters."""
+    text = " ".join(printable(text, keep_newlines=False).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -113,21 +114,6 @@ def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
     return cache
 
 
-# ----------------------------------------------------------------------------- registry isolation
-@contextlib.contextmanager
-def _isolated_registry(module_prefix: list[str]) -> Iterator[None]:
-    """Restore the attack registry (and drop the submitted modules) afterwards, success or not."""
-    saved = registry.registry_snapshot()
-    modules = set(sys.modules)
-    try:
-        yield
-    finally:
-        registry.restore_registry(saved)
-        for name in set(sys.modules) - modules:
-            if name.startswith(_USER_MODULES) or any(name == p or name.startswith(p + ".") for p in module_prefix):
-                sys.modules.pop(name, None)
-
-
 # ----------------------------------------------------------------------------- loading the source
 @dataclass
 class _Source:
@@ -137,10 +123,6 @@ class _Source:
     module: str | None = None  # module path (modules and entry points)
     entry_point: str | None = None
     file: Path | None = None  # the file that runs (a file source; a module's file in the sandbox)
-
-
-def _classify_import_error(err: BaseException, source: str) -> SubmissionRefused:
-    return SubmissionRefused(*classify_import_error(err, source))
 
 
 def _resolve(source: str) -> _Source:
@@ -154,36 +136,6 @@ def _resolve(source: str) -> _Source:
         ep = eps[source]
         return _Source(ep.value, "entry point", None, module=ep.module, entry_point=ep.name)
     return _Source(source, "module", None, module=source)
-
-
-def _load(source: str, src: _Source) -> list[AttackSpec]:
-    """Import `source`; the attacks it registered (new, re-registered, or already loaded from its module)."""
-    before = registry.registry_snapshot()
-    try:
-        if src.kind == "file":
-            load_attack_source(source)
-        elif src.kind == "entry point":
-            ep = next(e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == src.entry_point)
-            ep.load()
-        else:
-            importlib.import_module(source)
-    except SubmissionRefused:
-        raise
-    except Exception as err:  # whatever the submitted code raises is the submitter's to see
-        raise _classify_import_error(err, source) from err
-    if src.module is not None:
-        mod = sys.modules.get(src.module)
-        file = getattr(mod, "__file__", None)
-        src.file_sha256 = sha256_file(Path(file)) if file and Path(file).is_file() else None
-    now = registry.registry_snapshot()
-    specs = [s for n, s in now.items() if before.get(n) is not s]
-    if src.module is not None:  # a module imported earlier (an installed plugin) registers nothing new
-        specs += [s for s in now.values() if s not in specs and
-                  (s.source == src.module or s.source.startswith(src.module + "."))]
-    if not specs:
-        raise SubmissionRefused("import", f"{source!r} imported but registered no attack; decorate a scoring "
-                                          "function with @register_attack(...) from vidsme.attack")
-    return specs
 
 
 def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool) -> dict:
@@ -238,10 +190,11 @@ def _module_file(module: str) -> tuple[Path | None, bool]:
     return Path(spec.origin), spec.submodule_search_locations is not None
 
 
-def _sandbox_file(source: str, src: _Source) -> Path:
-    """The one file the sandbox runs for `source`: the file itself, or a module's / entry point's file."""
+def _child_source(source: str, src: _Source, sandbox: bool) -> tuple[Path | None, str | None]:
+    """(file, module) the child imports for `source`: the sandbox runs one file (a module's or entry point's
+    own file); without a sandbox a module path is imported by name (a package too), its file hashed."""
     if src.kind == "file":
-        return Path(source)
+        return Path(source), None
     module = str(src.module)
     if module == "vidsme" or module.startswith("vidsme."):
         builtin = [s for s in list_attacks() if s.source == module or s.source.startswith(module + ".")]
@@ -250,6 +203,19 @@ def _sandbox_file(source: str, src: _Source) -> Path:
                                             "benchmark runs built-ins itself: add it to the suite's `attacks` and "
                                             "rerun")
         raise SubmissionRefused("import", f"{source!r} is part of vidsme itself, not an attack submission")
+    if sandbox:
+        return _sandbox_file(source, src), None
+    file, _ = _module_file(module)
+    if file is None:
+        raise SubmissionRefused("import", f"importing {source!r} raised ModuleNotFoundError: No module named "
+                                          f"{module!r}; {source!r} is not a file, not an installed entry point of "
+                                          f"group {ENTRY_POINT_GROUP!r}, and not an importable module")
+    return (file if file.is_file() else None), module
+
+
+def _sandbox_file(source: str, src: _Source) -> Path:
+    """The one file the sandbox runs for a module or entry-point `source`: the module's own file."""
+    module = str(src.module)
     file, package = _module_file(module)
     if file is None:
         raise SubmissionRefused("import", f"importing {source!r} raised ModuleNotFoundError: No module named "
@@ -452,67 +418,22 @@ def _over_budget(slowest: float, budget: float, unit: str, name: str) -> None:
                                                "cached features (--time-budget)")
 
 
-def _timed(spec: AttackSpec, inputs) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    scores = spec.score(inputs)
-    return scores, time.perf_counter() - start
-
-
-def _validate_unit(spec: AttackSpec, samples, slice_name: str, target: str, n_frames: str, ids: Sequence[str],
-                   budget: float):
-    """features, scores, determinism, time budget on one (target, frame count, slice): (scores, inputs)."""
-    unit = _unit(target, n_frames, slice_name)
-    inputs = slice_inputs(samples, slice_name)
-    refusal = _features_refusal(spec, inputs, unit, target, n_frames, slice_name)
-    if refusal is not None:
-        raise refusal
-    try:
-        first, took = _timed(spec, inputs)
-    except InvalidScoresError as err:
-        raise SubmissionRefused("scores", f"{unit}: {err}; return one score per sample, in inputs.sample_ids "
-                                          "order") from err
-    except Exception as err:
-        raise SubmissionRefused("scores", f"{unit}: attack {spec.name!r} raised {_last_line(err)}") from err
-    _non_finite(first, ids, unit, spec.name)
-    try:
-        second, took_again = _timed(spec, slice_inputs(samples, slice_name))
-    except Exception as err:
-        raise SubmissionRefused("determinism", f"{unit}: the second call raised {_last_line(err)}") from err
-    if first.tobytes() != second.tobytes():
-        differ = np.flatnonzero(first != second)
-        raise SubmissionRefused("determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
-                                               f"{len(first)} samples ({ids_preview([ids[i] for i in differ])}; largest "
-                                               f"difference {float(np.max(np.abs(first - second))):.3g}); scores must "
-                                               "be bit-identical on a rerun (seed any randomness, avoid "
-                                               "order-dependent parallel reductions)")
-    _over_budget(max(took, took_again), budget, unit, spec.name)
-    return first, inputs
-
-
-class _InProcess:
-    """Scores calls in this process (--no-sandbox), each validated before the next runs."""
-
-    def __init__(self, budget: float) -> None:
-        self.budget = budget
-
-    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str, ids: Sequence[str]):
-        """(scores, inputs) per call, in order; SubmissionRefused at the first failing check."""
-        return [_validate_unit(spec, samples, slice_name, target, n_frames, ids, self.budget)
-                for spec, slice_name in calls]
-
-
-class _Sandboxed:
-    """Scores calls in the sandbox: per (slice, declared inputs) two independently shuffled copies with
-    opaque ids, one batch per (target, frame count); results validated in call order as they arrive."""
+class _Scorer:
+    """Scores calls in the attack's child process: per (slice, declared inputs) two independently shuffled
+    copies with opaque ids, one batch per (target, frame count); results validated in call order as they
+    arrive. Call times are measured here, from when each result reaches this process (the child could
+    lie about its own); refusals name the opaque ids of the first copy, never a sample id."""
 
     def __init__(self, proc: sandboxing.SandboxProcess, budget: float, limits: sandboxing.SandboxLimits) -> None:
         self.proc, self.budget, self.limits = proc, budget, limits
         self.rng = np.random.default_rng(secrets.randbits(128))  # unpredictable: an order must not be guessable
+        self.slowest = 0.0  # the longest call, as measured here
+        self._since = 0.0  # arrival of the previous message (or the command's sending)
 
-    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str, ids: Sequence[str]):
+    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str):
         """(scores, inputs) per call, in order; SubmissionRefused at the first failing check."""
         built: dict[str, object] = {}
-        sets: dict[tuple, tuple[str, list[np.ndarray]]] = {}
+        sets: dict[tuple, tuple[str, list[np.ndarray], list[str]]] = {}
         plan, stop = [], None
         for k, (spec, slice_name) in enumerate(calls):
             if slice_name not in built:  # real order, all features; each copy takes the rows and keys it needs
@@ -520,36 +441,39 @@ class _Sandboxed:
             inputs = built[slice_name]
             unit = _unit(target, n_frames, slice_name)
             stop = _features_refusal(spec, inputs, unit, target, n_frames, slice_name)
-            if stop is not None:  # the calls before it are still checked first, as in-process
+            if stop is not None:  # the calls before it are still checked first
                 break
             key = (slice_name, tuple(sorted(set(spec.needs))))
             if key not in sets:
-                stem, orders = f"u{len(sets)}", []
+                stem, orders, shown = f"u{len(sets)}", [], []
                 for copy in range(COPIES):
-                    order = self.rng.permutation(inputs.n)
-                    self.proc.write_inputs(inputs, key[1], order, opaque_ids(inputs.n, self.rng), f"{stem}-{copy}")
+                    order, ids = self.rng.permutation(inputs.n), opaque_ids(inputs.n, self.rng)
+                    self.proc.write_inputs(inputs, key[1], order, ids, f"{stem}-{copy}")
                     orders.append(order)
-                sets[key] = (stem, orders)
+                    shown = shown or ids  # the first copy's ids name samples in refusals
+                sets[key] = (stem, orders, shown)
             plan.append((k, spec, unit, inputs, *sets[key]))
         out = []
         try:
             if plan:
                 self._send({"cmd": "score", "calls": [{"call": k, "attack": spec.name, "input": stem}
-                                                      for k, spec, _, _, stem, _ in plan]})
-            for k, spec, unit, inputs, _, orders in plan:
+                                                      for k, spec, _, _, stem, _, _ in plan]})
+            for k, spec, unit, inputs, _, orders, shown in plan:
                 first, took = self._result(k, 0, spec, unit, orders[0])
-                _non_finite(first, ids, unit, spec.name)
+                _non_finite(first[orders[0]], shown, unit, spec.name)
                 second, took_again = self._result(k, 1, spec, unit, orders[1])
                 if first.tobytes() != second.tobytes():
-                    differ = np.flatnonzero(first != second)
+                    position = np.argsort(orders[0])  # sample i sat at row position[i] of the first copy
+                    differ = [shown[position[i]] for i in np.flatnonzero(first != second)]
                     raise SubmissionRefused(
                         "determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
-                                       f"{len(first)} samples ({ids_preview([ids[i] for i in differ])}; largest difference "
-                                       f"{float(np.nanmax(np.abs(first - second))):.3g}); scores must be bit-identical "
-                                       "on a rerun with the samples in another order (seed any randomness, let no "
-                                       "sample's score depend on the order of the others, avoid order-dependent "
-                                       "parallel reductions)")
+                                       f"{len(first)} samples ({ids_preview(differ)} of the first call; largest "
+                                       f"difference {float(np.nanmax(np.abs(first - second))):.3g}); scores must be "
+                                       "bit-identical on a rerun with the samples in another order (seed any "
+                                       "randomness, let no sample's score depend on the order of the others, avoid "
+                                       "order-dependent parallel reductions)")
                 _over_budget(max(took, took_again), self.budget, unit, spec.name)
+                self.slowest = max(self.slowest, took, took_again)
                 out.append((first, inputs))
         finally:
             for path in self.proc.inputs.glob("u*-*.*"):
@@ -563,15 +487,22 @@ class _Sandboxed:
             self.proc.send(message)
         except sandboxing.SandboxError as err:
             raise _sandbox_refusal(err, "the sandbox stopped taking commands") from None
+        self._since = time.monotonic()
 
-    def _result(self, k: int, copy: int, spec: AttackSpec, unit: str, order: np.ndarray) -> tuple[np.ndarray, float]:
-        """One call's scores, mapped back to the real sample order, and its time; refusals name the check."""
-        budget, grace = self.budget, self.limits.grace_s
-        check = "scores" if copy == 0 else "determinism"
-        which = "a call" if copy == 0 else "the second call"
+    def _wait_for(self, unit: str, spec: AttackSpec, which: str) -> dict:
+        """The next message, within the call's budget + grace and the submission's deadline."""
+        budget, grace, deadline = self.budget, self.limits.grace_s, self.limits.deadline_s
+        left = deadline - (time.monotonic() - self.proc.started_at)
+        if left <= 0:
+            raise SubmissionRefused("time budget", f"the submission ran past its deadline of {deadline:g} s (every "
+                                                   "call of every attack together); the sandbox was stopped")
         try:
-            message = self.proc.receive(budget + grace)
+            return self.proc.receive(min(budget + grace, left))
         except sandboxing.SandboxError as err:
+            if err.kind == "timeout" and left < budget + grace:
+                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} ran past the "
+                                                       f"submission's deadline of {deadline:g} s; the sandbox was "
+                                                       "stopped") from None
             if err.kind == "timeout":
                 raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} did not return within "
                                                        f"{budget + grace:g} s (the budget of {budget:g} s plus "
@@ -581,13 +512,22 @@ class _Sandboxed:
                 raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} used up the "
                                                        "sandbox's CPU-time limit") from None
             if err.kind == "died":
-                limits = (f"limits: {self.limits.memory_bytes / sandboxing.GIB:g} GiB address space, "
+                limits = (f"limits: {self.limits.memory_bytes / sandboxing.GIB:g} GiB of memory, "
                           f"{self.limits.processes()} processes")
+                check = "scores" if which == "a call" else "determinism"
                 raise SubmissionRefused(check, _one_line(f"{unit}: the sandboxed process {err.detail} during {which} "
                                                          f"of attack {spec.name!r} ({limits})"
                                                          + (f"; its last output: {err.output}" if err.output else "")
                                                          )) from None
             raise _sandbox_refusal(err, f"{unit}, attack {spec.name!r}") from None
+
+    def _result(self, k: int, copy: int, spec: AttackSpec, unit: str, order: np.ndarray) -> tuple[np.ndarray, float]:
+        """One call's scores, mapped back to the real sample order, and its time (measured here: from the
+        previous message's arrival to this one's); refusals name the check."""
+        check = "scores" if copy == 0 else "determinism"
+        which = "a call" if copy == 0 else "the second call"
+        message = self._wait_for(unit, spec, which)
+        took, self._since = max(0.0, self.proc.arrived_at - self._since), self.proc.arrived_at
         if message.get("call") != k or message.get("copy") != copy or message.get("event") not in ("scored", "failed"):
             raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process said {_one_line(message, 200)} instead "
                                                f"of the result of call {k}, copy {copy}")
@@ -598,13 +538,11 @@ class _Sandboxed:
                 raise SubmissionRefused(check, f"{unit}: {_one_line(message.get('text'))}; return one score per "
                                                "sample, in inputs.sample_ids order")
             raise SubmissionRefused(check, f"{unit}: attack {spec.name!r} raised {_one_line(message.get('last_line'))}")
-        seconds = message.get("seconds")
         try:
             scores = decode_scores(message.get("scores"))
         except (ValueError, TypeError, AttributeError) as err:
-            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process sent unreadable scores ({err})") from None
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
-            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process reported a call time of {seconds!r}")
+            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process sent unreadable scores "
+                                               f"({_one_line(err, 200)})") from None
         if len(scores) != len(order):
             if copy == 1:
                 raise SubmissionRefused(check, f"{unit}: the second call returned {len(scores)} scores for "
@@ -614,7 +552,7 @@ class _Sandboxed:
                                            "inputs.sample_ids order")
         real = np.empty(len(order), dtype=np.float64)
         real[order] = scores  # row j of the copy is sample order[j]
-        return real, float(seconds)
+        return real, took
 
 
 def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, scorer,
@@ -627,6 +565,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
     min_fp = int(config.get("min_false_positives", 10))
     pending = _Pending()
     applicable_anywhere = {s.name: False for s in specs}
+    informative: dict[tuple[str, str], bool] = {}  # (attack, target) -> some call gave two different scores
     cache_slices: set[str] = set()
     for entry in results["targets"]:
         target = entry["name"]
@@ -648,9 +587,11 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                 continue
             for spec, _ in calls:
                 applicable_anywhere[spec.name] = True
-            validated = scorer.run(calls, samples, target, n_frames, samples_of.ids)
+            validated = scorer.run(calls, samples, target, n_frames)
             for (spec, slice_name), (scores, inputs) in zip(calls, validated):
                 meta = metas[spec.name]
+                informative[(spec.name, target)] = (informative.get((spec.name, target), False)
+                                                    or bool(np.ptp(scores) > 0))
                 # the suite's own evaluation, on the validated scores (no third call of the attack)
                 scored = dataclasses.replace(spec, fn=lambda _inputs, s=scores: s)
                 res = evaluate_slice(inputs, [scored], samples_of, n_bootstrap=n_bootstrap, seed=seed,
@@ -673,6 +614,13 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                 for name, cols in columns[level].items():
                     rel = f"scores/{target}/{SUBMISSIONS_DIR}/{name}-f{n_frames}-{level}.csv"
                     pending.csvs.append((Path(rel), view, cols))
+    constant = [(name, target) for (name, target), varies in informative.items() if not varies]
+    if constant:
+        name, target = constant[0]
+        where = sorted(t for n, t in constant if n == name)
+        raise SubmissionRefused("scores", f"attack {name!r} gives every sample the same score on target(s) "
+                                          f"{', '.join(map(repr, where))} (every frame count and slice evaluated): a "
+                                          "constant carries no membership information, so it is not ranked")
     evaluated = {(r["target"], r["attack"], r["slice"], r["n_frames"], r["level"]) for r in pending.rows}
     lacking = [(target, *config) for target, chosen in (fixed or {}).items() for config in chosen
                if (target, *config) not in evaluated and config[0] in metas]
@@ -695,9 +643,10 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     """Validate the attacks `source` registers (a .py file, module path or entry-point name), evaluate them
     on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
 
-    With `sandbox` (the default) the code runs in an isolated child process under `limits`
-    (vidsme.benchmark.submissions.sandbox) and this process never imports it; without, it is imported here
-    (local development only) and its records say "sandboxed": false. `fixed` restricts the evaluation to
+    The code always runs in a child process under `limits` and this process never imports it: with
+    `sandbox` (the default) an isolated one (vidsme.benchmark.submissions.sandbox); without (local
+    development only) a plain one with the caller's rights, and its records say "sandboxed": false —
+    recorded here, where the attack cannot reach. `fixed` restricts the evaluation to
     given configurations (a sealed challenge: see vidsme.challenge.board); `leaderboard_dir`
     is where the leaderboard goes (default: `results_dir`).
     Raises SubmissionRefused (check, why) for a submission that fails a check, VidsmeError for an
@@ -718,11 +667,11 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     src = _resolve(source)
     commit = git_commit()
     with contextlib.ExitStack() as stack:
+        file, module = _child_source(source, src, sandbox)
+        data = file.read_bytes() if file is not None else b""
+        src.file = file
+        src.file_sha256 = hashlib.sha256(data).hexdigest() if file is not None else None  # the very bytes that run
         if sandbox:
-            file = _sandbox_file(source, src)
-            data = file.read_bytes()
-            src.file = file
-            src.file_sha256 = hashlib.sha256(data).hexdigest()  # of the very bytes that run
             known = _sandboxed_before(results, src.file_sha256)
             if known:  # nothing to run: these bytes are on the leaderboard, sandboxed
                 return SubmissionResult("unchanged", known, f"{', '.join(known)}: already on the leaderboard (same "
@@ -730,15 +679,15 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
             isolation = sandboxing.detect_isolation()
             if isolation is None:
                 raise SubmissionRefused("sandbox", sandboxing.no_isolation_message())
-            proc = stack.enter_context(sandboxing.SandboxProcess(
-                isolation, limits, source=data, file_name=file.name, label=src.label, shown=str(file),
-                hide=_hidden(results_dir, results), cpu_seconds=_cpu_seconds(results, time_budget_s, limits)))
-            specs = _start_sandbox(proc, src, limits)
-            scorer = _Sandboxed(proc, time_budget_s, limits)
         else:
-            stack.enter_context(_isolated_registry([src.module] if src.module else []))
-            specs = _load(source, src)
-            scorer = _InProcess(time_budget_s)
+            isolation = sandboxing.Isolation.none()
+        proc = stack.enter_context(sandboxing.SandboxProcess(
+            isolation, limits, source=data, file_name=file.name if file is not None else "module.py",
+            label=src.label, shown=str(file or src.label), hide=_hidden(results_dir, results),
+            cpu_seconds=_cpu_seconds(results, time_budget_s, limits), module=module))
+        specs = _start_sandbox(proc, src, limits)
+        protections = proc.protections()
+        scorer = _Scorer(proc, time_budget_s, limits)
         for spec in specs:
             if spec.source.startswith(_BUILTIN_MODULES):
                 raise SubmissionRefused("name", f"{spec.name!r} is a built-in attack ({spec.source}); the benchmark "
@@ -757,7 +706,7 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
         if len(same) == len(specs):
             return SubmissionResult("unchanged", names, f"{', '.join(names)}: already on the leaderboard (same file "
                                                         f"sha256 {src.file_sha256[:12]}...); nothing changed",
-                                    sandboxed=sandbox)
+                                    sandboxed=sandbox, isolation=protections)
         if fixed is not None:  # only the configurations fixed beforehand count
             specs = [s for s in specs if any(c[0] == s.name for chosen in fixed.values() for c in chosen)]
             metas = {s.name: metas[s.name] for s in specs}
@@ -770,13 +719,15 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
         "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
-        "status": "replaced" if replaced else "added", "created": utc_now(), "command": command}]
+        "isolation": protections, "status": "replaced" if replaced else "added", "created": utc_now(),
+        "command": command}]
     stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and is_submission_file(r.get("scores_file"))]
     board = commit_results(results_dir, original, new, pending.csvs, stale, leaderboard_dir)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
-                            pending.rows, board, verdicts_of(new, {m["family"] for m in metas.values()}), sandbox)
+                            pending.rows, board, verdicts_of(new, {m["family"] for m in metas.values()}), sandbox,
+                            protections)
 
 
 __all__ = ["CODE_CHECKS", "DEFAULT_TIME_BUDGET_S", "MAX_ATTACKS", "submit_attack"]

@@ -25,7 +25,8 @@ from vidsme.benchmark.results_schema import RESULTS_FILE
 from vidsme.benchmark.suite import write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.data_splits.partition import PARTITIONS
-from vidsme.errors import VidsmeError
+from vidsme.benchmark.submissions.sandbox import describe_protections
+from vidsme.errors import VidsmeError, printable
 from vidsme.provenance import ids_sha256
 
 SUBMISSIONS_DIR = "submissions"
@@ -53,7 +54,8 @@ class SubmissionResult:
     rows: list[dict] = field(default_factory=list)
     leaderboard: dict[str, Path] = field(default_factory=dict)
     verdicts: list[dict] = field(default_factory=list)  # the submitted methods' leaderboard entries, per target
-    sandboxed: bool = True  # False: ran in this process (--no-sandbox); kept off challenge leaderboards
+    sandboxed: bool = True  # False: ran without isolation (--no-sandbox); kept off challenge leaderboards
+    isolation: dict | None = None  # what isolated the attack's child process (sandbox.SandboxProcess.protections)
 
 
 
@@ -232,12 +234,14 @@ def format_result(result: SubmissionResult) -> str:
                      f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
                      + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
                         f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
+    if result.isolation is not None:
+        lines.append(f"  isolation: {describe_protections(result.isolation)}")
     if not result.sandboxed:
-        lines.append("  (--no-sandbox: ran inside this process, for local development only; its records say "
+        lines.append("  (--no-sandbox: ran without isolation, for local development only; its records say "
                      "\"sandboxed\": false and a challenge leaderboard refuses them)")
     if result.leaderboard:
         lines.append("leaderboard: " + ", ".join(str(p) for p in result.leaderboard.values()))
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 

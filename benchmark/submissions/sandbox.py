@@ -19,22 +19,32 @@ for an unprivileged caller). The environment is cleared to a minimum (no VIDSME_
 
 Who runs it (Isolation.mode). As root, a user namespace would map the child to host uid 0, for
 which the kernel does not enforce RLIMIT_NPROC; so a root caller runs the tool without a user
-namespace ("root": the mounts are made as root, then the child drops to the otherwise unused
-uid/gid SANDBOX_UID with `setpriv` — no capabilities, no_new_privs — before Python starts), or,
-where that is not allowed (a container without CAP_SYS_ADMIN), drops to SANDBOX_UID first and
-then uses a user namespace ("drop"; the environment must then be readable by that uid). An
-unprivileged caller gets a user namespace ("user": its own uid inside, no capabilities), where
-the process count is per namespace.
+namespace ("root": the mounts are made as root, then the child drops with `setpriv` — no
+capabilities, no_new_privs — to a uid/gid of SANDBOX_UIDS drawn afresh for the run, which no
+account has, before Python starts), or, where that is not allowed (a container without
+CAP_SYS_ADMIN), drops to that uid first and then uses a user namespace ("drop"; the environment
+must then be readable by it). An unprivileged caller gets a user namespace ("user": its own uid
+inside, no capabilities), where the process count is per namespace. A fresh uid per run means
+nothing one run leaves under its uid (a kernel key, say) belongs to the next.
+
+The child then loads a seccomp filter on itself (attack/syscall_filter.py: keyrings, ptrace,
+perf_event_open, bpf, userfaultfd, io_uring, mount and namespace calls and more answer EPERM)
+before the submitted file is read; where libseccomp is missing the run goes on and its record
+says "NO seccomp". Where a cgroup can be made (root: v2, or v1 memory + pids hierarchies), the
+whole process tree runs in one of its own with memory and task caps, and is killed through it.
 
 Limits (SandboxLimits), applied by the child to itself before it reads the submitted file (soft
 = hard, and no capability is left to raise them): address space (default 8 GiB), CPU time,
 processes/threads, file size, no core dumps; /tmp is a tmpfs of fixed size. The parent adds
-wall-clock deadlines: start-up + import, and each call's result (time budget + grace); past
-one, the whole sandbox is killed. The child's output is kept to its last characters.
+wall-clock deadlines: start-up + import, each call's result (time budget + grace), and the whole
+submission (deadline_s); past one, the whole sandbox is killed. The child's output is kept to its
+last characters; control messages are bounded in size (16 MiB) and nesting (MAX_DEPTH).
+`SandboxProcess.protections()` is what is recorded with every submission and printed.
 
 What comes back is only messages on a pipe (attack/isolated.py): the attacks the file
-registered, and per call its scores (float64, exact) and its own timing. The caller
-(benchmark/submissions/attack_code.py) validates all of it as if it came from an adversary, which it may.
+registered, and per call its scores (float64, exact); call times are measured on this side. The
+caller (benchmark/submissions/attack_code.py) validates all of it as if it came from an adversary,
+which it may. Isolation.none() (--no-sandbox) runs the same child without any of this.
 
 No isolation available -> `detect_isolation()` returns None and `no_isolation_message()` says
 how to get it (install bubblewrap; allow user namespaces; or `--no-sandbox` for local work).
@@ -62,13 +72,18 @@ from vidsme.errors import VidsmeError
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
-SANDBOX_UID = 64999  # as root: the uid the child runs as (no file, no process of the host owns it)
-SANDBOX_GID = 64999
+# As root, each run gets a uid (and gid) of its own from this range, one no account of the host has:
+# nothing one submission leaves behind under its uid (a kernel key, a file) is another's.
+SANDBOX_UIDS = range(200_000, 300_000)
 TOOLS: tuple[str, ...] = ("bwrap", "unshare")
 MODES: tuple[str, ...] = ("root", "drop", "user")
+NO_SANDBOX = "none"  # --no-sandbox: the same child process, without isolation (local development only)
 _SYSTEM_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d")
-_MAX_MESSAGE = 64 * MIB
+_MAX_MESSAGE = 16 * MIB  # one line on the control pipe; a score vector of 100,000 samples is ~1 MiB
+MAX_DEPTH = 8  # nesting of a control message (they are flat: a list of declarations at most)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_EXTRA_PIDS = 8  # the tool, setpriv and sh count as tasks of the cgroup too
 _KEEP_OUTPUT = 64 * 1024
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`; "
                 "scripts/install.sh does it when run as root) and allow user namespaces (sysctl "
@@ -78,6 +93,27 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`
 
 def _default_processes() -> int:
     return 64 + 2 * (os.cpu_count() or 1)  # torch's thread pools count as processes too
+
+
+_last_uid: int | None = None
+
+
+def fresh_uid() -> int:
+    """A uid of SANDBOX_UIDS that no account has and that the previous run of this process did not get."""
+    import pwd
+    import secrets
+
+    global _last_uid
+    while True:
+        uid = SANDBOX_UIDS[secrets.randbelow(len(SANDBOX_UIDS))]
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        if uid != _last_uid:
+            _last_uid = uid
+            return uid
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,7 @@ class SandboxLimits:
         tmp_bytes: size of its private /tmp.
         startup_s: wall-clock seconds to start Python, import torch and import the submitted file.
         grace_s: wall-clock seconds a call may take beyond the time budget (loading its inputs).
+        deadline_s: wall-clock seconds the whole submission may take, every call of every attack together.
         output_chars: how much of its stdout/stderr a refusal quotes (the end).
         threads: torch/OpenMP threads (None: this process's torch.get_num_threads(), so the
             numbers match an in-process run).
@@ -102,6 +139,7 @@ class SandboxLimits:
     tmp_bytes: int = 256 * MIB
     startup_s: float = 120.0
     grace_s: float = 30.0
+    deadline_s: float = 1800.0
     output_chars: int = 2000
     threads: int | None = None
 
@@ -130,8 +168,18 @@ class Isolation:
 
     @property
     def as_sandbox_uid(self) -> bool:
-        """Whether the child runs as SANDBOX_UID (a root caller) rather than as the caller."""
+        """Whether the child runs as a fresh uid of SANDBOX_UIDS (a root caller) rather than as the caller."""
         return self.mode in ("root", "drop")
+
+    @property
+    def isolated(self) -> bool:
+        """False for NO_SANDBOX: the child runs as a plain process of the caller's."""
+        return self.tool != NO_SANDBOX
+
+    @classmethod
+    def none(cls) -> Isolation:
+        """No isolation (--no-sandbox): the attack still runs in a child process, which records nothing itself."""
+        return cls(NO_SANDBOX, sys.executable, NO_SANDBOX)
 
 
 class SandboxError(VidsmeError):
@@ -239,33 +287,35 @@ class _Plan:
     env: dict[str, str]
     tmp_bytes: int
     argv: list[str] = field(default_factory=list)
+    uid: int = SANDBOX_UIDS[0]  # as root: the uid and gid the child runs as
 
 
-_IDS = [f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups"]
+def _ids(plan: _Plan) -> list[str]:
+    return [f"--reuid={plan.uid}", f"--regid={plan.uid}", "--clear-groups"]
 
 
-def _outer_prefix(iso: Isolation) -> list[str]:
-    """What runs the tool: "drop" first becomes SANDBOX_UID; unshare dies with us (bwrap has --die-with-parent)."""
+def _outer_prefix(iso: Isolation, plan: _Plan) -> list[str]:
+    """What runs the tool: "drop" first becomes the run's uid; unshare dies with us (bwrap has --die-with-parent)."""
     if iso.setpriv is None:
         return []
-    ids = _IDS if iso.mode == "drop" else []
+    ids = _ids(plan) if iso.mode == "drop" else []
     death = ["--pdeathsig", "KILL"] if iso.tool == "unshare" else []
     return [iso.setpriv, *ids, *death, "--"] if (ids or death) else []
 
 
-def _inner_prefix(iso: Isolation) -> list[str]:
-    """What runs Python inside: "root" drops to SANDBOX_UID; unshare's namespace root drops its capabilities."""
+def _inner_prefix(iso: Isolation, plan: _Plan) -> list[str]:
+    """What runs Python inside: "root" drops to the run's uid; unshare's namespace root drops its capabilities."""
     if iso.setpriv is None or (iso.tool == "bwrap" and iso.mode != "root"):  # bwrap drops them itself
         return []
-    ids = _IDS if iso.mode == "root" else []
+    ids = _ids(plan) if iso.mode == "root" else []
     return [iso.setpriv, *ids, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
 def bwrap_command(iso: Isolation, plan: _Plan) -> list[str]:
     """The bubblewrap command line for `plan` (see the module docstring for what it binds)."""
-    cmd = [*_outer_prefix(iso), iso.executable, "--die-with-parent", "--new-session", "--unshare-net",
+    cmd = [*_outer_prefix(iso, plan), iso.executable, "--die-with-parent", "--new-session", "--unshare-net",
            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if iso.mode == "root":  # no user namespace (it would keep host uid 0); setpriv drops to SANDBOX_UID
+    if iso.mode == "root":  # no user namespace (it would keep host uid 0); setpriv drops to the run's uid
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         cmd += ["--unshare-user"] + (["--disable-userns"] if iso.disable_userns else [])
@@ -283,7 +333,7 @@ def bwrap_command(iso: Isolation, plan: _Plan) -> list[str]:
     for hidden in plan.covers:
         cmd += ["--size", str(64 * 1024), "--tmpfs", str(hidden), "--remount-ro", str(hidden)]
     cmd += ["--ro-bind", str(plan.inputs), SANDBOX_INPUTS, "--chdir", "/tmp", "--"]
-    return cmd + _inner_prefix(iso) + plan.argv
+    return cmd + _inner_prefix(iso, plan) + plan.argv
 
 
 def unshare_script(iso: Isolation, plan: _Plan) -> str:
@@ -316,19 +366,21 @@ def unshare_script(iso: Isolation, plan: _Plan) -> str:
     lines += ['cd "$R"', "pivot_root . .old", "umount -l /.old", "rmdir /.old", "mount -o remount,ro,bind /",
               "cd /tmp"]
     env = ["env", "-i", *(f"{k}={v}" for k, v in plan.env.items())]
-    lines.append(" ".join(q(a) for a in [*_inner_prefix(iso), *env, *plan.argv]))
+    lines.append(" ".join(q(a) for a in [*_inner_prefix(iso, plan), *env, *plan.argv]))
     return "\n".join(lines) + "\n"
 
 
 def unshare_command(iso: Isolation, plan: _Plan) -> list[str]:
     """The `unshare` command line for `plan` (the fallback when bubblewrap is missing or fails)."""
     user = [] if iso.mode == "root" else ["--user", "--map-root-user"]
-    return [*_outer_prefix(iso), iso.executable, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
+    return [*_outer_prefix(iso, plan), iso.executable, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
             "--propagation", "private", "--", "/bin/sh", "-c", unshare_script(iso, plan)]
 
 
 def build_command(iso: Isolation, plan: _Plan) -> list[str]:
-    """The command line that runs `plan.argv` isolated with `iso`'s tool."""
+    """The command line that runs `plan.argv` isolated with `iso`'s tool (NO_SANDBOX: plainly)."""
+    if not iso.isolated:
+        return list(plan.argv)
     return bwrap_command(iso, plan) if iso.tool == "bwrap" else unshare_command(iso, plan)
 
 
@@ -360,18 +412,19 @@ def _probe_mode(found: Isolation) -> Isolation | str:
     try:
         (work / "in").mkdir(mode=0o755)
         (work / "root").mkdir()
+        uid = fresh_uid()
         if found.as_sandbox_uid:
-            os.chown(work, SANDBOX_UID, SANDBOX_GID)
+            os.chown(work, uid, uid)
         plan = _Plan(_python_trees(), [], work / "in", work / "root", {"PATH": "/usr/bin:/bin"}, 16 * MIB,
-                     [sys.executable, "-I", "-S", "-c", "import os; print(os.getuid())"])
+                     [sys.executable, "-I", "-S", "-c", "import os; print(os.getuid())"], uid)
         proc = subprocess.run(build_command(found, plan), capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL)
         label = f"{found.tool} ({found.mode})"
         if proc.returncode != 0:
             message = " ".join((proc.stderr or proc.stdout).split())[-300:]
             return f"{label}: {message or f'exit status {proc.returncode}'}"
-        if found.mode == "root" and proc.stdout.strip() != str(SANDBOX_UID):
-            return f"{label}: the sandboxed process did not run as uid {SANDBOX_UID}"
+        if found.mode == "root" and proc.stdout.strip() != str(uid):
+            return f"{label}: the sandboxed process did not run as uid {uid}"
         return found
     except (OSError, subprocess.SubprocessError) as err:
         return f"{found.tool} ({found.mode}): {err}"
@@ -424,6 +477,101 @@ def no_isolation_message(problems: Sequence[str] | None = None) -> str:
             "\"The sandbox\"")
 
 
+# ----------------------------------------------------------------------------- cgroups
+def _writable(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+class Cgroup:
+    """The run's own cgroup: memory and process caps over everything the child starts, enforced by the
+    kernel (RLIMITs are per process), and a way to kill it all. cgroup v2 where the machine has it, else v1
+    (a `memory` and a `pids` hierarchy)."""
+
+    def __init__(self, version: int, folders: list[Path], memory_bytes: int, pids: int) -> None:
+        self.version, self.folders, self.memory_bytes, self.pids = version, folders, memory_bytes, pids
+
+    @classmethod
+    def create(cls, memory_bytes: int, pids: int, root: Path = CGROUP_ROOT) -> Cgroup | str:
+        """A new cgroup with these caps, or why none can be made here (then nothing was made)."""
+        import secrets
+
+        name = f"vidsme-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+        unified = (root / "cgroup.controllers").is_file()
+        if unified:
+            folders, caps = [root / name], {"memory.max": memory_bytes, "memory.swap.max": 0, "pids.max": pids}
+        elif _writable(root / "memory") and _writable(root / "pids"):
+            folders = [root / "memory" / name, root / "pids" / name]
+            # memsw (memory + swap) where the kernel accounts swap: no swapping around the cap
+            caps = {"memory.limit_in_bytes": memory_bytes, "memory.memsw.limit_in_bytes": memory_bytes,
+                    "pids.max": pids}
+        else:
+            return (f"no cgroup this user can write ({root}: neither v2 nor writable v1 memory and pids "
+                    "hierarchies); run as root, or delegate a cgroup to this user")
+        group = cls(2 if unified else 1, folders, memory_bytes, pids)
+        try:
+            if unified and not {"memory", "pids"} <= set((root / "cgroup.subtree_control").read_text().split()):
+                (root / "cgroup.subtree_control").write_text("+memory +pids")
+            for folder in folders:
+                folder.mkdir()
+            for file, value in caps.items():
+                where = next((f / file for f in folders if (f / file).exists()), None)
+                if where is not None:  # memory.swap.max / memsw exist only where swap is accounted
+                    where.write_text(str(value))
+                elif file in ("memory.max", "memory.limit_in_bytes", "pids.max"):
+                    raise OSError(f"{file} is missing")
+        except OSError as err:
+            group.remove()
+            return f"the cgroup could not be set up ({err})"
+        return group
+
+    def join_prefix(self) -> list[str]:
+        """A command prefix that moves itself into the cgroup, then execs the rest (so every process
+        the command starts is born inside it)."""
+        joins = " && ".join(f'echo $$ > "${i}/cgroup.procs"' for i in range(1, len(self.folders) + 1))
+        return ["/bin/sh", "-c", f'{joins} && shift {len(self.folders)} && exec "$@"', "vidsme-cgroup",
+                *map(str, self.folders)]
+
+    def pids_inside(self) -> list[int]:
+        out: set[int] = set()
+        for folder in self.folders:
+            try:
+                out |= {int(x) for x in (folder / "cgroup.procs").read_text().split()}
+            except (OSError, ValueError):
+                continue
+        return sorted(out)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process left in the cgroup."""
+        if self.version == 2 and (self.folders[0] / "cgroup.kill").exists():
+            try:
+                (self.folders[0] / "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+        for pid in self.pids_inside():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def remove(self) -> None:
+        """Kill what is left and delete the cgroup's folders."""
+        for _ in range(50):
+            self.kill_all()
+            for folder in self.folders:
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+            if not any(folder.exists() for folder in self.folders):
+                return
+            time.sleep(0.02)
+
+    def record(self) -> dict:
+        return {"version": self.version, "memory_bytes": self.memory_bytes, "pids": self.pids}
+
+
 # ----------------------------------------------------------------------------- the running child
 def _exit_detail(rc: int | None) -> tuple[str, str | None]:
     """How a process ended: words, and the signal's name if a signal ended it."""
@@ -442,6 +590,34 @@ def _exit_detail(rc: int | None) -> tuple[str, str | None]:
     return f"was killed by {why} ({name})", name
 
 
+def _depth(obj: object) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack += [(x, depth + 1) for x in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def describe_protections(record: dict) -> str:
+    """One line of what isolated a run (SandboxProcess.protections), as `vidsme submit` prints it."""
+    if record.get("tool") == NO_SANDBOX:
+        return "no sandbox (--no-sandbox): a child process with the caller's rights and files"
+    seccomp, cgroup = record.get("seccomp") or {}, record.get("cgroup") or {}
+    parts = [f"{record.get('tool')} ({record.get('mode')})", f"uid {record.get('uid')}",
+             "namespaces " + ",".join(record.get("namespaces") or []),
+             f"seccomp denying {len(seccomp['denied'])} system calls" if seccomp.get("denied")
+             else f"NO seccomp ({seccomp.get('unavailable')})",
+             (f"cgroup v{cgroup['version']} memory {cgroup['memory_bytes'] / GIB:g} GiB, {cgroup['pids']} tasks"
+              if "version" in cgroup else f"NO cgroup ({cgroup.get('unavailable')})"),
+             f"deadline {record.get('deadline_s'):g} s"]
+    if record.get("tools_not_used"):
+        parts.append("not used: " + "; ".join(record["tools_not_used"]))
+    return ", ".join(parts)
+
+
 def _wait(fd: int, event: int, timeout_s: float) -> bool:
     """Whether fd becomes ready (or hung up) within timeout_s; poll, not select: fd numbers may exceed 1024."""
     poller = select.poll()
@@ -456,8 +632,11 @@ class SandboxProcess:
     """
 
     def __init__(self, isolation: Isolation, limits: SandboxLimits, *, source: bytes, file_name: str, label: str,
-                 shown: str, hide: Sequence[Path] = (), cpu_seconds: int | None = None) -> None:
-        self.isolation, self.limits = isolation, limits
+                 shown: str, hide: Sequence[Path] = (), cpu_seconds: int | None = None,
+                 module: str | None = None) -> None:
+        if module is not None and isolation.isolated:
+            raise VidsmeError("a module path runs only without isolation: the sandbox runs one file")
+        self.isolation, self.limits, self.module = isolation, limits, module
         self.work = Path(tempfile.mkdtemp(prefix="vidsme-sandbox-"))  # 0700: other users cannot look in
         self.inputs = self.work / "in"
         self.inputs.mkdir(mode=0o755)
@@ -465,8 +644,9 @@ class SandboxProcess:
         self.source_path = self.inputs / SOURCE_DIR / file_name
         self.source_path.write_bytes(source)
         os.chmod(self.source_path, 0o644)
-        if isolation.as_sandbox_uid:  # the child's uid must reach its inputs; other users still cannot
-            os.chown(self.work, SANDBOX_UID, SANDBOX_GID)
+        self.uid = fresh_uid() if isolation.as_sandbox_uid else None
+        if self.uid is not None:  # the child's uid must reach its inputs; other users still cannot
+            os.chown(self.work, self.uid, self.uid)
         (self.work / "root").mkdir()
         self._label, self._shown, self._cpu = label, shown, cpu_seconds
         self._hide = [*hide, *_default_hidden()]
@@ -476,6 +656,11 @@ class SandboxProcess:
         self._output_lock = threading.Lock()
         self._drain: threading.Thread | None = None
         self.started_at = 0.0
+        self.arrived_at = 0.0  # monotonic time the last message received was read off the pipe
+        self.cgroup: Cgroup | None = None
+        self.cgroup_problem: str | None = None
+        self.seccomp: list[str] = []  # the system calls the child's filter denies (its "ready" message)
+        self.seccomp_problem: str | None = None
 
     def write_inputs(self, inputs, needs: Sequence[str], order: Sequence[int], ids: Sequence[str], name: str) -> None:
         """Write one shuffled copy of `inputs` (only `needs`) for the child, as `<name>.*` in its input folder."""
@@ -488,16 +673,28 @@ class SandboxProcess:
     def start(self) -> None:
         """Start the child and wait until it has imported torch and vidsme.attack ("ready")."""
         trees = _python_trees()
-        sandbox_source = f"{SANDBOX_INPUTS}/{SOURCE_DIR}/{self.source_path.name}"
-        argv = [sys.executable, "-I", "-B", "-m", "vidsme.attack.isolated", "--source", sandbox_source,
-                "--label", self._label, "--shown", self._shown, "--memory", str(self.limits.memory_bytes),
-                "--processes", str(self.limits.processes()), "--file-size", str(self.limits.file_bytes)]
+        if self.isolation.isolated:
+            where = ["-I", "-B", "-m", "vidsme.attack.isolated", "--source",
+                     f"{SANDBOX_INPUTS}/{SOURCE_DIR}/{self.source_path.name}"]
+        else:  # no isolation: the caller's environment and folders, the module importable by name
+            where = ["-B", "-m", "vidsme.attack.isolated", "--inputs", str(self.inputs),
+                     *(["--module", self.module] if self.module else ["--source", str(self.source_path)])]
+        argv = [sys.executable, *where, "--label", self._label, "--shown", self._shown,
+                "--memory", str(self.limits.memory_bytes), "--processes", str(self.limits.processes()),
+                "--file-size", str(self.limits.file_bytes)]
         if self._cpu is not None:
             argv += ["--cpu", str(self._cpu)]
         plan = _Plan(trees, _covers(trees, self._hide), self.inputs, self.work / "root", _environment(self.limits),
-                     self.limits.tmp_bytes, argv)
-        self.started_at = time.monotonic()
+                     self.limits.tmp_bytes, argv, self.uid or SANDBOX_UIDS[0])
+        group = Cgroup.create(self.limits.memory_bytes, self.limits.processes() + CGROUP_EXTRA_PIDS)
+        if isinstance(group, str):
+            self.cgroup_problem = group
+        else:
+            self.cgroup = group
         command = build_command(self.isolation, plan)
+        if self.cgroup is not None:
+            command = [*self.cgroup.join_prefix(), *command]
+        self.started_at = time.monotonic()
         try:
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
@@ -518,6 +715,28 @@ class SandboxProcess:
         if message.get("event") != "ready" or message.get("protocol") != PROTOCOL:
             raise SandboxError("start", f"the sandboxed process said {str(message)[:200]} instead of ready",
                                self.output())
+        # said before any submitted code ran, so it can be believed
+        denied, problem = message.get("seccomp"), message.get("seccomp_problem")
+        self.seccomp = [str(x) for x in denied] if isinstance(denied, list) else []
+        self.seccomp_problem = None if self.seccomp else str(problem or "the child loaded no filter")
+
+    def protections(self) -> dict:
+        """What isolates this run, as recorded with the submission: tool, uid, namespaces, seccomp,
+        cgroup, limits, deadline, and why an earlier tool was not used."""
+        iso = self.isolation
+        if not iso.isolated:
+            uid, spaces = "the caller's", []
+        else:
+            uid = (f"fresh per run (of {SANDBOX_UIDS.start}-{SANDBOX_UIDS.stop - 1})" if iso.as_sandbox_uid
+                   else "the caller's, in a user namespace of its own")
+            spaces = ["mount", "pid", "net", "ipc", "uts", *(["user"] if iso.mode != "root" else [])]
+        return {"tool": iso.tool, "mode": iso.mode, "uid": uid, "namespaces": spaces,
+                "seccomp": {"denied": self.seccomp} if self.seccomp else {"unavailable": self.seccomp_problem},
+                "cgroup": self.cgroup.record() if self.cgroup else {"unavailable": self.cgroup_problem},
+                "rlimits": {"address_space_bytes": self.limits.memory_bytes, "processes": self.limits.processes(),
+                            "file_bytes": self.limits.file_bytes, "cpu_s": self._cpu},
+                "deadline_s": self.limits.deadline_s,
+                "tools_not_used": isolation_problems() if iso.isolated else []}
 
     def close(self) -> None:
         """Stop the child (politely, then SIGKILL) and delete its folders."""
@@ -541,6 +760,8 @@ class SandboxProcess:
                 proc.stderr.close()
             except OSError:
                 pass
+        if self.cgroup is not None:
+            self.cgroup.remove()  # kills whatever it still holds
         shutil.rmtree(self.work, ignore_errors=True)
 
     def __enter__(self) -> SandboxProcess:
@@ -557,6 +778,8 @@ class SandboxProcess:
             os.killpg(proc.pid, signal.SIGKILL)  # bwrap --die-with-parent / unshare --kill-child take the rest
         except (ProcessLookupError, PermissionError):
             proc.kill()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
         proc.wait()
 
     # -- output
@@ -612,14 +835,14 @@ class SandboxProcess:
                 del self._buffer[: newline + 1]
                 try:
                     message = json.loads(line.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError):
+                except (UnicodeDecodeError, ValueError, RecursionError):
                     self._kill()
                     raise SandboxError("protocol", f"the sandboxed process wrote something that is not a message: "
                                                    f"{line[:120]!r}", self.output()) from None
-                if not isinstance(message, dict):
+                if not isinstance(message, dict) or _depth(message) > MAX_DEPTH:
                     self._kill()
-                    raise SandboxError("protocol", f"the sandboxed process wrote {line[:120]!r}, not a message",
-                                       self.output())
+                    raise SandboxError("protocol", f"the sandboxed process wrote {line[:120]!r}, not a message (an "
+                                                   f"object nested at most {MAX_DEPTH} deep)", self.output())
                 return message
             if len(self._buffer) > _MAX_MESSAGE:
                 self._kill()
@@ -637,6 +860,7 @@ class SandboxProcess:
                 continue
             if not chunk:
                 raise self._died()
+            self.arrived_at = time.monotonic()
             self._buffer += chunk
 
     def _died(self) -> SandboxError:
@@ -652,6 +876,7 @@ class SandboxProcess:
         return SandboxError("died", detail, self.output(), sig)
 
 
-__all__ = ["GIB", "INSTALL_HINT", "MODES", "SANDBOX_GID", "SANDBOX_UID", "TOOLS", "Isolation", "SandboxError", "SandboxLimits",
+__all__ = ["GIB", "INSTALL_HINT", "MODES", "NO_SANDBOX", "SANDBOX_UIDS", "TOOLS", "Cgroup", "Isolation", "SandboxError",
+           "SandboxLimits", "describe_protections", "fresh_uid",
            "SandboxProcess", "build_command", "bwrap_command", "detect_isolation", "isolation_problems",
            "no_isolation_message", "probe", "unshare_command", "unshare_script"]

@@ -1,0 +1,240 @@
+"""The holes a cheating submitter found (issue 18), each closed and checked here (docs/SECURITY.md):
+kernel state shared between runs, `--no-sandbox` forging its record, timing measured by the attack,
+malformed or oversized control messages, control characters, real sample ids in refusals, and
+constant scores. Every attack below would get through (or leave a trace) without its defence."""
+from __future__ import annotations
+
+import ctypes.util
+import errno
+import json
+import os
+import re
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import test_submit as base  # the module's tiny benchmark fixture and helpers
+
+from vidsme.benchmark.submissions import sandbox
+from vidsme.benchmark.submissions.attack_code import submit_attack
+from vidsme.benchmark.submissions.common import SubmissionRefused, format_result
+from vidsme.cli import main
+from vidsme.data_splits.registry import load_split
+from vidsme.errors import printable
+
+suite_results = base.suite_results
+results = base.results
+registry_untouched = base.registry_untouched
+
+ISOLATION = sandbox.detect_isolation()
+needs_sandbox = pytest.mark.skipif(ISOLATION is None, reason="this machine cannot create namespaces, so nothing "
+                                   "runs sandboxed here: " + ("" if ISOLATION else sandbox.no_isolation_message()))
+HAS_LIBSECCOMP = ctypes.util.find_library("seccomp") is not None
+needs_seccomp = pytest.mark.skipif(not HAS_LIBSECCOMP, reason="libseccomp2 is not installed on this machine "
+                                   "(scripts/install.sh installs it as root)")
+
+
+def _attack(tmp_path: Path, body: str, name: str = "probe_attack", extra: str = "", slices=("answer",)) -> Path:
+    source = base.HEADER + "import os, sys, json, ctypes, errno, time\n" + textwrap.dedent(extra) + textwrap.dedent(f"""
+@register_attack({name!r}, direction=Direction.HIGHER, needs=("natural.entropy",), slices={tuple(slices)!r},
+                 citation="a security test")
+def attack(inputs):
+    '''Probes a defence.'''
+{textwrap.indent(textwrap.dedent(body), "    ")}
+""")
+    path = tmp_path / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+def _refusal(results_dir: Path, source: Path, **kwargs) -> SubmissionRefused:
+    before = base._tree(results_dir)
+    with pytest.raises(SubmissionRefused) as info:
+        submit_attack(str(source), results_dir, **kwargs)
+    assert base._tree(results_dir) == before  # a refused submission changes nothing
+    return info.value
+
+
+# ----------------------------------------------------------------------------- no memory between runs
+KEYS = """
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_ADD_KEY, SYS_REQUEST_KEY = 248, 249  # x86_64
+"""
+
+
+@needs_sandbox
+@needs_seccomp
+def test_a_kernel_key_left_by_one_run_is_not_there_for_the_next(results, tmp_path):
+    # run 1 tries to leave data in its user keyring (the kernel keeps it after the process ends)
+    leave = _attack(tmp_path, """
+        key = libc.syscall(SYS_ADD_KEY, b"user", b"vidsme-leak", b"labels...", 9, ctypes.c_int(-4))
+        raise RuntimeError(f"ADD {key} errno {ctypes.get_errno()}")
+        """, name="leave_key", extra=KEYS)
+    err = _refusal(results, leave)
+    assert re.search(rf"ADD -1 errno {errno.EPERM}\b", err.why), err.why  # seccomp said no
+    # run 2 looks for it
+    find = _attack(tmp_path, """
+        key = libc.syscall(SYS_REQUEST_KEY, b"user", b"vidsme-leak", None, 0)
+        raise RuntimeError(f"FOUND {key} errno {ctypes.get_errno()}")
+        """, name="find_key", extra=KEYS)
+    err = _refusal(results, find)
+    assert "FOUND -1" in err.why, err.why
+
+
+@needs_sandbox
+def test_each_run_gets_a_uid_of_its_own(results, tmp_path):
+    if not ISOLATION.as_sandbox_uid:
+        pytest.skip(f"{ISOLATION.tool} runs as the caller in a user namespace here (not root)")
+    probe = _attack(tmp_path, 'raise RuntimeError(f"UID {os.getuid()}")')
+    uids = [int(re.search(r"UID (\d+)", _refusal(results, probe).why)[1]) for _ in range(2)]
+    assert uids[0] != uids[1] and all(u in sandbox.SANDBOX_UIDS for u in uids)
+
+
+@needs_sandbox
+@needs_seccomp
+def test_ptrace_mount_bpf_and_new_namespaces_are_denied(results, tmp_path):
+    probe = _attack(tmp_path, """
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {}
+        for name, number, args in (("ptrace", 101, (16, 1, 0, 0)), ("mount", 165, (b"none", b"/tmp", b"tmpfs", 0, 0)),
+                                   ("bpf", 321, (0, 0, 0)), ("unshare", 272, (0x10000000,)),
+                                   ("perf_event_open", 298, (0, 0, -1, -1, 0)), ("userfaultfd", 323, (0,))):
+            out[name] = (libc.syscall(number, *args), ctypes.get_errno())
+        raise RuntimeError("CALLS " + json.dumps(out))
+        """)
+    found = json.loads(_refusal(results, probe).why.split("CALLS ", 1)[1])
+    assert all(rc == -1 and code == errno.EPERM for rc, code in found.values()), found
+
+
+@needs_sandbox
+def test_the_protections_are_recorded_and_printed(results, capsys):
+    assert main(["submit", str(base.EXAMPLE), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    record = base._results(results)["submissions"][-1]["isolation"]
+    assert record["tool"] == ISOLATION.tool and f"isolation: {ISOLATION.tool} ({ISOLATION.mode})" in out
+    assert record["deadline_s"] > 0 and record["namespaces"]
+    if HAS_LIBSECCOMP:
+        assert {"keyctl", "add_key", "ptrace", "mount", "bpf", "perf_event_open"} <= set(record["seccomp"]["denied"])
+    else:
+        assert "NO seccomp" in out
+    if os.geteuid() == 0:  # root can make cgroups on these machines (v1 or v2)
+        assert record["cgroup"].get("version") in (1, 2), record["cgroup"]
+    else:
+        assert "unavailable" in record["cgroup"] and "NO cgroup" in out
+
+
+# ----------------------------------------------------------------------------- --no-sandbox cannot forge
+FORGER = """
+try:  # what patched the recording process when --no-sandbox imported the file there (the sandbox hides it)
+    import vidsme.benchmark.submissions.attack_code as submit_module
+    import vidsme.benchmark.submissions.common as common
+    submit_module._meta = lambda spec, src, commit, sandboxed: {**spec.describe(), "submission": {"sandboxed": True}}
+    common.format_result = lambda result: "sandboxed: true"
+except ImportError:
+    pass
+"""
+
+
+def test_no_sandbox_code_cannot_patch_the_process_that_records_it(results, tmp_path, capsys):
+    forger = _attack(tmp_path, "return masked_mean(inputs.tokens('natural.entropy'), inputs.mask)", name="forger", extra=FORGER)
+    assert main(["submit", str(forger), "--results", str(results), "--no-sandbox"]) == 0
+    data = base._results(results)
+    rows = [r for r in data["rows"] if r["attack"] == "forger"]
+    assert rows and all(r["provenance"]["sandboxed"] is False for r in rows)
+    assert data["attacks"]["forger"]["submission"]["sandboxed"] is False
+    assert data["submissions"][-1]["sandboxed"] is False and data["submissions"][-1]["isolation"]["tool"] == "none"
+    if ISOLATION is not None:  # sandboxed again: evaluated, and its rows replace the unsandboxed ones
+        capsys.readouterr()
+        assert main(["submit", str(forger), "--results", str(results)]) == 0
+        assert "replaced" in capsys.readouterr().out
+        rows = [r for r in base._results(results)["rows"] if r["attack"] == "forger"]
+        assert rows and all(r["provenance"]["sandboxed"] is True for r in rows)
+
+
+# ----------------------------------------------------------------------------- timing, control channel
+@needs_sandbox
+def test_call_times_are_measured_by_the_parent(results, tmp_path):
+    liar = _attack(tmp_path, """
+        time.perf_counter = lambda: 0.0  # what the child would report, if it reported
+        time.monotonic = lambda: 0.0
+        time.sleep(3.5)
+        return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
+        """)
+    err = _refusal(results, liar, time_budget_s=2.0)
+    assert err.check == "time budget" and re.search(r"took (3\.\d+|4\.\d+) s, over the budget of 2 s", err.why), err.why
+
+
+@needs_sandbox
+@pytest.mark.parametrize("line", ["deep", "huge", "not json"])
+def test_a_malformed_control_message_is_a_one_line_refusal(line, results, tmp_path, capsys):
+    payload = {"deep": '"[" * 100_000', "huge": '"[\\"" + "x" * (20 * 2**20) + "\\"]"',
+               "not json": '"\\x1b[2J not a message"'}[line]
+    writer = _attack(tmp_path, f"""
+        data = ({payload} + "\\n").encode()
+        for fd in range(3, 64):  # the control pipe is one of the inherited descriptors
+            try:
+                os.write(fd, data)
+            except OSError:
+                pass
+        time.sleep(5)
+        return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
+        """)
+    before = base._tree(results)
+    assert main(["submit", str(writer), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "RecursionError" not in err, err
+    assert "the 'sandbox' check failed" in err and "\x1b" not in err, err
+    assert base._tree(results) == before
+
+
+def test_control_characters_never_reach_the_terminal(results, tmp_path, capsys):
+    evil = _attack(tmp_path, 'raise RuntimeError("\\x1b[31mred\\x1b[0m\\r\\u202eevil\\x07")')
+    assert main(["submit", str(evil), "--results", str(results), "--no-sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", err), repr(err)
+    assert re.search(r"\?\[31mred\?\[0m ?\??evil\?", err), repr(err)
+    assert printable("a\x1bb\nc", keep_newlines=False) == "a?b?c" and printable("a\nb") == "a\nb"
+
+
+# ----------------------------------------------------------------------------- refusals and degenerate scores
+def test_refusals_name_opaque_ids_never_sample_ids(results, tmp_path):
+    nan = _attack(tmp_path, """
+        scores = masked_mean(inputs.tokens("natural.entropy"), inputs.mask).clone()
+        scores[::3] = float("nan")
+        return scores
+        """)
+    err = _refusal(results, nan, sandbox=ISOLATION is not None)
+    assert err.check == "scores" and re.search(r"NaN for s\d{6,}", err.why), err.why
+    real = {r["id"] for r in load_split("synth-oeqa").rows()}
+    assert not any(i in err.why for i in real) and "synth-oeqa/" not in err.why, err.why
+
+
+@pytest.mark.parametrize("body", ["return torch.full((inputs.n,), 0.5)", "return torch.zeros(inputs.n)"])
+def test_a_constant_score_is_refused(body, results, tmp_path):
+    err = _refusal(results, _attack(tmp_path, body, name="constant"), sandbox=ISOLATION is not None)
+    assert err.check == "scores" and "gives every sample the same score on target(s) 't'" in err.why, err.why
+    assert "no membership information" in err.why
+
+
+def test_the_submission_deadline_stops_it(results, tmp_path):
+    class Proc:  # a child that started long ago and never answers
+        started_at = time.monotonic() - 100.0
+        inputs = tmp_path
+
+        def receive(self, timeout_s):
+            raise AssertionError("must not wait past the deadline")
+
+    from vidsme.benchmark.submissions.attack_code import _Scorer
+
+    scorer = _Scorer(Proc(), 5.0, sandbox.SandboxLimits(deadline_s=60.0))
+    with pytest.raises(SubmissionRefused) as info:
+        scorer._wait_for("target 't'", None, "a call")
+    assert info.value.check == "time budget" and "deadline of 60 s" in info.value.why
+
+
+def test_format_result_prints_no_control_characters():
+    from vidsme.benchmark.submissions.common import SubmissionResult
+
+    text = format_result(SubmissionResult("added", ["x"], "x\x1b[2J: added"))
+    assert "\x1b" not in text and "x?[2J: added" in text
