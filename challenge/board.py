@@ -26,6 +26,7 @@ import numpy as np
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
+from vidsme.benchmark.submissions.common import owner_of
 from vidsme.errors import VidsmeError
 from vidsme.provenance import sha256_file
 
@@ -168,12 +169,12 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True,
     return write_leaderboard(results_dir, paths.public)
 
 
-def fixed_configurations(out: Path, source_sha256: str) -> tuple[dict[str, dict[tuple, dict]], Path]:
+def fixed_configurations(out: Path, source_sha256: str, submitter: str) -> tuple[dict[str, dict[tuple, dict]], Path]:
     """Per challenge target, the configurations a submitted file was given on the public dev partition:
     {target: {(attack, slice, n_frames, level): selection record}}, and the challenge's results dir.
 
     The file must be on the public results the challenge was evaluated against, with the same sha256,
-    and it must have run sandboxed there.
+    submitted there by the same submitter, and it must have run sandboxed there.
     """
     paths = _paths(out)
     results_dir = paths.private / RESULTS_SUBDIR
@@ -188,6 +189,10 @@ def fixed_configurations(out: Path, source_sha256: str) -> tuple[dict[str, dict[
         raise VidsmeError(f"this file (sha256 {source_sha256[:12]}...) is not on the public results {dev_results}: "
                           f"a challenge entry's configuration is chosen on the public dev partition first — run "
                           f"`vidsme submit FILE --results {dev_results}` (sandboxed), then submit it to the challenge")
+    others = sorted(n for n, m in mine.items() if owner_of(m) != submitter)
+    if others:
+        raise VidsmeError(f"{', '.join(others)}: on the public results as another submitter's, not {submitter!r}'s: "
+                          "a challenge entry is its public entry's submitter's")
     unsandboxed = sorted(n for n, m in mine.items() if m["submission"].get("sandboxed") is not True)
     if unsandboxed:
         raise VidsmeError(f"{', '.join(unsandboxed)}: on the public results without the sandboxed flag (--no-sandbox "
@@ -205,22 +210,25 @@ def fixed_configurations(out: Path, source_sha256: str) -> tuple[dict[str, dict[
     return fixed, results_dir
 
 
-def submit_to_challenge(source: str, out: Path, *, time_budget_s: float, command: str | None = None,
-                        limits=None):
+def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: str, time_budget_s: float,
+                        command: str | None = None, limits=None):
     """`vidsme submit FILE --challenge DIR`: the file's public dev-chosen configurations, run sandboxed
-    once on the challenge's features; rows go to the private results, the leaderboard to public/."""
+    once on the challenge's features; rows go to the private results, the leaderboard to public/.
+    `submitter` must be one of the challenge's (private/submitters.json), with its `key`."""
     from vidsme.paths import using_splits_dir
     from vidsme.benchmark.submissions.attack_code import submit_attack
+    from vidsme.benchmark.submissions.submitters import authenticate
 
     path = Path(source)
     if not path.is_file():
         raise VidsmeError(f"{source}: a challenge takes a submitted .py file (the one already on the public results)")
-    sha = sha256_file(path)
-    fixed, results_dir = fixed_configurations(out, sha)
     paths = _paths(out)
+    submitter = authenticate(paths.private, submitter, key)
+    sha = sha256_file(path)
+    fixed, results_dir = fixed_configurations(out, sha, submitter)
     with using_splits_dir(paths.splits):
-        return submit_attack(source, results_dir, time_budget_s=time_budget_s, command=command, sandbox=True,
-                             limits=limits, fixed=fixed, leaderboard_dir=paths.public)
+        return submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s, command=command,
+                             sandbox=True, limits=limits, fixed=fixed, leaderboard_dir=paths.public)
 
 
 __all__ = ["evaluate_challenge", "fixed_configurations", "submit_to_challenge"]

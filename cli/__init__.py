@@ -16,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from vidsme import __version__
-from vidsme.cli import attacks, benchmark, challenge, leaderboard, splits, study, submit, train
+from vidsme.cli import attacks, benchmark, challenge, leaderboard, splits, study, submit, submitters, train
 from vidsme.cli.arguments import take_overrides
 from vidsme.errors import VidsmeError, printable
 
-COMMANDS = (attacks, splits, train, benchmark, leaderboard, submit, challenge, study)
+COMMANDS = (attacks, splits, train, benchmark, leaderboard, submitters, submit, challenge, study)
 
 
 def build_parser() -> argparse.ArgumentParser:

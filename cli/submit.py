@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from vidsme.cli.arguments import add_command
 
 EPILOG = """examples:
-  vidsme submit docs/examples/frame_contrast_attack.py --results runs/demo/benchmark   # a .py file
-  vidsme submit mypkg.my_attacks --results runs/demo/benchmark                        # a module path
-  vidsme submit my_attack --results runs/demo/benchmark     # an installed entry point (group vidsme.attacks)
+  # the host first issues you a name and a key: vidsme submitters add ada --results DIR
+  export VIDSME_SUBMITTER_KEY=...        # or --key-file FILE; never the key itself on the command line
+  vidsme submit docs/examples/frame_contrast_attack.py --submitter ada --results runs/demo/benchmark  # a .py file
+  vidsme submit mypkg.my_attacks --submitter ada --results runs/demo/benchmark                       # a module path
+  vidsme submit my_attack --submitter ada --results runs/demo/benchmark   # an entry point (group vidsme.attacks)
   vidsme submit --scores scores.csv --target mcqa-full --attack-name my_blackbox --direction higher \\
-      --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
-  vidsme submit docs/examples/frame_contrast_attack.py --challenge runs/challenge-1   # a sealed challenge, after
-      # the same file went on the public results (its configuration is chosen on their dev partition)
-Checks, in order: sandbox, import, declaration, name, features, scores, determinism, time budget
-(scores files: format, target, name, ids, finite). A refused submission changes nothing.
+      --submitter ada --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
+  vidsme submit docs/examples/frame_contrast_attack.py --submitter ada --challenge runs/challenge-1  # a sealed
+      # challenge, after the same file went on the public results (its configuration is chosen on their dev part)
+Checks, in order: submitter, sandbox, import, declaration, name, features, scores, determinism, time budget
+(scores files: submitter, format, target, name, ids, finite). A refused submission changes nothing. A name
+(attack, family, scores file) is its first submitter's; replacing your own entry keeps the old one in history.
 Code runs in a sandbox (bubblewrap, else unshare): no network, no data, limited memory/CPU/processes;
 --no-sandbox runs it in-process for local development only (rows marked "sandboxed": false).
 results.json records the command line as given: rerun it to evaluate the same submission with the same limits.
@@ -31,6 +35,10 @@ def add_parser(subparsers) -> None:
                          "(docs/SUBMITTING.md).", epilog=EPILOG)
     parser.add_argument("source", nargs="?", default=None, metavar="PATH_OR_ENTRY_POINT",
                         help="attack .py file, module path, or installed entry-point name (group vidsme.attacks)")
+    parser.add_argument("--submitter", default=None, metavar="NAME",
+                        help="your submitter name, as the host issued it (`vidsme submitters add NAME`)")
+    parser.add_argument("--key-file", type=Path, default=None, metavar="FILE",
+                        help="file holding your submitter key (default: $VIDSME_SUBMITTER_KEY)")
     parser.add_argument("--results", type=Path, default=None, metavar="RESULTS_DIR",
                         help="the benchmark's output folder (holds results.json)")
     parser.add_argument("--challenge", type=Path, default=None, metavar="DIR",
@@ -62,16 +70,19 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidsme.benchmark.submissions.common import format_result
     from vidsme.benchmark.submissions.request import SubmitRequest, submit
+    from vidsme.benchmark.submissions.submitters import read_key
 
     request = SubmitRequest(
-        source=args.source, scores=args.scores, results=args.results, challenge=args.challenge,
+        submitter=args.submitter, source=args.source, scores=args.scores, results=args.results, challenge=args.challenge,
         time_budget_s=args.time_budget, memory_gib=args.memory_limit, sandbox=not args.no_sandbox,
         target=args.target, attack_name=args.attack_name, direction=args.direction, level=args.level,
         slice_name=args.slice, n_frames=args.n_frames, citation=args.citation).check()
+    request = dataclasses.replace(request, key=read_key(args.key_file))
     if request.kind == "challenge":
         from vidsme.challenge.board import submit_to_challenge
 
-        result = submit_to_challenge(request.source, request.challenge, time_budget_s=request.time_budget_s,
+        result = submit_to_challenge(request.source, request.challenge, submitter=request.submitter,
+                                     key=request.key, time_budget_s=request.time_budget_s,
                                      command=args.command_line, limits=request.limits())
     else:
         result = submit(request, command=args.command_line)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vidsme.benchmark.submissions.submitters import KEY_ENV, add_submitter
 from vidsme.challenge import build as C
 from vidsme.challenge.board import evaluate_challenge
 from vidsme.benchmark.evaluate import EvalSet, evaluate_level_scores
@@ -31,6 +32,9 @@ CHOICES = {
 }
 
 
+WHO = "tester"
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("challenge_board")
@@ -39,6 +43,7 @@ def built(tmp_path_factory):
     C.build_challenge(root / "round.secret", root / "dir", C.ChallengeSettings(
         size=6, pretrain_videos=16, overrides=TINY, configs=ROOT / "configs"), create_secret=True, progress=False,
         log=lambda _line: None)
+    mp.setenv(KEY_ENV, add_submitter(C.ChallengePaths(root / "dir").private, WHO))  # copied with every _copy
     yield root
     mp.undo()
 
@@ -65,7 +70,8 @@ def _public_results(folder: Path, with_submission: bool = False) -> Path:
             meta = {"name": attack, "family": method, "version": 1, "source": "tests"}
             attacks[attack] = {**meta, "direction": "higher"}
             if method == "frame_contrast":
-                attacks[attack]["submission"] = {"kind": "reproduced", "file_sha256": sha, "sandboxed": True}
+                attacks[attack]["submission"] = {"kind": "reproduced", "file_sha256": sha, "sandboxed": True,
+                                                 "submitter": WHO}
             scores = rng.normal(size=40) + 0.5 * samples.labels
             columns[f"{slice_name}/{attack}"] = scores
             for p in ("dev", "test"):
@@ -115,11 +121,11 @@ def test_a_submission_must_be_on_the_public_results_sandboxed_first(built, tmp_p
     out = _copy(built, tmp_path)
     evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
     before = {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()}
-    assert main(["submit", str(EXAMPLE), "--challenge", str(out)]) == 2
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 2
     assert "is not on the public results" in capsys.readouterr().err
-    assert main(["submit", str(EXAMPLE), "--challenge", str(out), "--no-sandbox"]) == 2
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out), "--no-sandbox"]) == 2
     assert "sandboxed code only" in capsys.readouterr().err
-    assert main(["submit", "--scores", "x.csv", "--challenge", str(out)]) == 2
+    assert main(["submit", "--submitter", WHO, "--scores", "x.csv", "--challenge", str(out)]) == 2
     assert "sandboxed code only" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before
 
@@ -128,7 +134,7 @@ def test_a_submission_must_be_on_the_public_results_sandboxed_first(built, tmp_p
 def test_a_submission_runs_once_at_its_fixed_configuration(built, tmp_path, capsys):
     out = _copy(built, tmp_path)
     evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True), progress=False)
-    assert main(["submit", str(EXAMPLE), "--challenge", str(out)]) == 0
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 0
     text = capsys.readouterr().out
     assert "leaderboard mcqa-full: frame_contrast rank" in text
     results = json.loads((out / "private" / "results" / "results.json").read_text())

@@ -302,18 +302,20 @@ def test_a_damaged_shard_index_stops_a_resume(tmp_path):
 
 
 @pytest.mark.integration
-def test_submit_cli_names_a_damaged_cache_shard(world, tmp_path, capsys):
+def test_submit_cli_names_a_damaged_cache_shard(world, tmp_path, capsys, monkeypatch):
+    from vidsme.benchmark.submissions.submitters import KEY_ENV, add_submitter
     from vidsme.benchmark.suite import run_suite
     from vidsme.config import load_config
 
     cfg = load_config(SuiteConfig, _suite_yaml(world, tmp_path, world["model"]), [])
     results = run_suite(cfg, progress=False).parent
+    monkeypatch.setenv(KEY_ENV, add_submitter(results, "tester"))
     capsys.readouterr()
     shards = sorted((tmp_path / "cache").rglob("shard-*.safetensors"))
     assert shards
     _truncate(shards[0])
     example = ROOT / "docs" / "examples" / "frame_contrast_attack.py"
-    assert main(["submit", str(example), "--results", str(results)]) == 2
+    assert main(["submit", "--submitter", "tester", str(example), "--results", str(results)]) == 2
     line = _one_line_error(capsys.readouterr().err, str(shards[0]))
     assert "rerun `vidsme benchmark SUITE`" in line
 

@@ -34,6 +34,7 @@ from vidsme.data_splits.registry import splits_dir
 suite_results = base.suite_results
 results = base.results
 registry_untouched = base.registry_untouched  # autouse: a submission never changes this process's registry
+WHO = base.WHO
 
 ISOLATION = sandbox.detect_isolation()
 PROBES = {tool: sandbox.probe(tool) for tool in sandbox.TOOLS}  # an Isolation, or why the tool does not work
@@ -61,7 +62,7 @@ def attack(inputs):
 def _refused(results_dir: Path, source: Path, capsys, *extra: str) -> str:
     """Submit `source` (sandboxed); assert it is refused on one line and nothing changed; the line."""
     before = base._tree(results_dir)
-    assert main(["submit", str(source), "--results", str(results_dir), *extra]) == 2
+    assert main(["submit", "--submitter", WHO, str(source), "--results", str(results_dir), *extra]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err  # one line, however much the attack printed
     assert base._tree(results_dir) == before  # results.json, scores, leaderboards: byte-identical
@@ -208,7 +209,7 @@ def test_a_call_that_never_returns_or_kills_its_process_is_refused(case, results
     body, check, why = STOPPED[case]
     before = base._tree(results)
     with pytest.raises(SubmissionRefused) as info:  # budget 1 s + 1 s grace: the parent's wall clock
-        submit_attack(str(_attack(tmp_path, body)), results, time_budget_s=1.0,
+        submit_attack(str(_attack(tmp_path, body)), results, submitter=WHO, time_budget_s=1.0,
                       limits=sandbox.SandboxLimits(grace_s=1.0))
     assert info.value.check == check and re.search(why, info.value.why), info.value.why
     assert base._tree(results) == before
@@ -260,7 +261,7 @@ def test_the_sandbox_shows_no_data_no_network_no_privilege(tool, results, tmp_pa
 
 @pytest.mark.parametrize("tool", _tools(), indirect=True)
 def test_the_example_scores_bit_identically_sandboxed_and_in_process(tool, results, capsys):
-    assert main(["submit", str(EXAMPLE), "--results", str(results), "--no-sandbox"]) == 0
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--results", str(results), "--no-sandbox"]) == 0
     assert "--no-sandbox: ran without isolation" in capsys.readouterr().out
     files = sorted((results / "scores" / base.TARGET / "submissions").glob("frame_contrast-*.csv"))
     in_process = {p.name: p.read_bytes() for p in files}
@@ -269,7 +270,7 @@ def test_the_example_scores_bit_identically_sandboxed_and_in_process(tool, resul
     assert data["attacks"]["frame_contrast"]["submission"]["sandboxed"] is False
     assert data["submissions"][-1]["sandboxed"] is False
     # the same file sandboxed replaces the unsandboxed rows with the very same numbers
-    assert main(["submit", str(EXAMPLE), "--results", str(results)]) == 0
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--results", str(results)]) == 0
     assert "replaced" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in files} == in_process  # every per-sample score, bit for bit
     data = base._results(results)
@@ -281,7 +282,7 @@ def test_the_example_scores_bit_identically_sandboxed_and_in_process(tool, resul
     assert data["submissions"][-1]["sandboxed"] is True
     # the same bytes again: known sandboxed, so nothing runs and nothing changes
     before = base._tree(results)
-    assert main(["submit", str(EXAMPLE), "--results", str(results)]) == 0
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--results", str(results)]) == 0
     assert "already on the leaderboard" in capsys.readouterr().out and base._tree(results) == before
 
 
@@ -296,7 +297,7 @@ def test_without_isolation_code_is_refused_with_how_to_get_it(results, monkeypat
                    "docs/SUBMITTING.md"):
         assert needle in err, needle
     with pytest.raises(SubmissionRefused) as info:
-        submit_attack(str(EXAMPLE), results)
+        submit_attack(str(EXAMPLE), results, submitter=WHO)
     assert info.value.check == "sandbox"
 
 

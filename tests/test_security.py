@@ -26,6 +26,7 @@ from vidsme.errors import printable
 suite_results = base.suite_results
 results = base.results
 registry_untouched = base.registry_untouched
+WHO = base.WHO
 
 ISOLATION = sandbox.detect_isolation()
 needs_sandbox = pytest.mark.skipif(ISOLATION is None, reason="this machine cannot create namespaces, so nothing "
@@ -51,7 +52,7 @@ def attack(inputs):
 def _refusal(results_dir: Path, source: Path, **kwargs) -> SubmissionRefused:
     before = base._tree(results_dir)
     with pytest.raises(SubmissionRefused) as info:
-        submit_attack(str(source), results_dir, **kwargs)
+        submit_attack(str(source), results_dir, submitter=WHO, **kwargs)
     assert base._tree(results_dir) == before  # a refused submission changes nothing
     return info.value
 
@@ -109,7 +110,7 @@ def test_ptrace_mount_bpf_and_new_namespaces_are_denied(results, tmp_path):
 
 @needs_sandbox
 def test_the_protections_are_recorded_and_printed(results, capsys):
-    assert main(["submit", str(base.EXAMPLE), "--results", str(results)]) == 0
+    assert main(["submit", "--submitter", WHO, str(base.EXAMPLE), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     record = base._results(results)["submissions"][-1]["isolation"]
     assert record["tool"] == ISOLATION.tool and f"isolation: {ISOLATION.tool} ({ISOLATION.mode})" in out
@@ -138,7 +139,7 @@ except ImportError:
 
 def test_no_sandbox_code_cannot_patch_the_process_that_records_it(results, tmp_path, capsys):
     forger = _attack(tmp_path, "return masked_mean(inputs.tokens('natural.entropy'), inputs.mask)", name="forger", extra=FORGER)
-    assert main(["submit", str(forger), "--results", str(results), "--no-sandbox"]) == 0
+    assert main(["submit", "--submitter", WHO, str(forger), "--results", str(results), "--no-sandbox"]) == 0
     data = base._results(results)
     rows = [r for r in data["rows"] if r["attack"] == "forger"]
     assert rows and all(r["provenance"]["sandboxed"] is False for r in rows)
@@ -146,7 +147,7 @@ def test_no_sandbox_code_cannot_patch_the_process_that_records_it(results, tmp_p
     assert data["submissions"][-1]["sandboxed"] is False and data["submissions"][-1]["isolation"]["tool"] == "none"
     if ISOLATION is not None:  # sandboxed again: evaluated, and its rows replace the unsandboxed ones
         capsys.readouterr()
-        assert main(["submit", str(forger), "--results", str(results)]) == 0
+        assert main(["submit", "--submitter", WHO, str(forger), "--results", str(results)]) == 0
         assert "replaced" in capsys.readouterr().out
         rows = [r for r in base._results(results)["rows"] if r["attack"] == "forger"]
         assert rows and all(r["provenance"]["sandboxed"] is True for r in rows)
@@ -181,7 +182,7 @@ def test_a_malformed_control_message_is_a_one_line_refusal(line, results, tmp_pa
         return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
         """)
     before = base._tree(results)
-    assert main(["submit", str(writer), "--results", str(results)]) == 2
+    assert main(["submit", "--submitter", WHO, str(writer), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "RecursionError" not in err, err
     assert "the 'sandbox' check failed" in err and "\x1b" not in err, err
@@ -190,7 +191,7 @@ def test_a_malformed_control_message_is_a_one_line_refusal(line, results, tmp_pa
 
 def test_control_characters_never_reach_the_terminal(results, tmp_path, capsys):
     evil = _attack(tmp_path, 'raise RuntimeError("\\x1b[31mred\\x1b[0m\\r\\u202eevil\\x07")')
-    assert main(["submit", str(evil), "--results", str(results), "--no-sandbox"]) == 2
+    assert main(["submit", "--submitter", WHO, str(evil), "--results", str(results), "--no-sandbox"]) == 2
     err = capsys.readouterr().err
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", err), repr(err)
     assert re.search(r"\?\[31mred\?\[0m ?\??evil\?", err), repr(err)
@@ -238,3 +239,62 @@ def test_format_result_prints_no_control_characters():
 
     text = format_result(SubmissionResult("added", ["x"], "x\x1b[2J: added"))
     assert "\x1b" not in text and "x?[2J: added" in text
+
+
+# ----------------------------------------------------------------------------- names belong to their submitter
+def _scores_csv(results_dir: Path, path: Path) -> Path:
+    import csv
+
+    with (results_dir / "scores" / base.TARGET / "f4-row.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    path.write_text("sample_id,score\n" + "".join(f"{r['sample_id']},{r['answer/loss']}\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("name", ["vid_sme", "loss", "blind"])
+def test_a_scores_file_cannot_take_a_built_in_family(name, results, tmp_path, capsys):
+    before = base._tree(results)
+    path = _scores_csv(results, tmp_path / "s.csv")
+    assert main(["submit", "--submitter", WHO, "--scores", str(path), "--target", base.TARGET, "--attack-name", name,
+                 "--direction", "lower", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "the 'name' check failed" in err and (f"family {name!r}" in err or "clashes with the registered" in err)
+    assert base._tree(results) == before
+
+
+def test_another_submitter_cannot_take_a_name_the_owner_keeps_a_history(results, tmp_path, capsys, monkeypatch):
+    from vidsme.benchmark.submissions.submitters import KEY_ENV, add_submitter
+
+    first = _attack(tmp_path, "return masked_mean(inputs.tokens('natural.entropy'), inputs.mask)", name="mine")
+    mode = [] if ISOLATION is not None else ["--no-sandbox"]
+    assert main(["submit", "--submitter", WHO, str(first), "--results", str(results), *mode]) == 0
+    capsys.readouterr()
+    rival = tmp_path / "rival"
+    rival.mkdir()
+    (rival / "mine.py").write_text(first.read_text().replace('citation="a security test"', 'citation="rival", '
+                                                                                            'family="rivals"'))
+    tester_key = os.environ[KEY_ENV]
+    monkeypatch.setenv(KEY_ENV, add_submitter(results, "mallory"))
+    before = base._tree(results)
+    assert main(["submit", "--submitter", "mallory", str(rival / "mine.py"), "--results", str(results), *mode]) == 2
+    assert "attack name 'mine' belongs to submitter 'tester'" in capsys.readouterr().err
+    assert base._tree(results) == before
+    # a wrong key is refused before anything runs
+    assert main(["submit", "--submitter", WHO, str(first), "--results", str(results), *mode]) == 2
+    assert "do not match a submitter of this board" in capsys.readouterr().err
+    # the owner replaces its own entry (under another family): the old rows and files go to history
+    monkeypatch.setenv(KEY_ENV, tester_key)
+    old_rows = [r for r in base._results(results)["rows"] if r["attack"] == "mine"]
+    old_files = {r["scores_file"]: (results / r["scores_file"]).read_bytes() for r in old_rows}
+    (rival / "mine.py").write_text(first.read_text().replace('citation="a security test"', 'citation="v2", '
+                                                                                            'family="mine_v2"'))
+    assert main(["submit", "--submitter", WHO, str(rival / "mine.py"), "--results", str(results), *mode]) == 0
+    data = base._results(results)
+    (entry,) = data["history"]
+    assert entry["attacks"] == ["mine"] and entry["by"] == WHO and entry["records"]["mine"]["family"] == "mine"
+    assert [{k: v for k, v in r.items() if k != "scores_file"} for r in entry["rows"]] == \
+        [{k: v for k, v in r.items() if k != "scores_file"} for r in old_rows]
+    kept = {r["scores_file"] for r in entry["rows"]}
+    assert all("/history/0/" in f for f in kept)
+    assert sorted((results / f).read_bytes() for f in kept) == sorted(old_files.values())  # nothing deleted
+    assert {r["family"] for r in data["rows"] if r["attack"] == "mine"} == {"mine_v2"}

@@ -22,6 +22,7 @@ from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
 from vidsme.benchmark.submissions import sandbox
+from vidsme.benchmark.submissions.submitters import KEY_ENV, add_submitter
 from vidsme.benchmark.leaderboard import write_leaderboard
 from vidsme.benchmark.submissions.common import SubmissionRefused
 from vidsme.benchmark.submissions.attack_code import submit_attack
@@ -38,6 +39,7 @@ EXAMPLE = REPO / "docs" / "examples" / "frame_contrast_attack.py"
 TARGET = "t"
 SANDBOXED = sandbox.detect_isolation() is not None
 MODE = [] if SANDBOXED else ["--no-sandbox"]
+WHO = "tester"  # the submitter every test submits as (its key is in $VIDSME_SUBMITTER_KEY for the module)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def suite_results(tmp_path_factory):
                       reference_view=False, stats_workers=1)
     path = run_suite(cfg, progress=False)
     write_leaderboard(path.parent)
+    mp.setenv(KEY_ENV, add_submitter(path.parent, WHO))  # copied with every test's results folder
     yield path.parent
     mp.undo()
 
@@ -112,7 +115,7 @@ def attack(inputs):
 # ----------------------------------------------------------------------------- the docs example
 def test_docs_example_goes_on_the_leaderboard(results, capsys):
     before = _results(results)
-    assert main(["submit", str(EXAMPLE), "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--results", str(results), *MODE]) == 0
     out = capsys.readouterr().out
     assert "frame_contrast: added" in out and "leaderboard:" in out
     after = _results(results)
@@ -151,14 +154,14 @@ def test_docs_example_goes_on_the_leaderboard(results, capsys):
 def test_the_same_file_again_changes_nothing_a_changed_one_replaces_its_rows(results, tmp_path, capsys):
     source = tmp_path / "frame_contrast_attack.py"
     shutil.copy(EXAMPLE, source)
-    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, str(source), "--results", str(results), *MODE]) == 0
     first = _tree(results)
     capsys.readouterr()
-    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, str(source), "--results", str(results), *MODE]) == 0
     assert "already on the leaderboard" in capsys.readouterr().out
     assert _tree(results) == first
     source.write_text(source.read_text().replace("n_frames = torch.where", "n_frames = 0 + torch.where"))
-    assert main(["submit", str(source), "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, str(source), "--results", str(results), *MODE]) == 0
     assert "replaced" in capsys.readouterr().out
     after = _results(results)
     rows = [r for r in after["rows"] if r["attack"] == "frame_contrast"]
@@ -175,7 +178,7 @@ def test_the_recorded_command_reruns_the_same_submission_with_the_same_limits(re
     shutil.copy(EXAMPLE, source)
     original = tmp_path / "original"
     shutil.copytree(results, original)
-    argv = ["submit", str(source), "--time-budget", "20", "--results", str(results), "--memory-limit", "6.5", *MODE]
+    argv = ["submit", str(source), "--submitter", WHO, "--time-budget", "20", "--results", str(results), "--memory-limit", "6.5", *MODE]
     assert main(argv) == 0
     first = _results(results)
     command = first["submissions"][-1]["command"]
@@ -243,7 +246,7 @@ BROKEN = {
                          family="loss")
         def attack(inputs):
             return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
-        """), "declares family 'loss', a built-in family"),
+        """), "would be ranked as family 'loss', a family vidsme itself ranks"),
 }
 
 
@@ -253,7 +256,7 @@ def test_a_broken_submission_is_refused_and_changes_nothing(case, results, tmp_p
     source = _attack_file(tmp_path, body, f"{case}.py")
     before = _tree(results)
     budget = ["--time-budget", "0.05"] if case == "too_slow" else []
-    assert main(["submit", str(source), "--results", str(results), *budget, *MODE]) == 2
+    assert main(["submit", "--submitter", WHO, str(source), "--results", str(results), *budget, *MODE]) == 2
     err = capsys.readouterr().err
     assert f"submission refused: the {check!r} check failed" in err, err
     assert __import__("re").search(why, err), err
@@ -272,7 +275,7 @@ def test_checks_run_in_order_nan_before_determinism(results, tmp_path):
         return s
         """))
     with pytest.raises(SubmissionRefused) as info:
-        submit_attack(str(source), results, sandbox=SANDBOXED)
+        submit_attack(str(source), results, submitter=WHO, sandbox=SANDBOXED)
     assert info.value.check == "scores"
 
 
@@ -286,7 +289,7 @@ def test_a_failure_while_writing_restores_every_file(results, monkeypatch):
 
     monkeypatch.setattr(submission, "write_leaderboard", broken)
     with pytest.raises(OSError, match="disk full"):
-        submit_attack(str(EXAMPLE), results, sandbox=SANDBOXED)
+        submit_attack(str(EXAMPLE), results, submitter=WHO, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -300,14 +303,14 @@ def test_module_path_and_entry_point_sources(results, tmp_path, monkeypatch, cap
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: contrast-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[vidsme.attacks]\ncontrast = contrast_mod_attacks\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert main(["submit", "contrast_mod_attacks", "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, "contrast_mod_attacks", "--results", str(results), *MODE]) == 0
     rows = [r for r in _results(results)["rows"] if r["attack"] == "frame_contrast_mod"]
     assert len(rows) == 4 and rows[0]["provenance"]["source"] == "contrast_mod_attacks"
     sha = hashlib.sha256((tmp_path / "contrast_mod_attacks.py").read_bytes()).hexdigest()
     assert rows[0]["provenance"]["file_sha256"] == sha
     capsys.readouterr()
     # the same module through its entry point: same file, so already there
-    assert main(["submit", "contrast", "--results", str(results), *MODE]) == 0
+    assert main(["submit", "--submitter", WHO, "contrast", "--results", str(results), *MODE]) == 0
     assert "already on the leaderboard" in capsys.readouterr().out
 
 
@@ -323,7 +326,7 @@ def test_a_package_is_refused_for_the_sandbox_without_running_it(results, tmp_pa
     before = _tree(results)
     for source in ("attack_pkg", "attack_pkg.inner"):
         with pytest.raises(SubmissionRefused, match=r"is a package .* --no-sandbox") as info:
-            submit_attack(source, results)
+            submit_attack(source, results, submitter=WHO)
         assert info.value.check == "import"
     assert not marker.exists() and _tree(results) == before  # no __init__ ran in this process
 
@@ -331,13 +334,13 @@ def test_a_package_is_refused_for_the_sandbox_without_running_it(results, tmp_pa
 def test_a_built_in_module_or_a_missing_one_is_not_a_submission(results):
     before = _tree(results)
     with pytest.raises(SubmissionRefused, match="built-in attack") as info:
-        submit_attack("vidsme.attack.attacks.loss", results, sandbox=SANDBOXED)
+        submit_attack("vidsme.attack.attacks.loss", results, submitter=WHO, sandbox=SANDBOXED)
     assert info.value.check == "name"
     with pytest.raises(SubmissionRefused, match="not a file, not an installed entry point") as info:
-        submit_attack("no_such_attack_module", results, sandbox=SANDBOXED)
+        submit_attack("no_such_attack_module", results, submitter=WHO, sandbox=SANDBOXED)
     assert info.value.check == "import"
     with pytest.raises(SubmissionRefused, match="does not exist") as info:
-        submit_attack("no_such_file.py", results, sandbox=SANDBOXED)
+        submit_attack("no_such_file.py", results, submitter=WHO, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -347,7 +350,7 @@ def test_a_missing_cache_is_an_error_not_a_refusal(results, tmp_path):
     (results / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     before = _tree(results)
     with pytest.raises(VidsmeError, match="feature cache .* not found"):
-        submit_attack(str(EXAMPLE), results, sandbox=SANDBOXED)
+        submit_attack(str(EXAMPLE), results, submitter=WHO, sandbox=SANDBOXED)
     assert _tree(results) == before
 
 
@@ -374,7 +377,7 @@ def _scores_csv(path: Path, pairs) -> Path:
 
 
 def _submit_scores(results: Path, path: Path, *extra: str) -> int:
-    return main(["submit", "--scores", str(path), "--target", TARGET, "--attack-name", "outside_loss",
+    return main(["submit", "--submitter", WHO, "--scores", str(path), "--target", TARGET, "--attack-name", "outside_loss",
                  "--direction", "lower", "--results", str(results), *extra])
 
 
@@ -384,7 +387,7 @@ def test_scores_file_is_scored_with_the_same_metrics(results, tmp_path, capsys):
     assert _submit_scores(results, path, "--n-frames", "4", "--citation", "a test, eq. 1") == 0
     data = _results(results)
     assert data["submissions"][-1]["command"] == shlex.join([  # as given, --citation included
-        "vidsme", "submit", "--scores", str(path), "--target", TARGET, "--attack-name", "outside_loss", "--direction",
+        "vidsme", "submit", "--submitter", WHO, "--scores", str(path), "--target", TARGET, "--attack-name", "outside_loss", "--direction",
         "lower", "--results", str(results), "--n-frames", "4", "--citation", "a test, eq. 1"])
     rows = [r for r in data["rows"] if r["attack"] == "outside_loss"]
     assert {r["partition"] for r in rows} == {"dev", "test"}
@@ -451,15 +454,15 @@ def test_scores_file_names_and_targets_are_checked(results, tmp_path, capsys):
     path = _scores_csv(tmp_path / "scores.csv", _pairs(results, "missing")[:0] + [
         (t["sample_id"], t["answer/loss"]) for t in _evaluated(results)])
     before = _tree(results)
-    assert main(["submit", "--scores", str(path), "--target", "T", "--attack-name", "x", "--direction", "lower",
+    assert main(["submit", "--submitter", WHO, "--scores", str(path), "--target", "T", "--attack-name", "x", "--direction", "lower",
                  "--results", str(results)]) == 2
     assert "the 'target' check failed: unknown target 'T'" in capsys.readouterr().err
-    assert main(["submit", "--scores", str(path), "--target", TARGET, "--attack-name", "loss", "--direction", "lower",
+    assert main(["submit", "--submitter", WHO, "--scores", str(path), "--target", TARGET, "--attack-name", "loss", "--direction", "lower",
                  "--results", str(results)]) == 2
     assert "the 'name' check failed" in capsys.readouterr().err
     (tmp_path / "bad.csv").write_text("id,value\na,1\n")
     assert _submit_scores(results, tmp_path / "bad.csv") == 2
     assert "the 'format' check failed" in capsys.readouterr().err
-    assert main(["submit", str(EXAMPLE), "--scores", str(path), "--results", str(results), *MODE]) == 2
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--scores", str(path), "--results", str(results), *MODE]) == 2
     assert "not both" in capsys.readouterr().err
     assert _tree(results) == before

@@ -61,14 +61,16 @@ from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import LevelView, evaluate_slice, slice_inputs
 from vidsme.benchmark.results_schema import load_results
 from vidsme.benchmark.submissions.common import (
+    BUILTIN_MODULES,
     SUBMISSIONS_DIR,
     SubmissionRefused,
     SubmissionResult,
+    archive,
+    check_family,
     check_name,
     commit_results,
     evaluated_samples,
     ids_preview,
-    is_submission_file,
     read_results_bytes,
     utc_now,
     verdicts_of,
@@ -82,7 +84,6 @@ DEFAULT_TIME_BUDGET_S = 30.0
 CODE_CHECKS: tuple[str, ...] = ("sandbox", "import", "declaration", "name", "features", "scores", "determinism",
                                 "time budget")
 _USER_MODULES = "vidsme_user_attacks."  # where load_attack_source imports .py files
-_BUILTIN_MODULES = "vidsme.attack.attacks."
 MAX_ATTACKS = 256  # per code submission: bounds the sandbox's CPU-time limit
 _WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
 
@@ -138,7 +139,7 @@ def _resolve(source: str) -> _Source:
     return _Source(source, "module", None, module=source)
 
 
-def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool) -> dict:
+def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool, submitter: str) -> dict:
     """The attack's results.json record: describe(), with the submission's own provenance."""
     meta = spec.describe()
     if spec.source.startswith(_USER_MODULES) and spec.family == spec.source.rsplit(".", 1)[-1]:
@@ -147,7 +148,8 @@ def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool) -
     meta["source"] = src.label
     meta["file_sha256"] = src.file_sha256
     meta["submission"] = {"kind": "reproduced", "source_kind": src.kind, "entry_point": src.entry_point,
-                          "file_sha256": src.file_sha256, "git_commit": commit, "sandboxed": sandboxed}
+                          "file_sha256": src.file_sha256, "git_commit": commit, "sandboxed": sandboxed,
+                          "submitter": submitter}
     return meta
 
 
@@ -348,21 +350,12 @@ def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandbo
     return _declared_specs(message.get("attacks"))
 
 
-def _check_families(metas: dict[str, dict], results: dict) -> None:
-    """A submitted family is a method of its own on the leaderboard, chosen among its own variants:
-    it must not share a name with a built-in family or another submission's family."""
-    builtin = {s.family for s in list_attacks() if s.source.startswith(_BUILTIN_MODULES)} | {"blind"}
-    taken = {meta.get("family"): meta.get("source") for name, meta in (results.get("attacks") or {}).items()
-             if isinstance(meta, dict) and name not in metas}
+def _check_families(metas: dict[str, dict], results: dict, submitter: str) -> None:
+    """A submitted family is a method of its own on the leaderboard, chosen among its own variants: not a
+    built-in family, and not another submitter's."""
     for name, meta in metas.items():
-        family = meta["family"]
-        if family in builtin:
-            raise SubmissionRefused("name", f"attack {name!r} declares family {family!r}, a built-in family: the "
-                                            "leaderboard chooses each family's representative among its own variants; "
-                                            "pass family='<a new name>' to register_attack")
-        if family in taken and taken[family] != meta["source"]:
-            raise SubmissionRefused("name", f"attack {name!r} declares family {family!r}, which {taken[family]} already "
-                                            "uses on this leaderboard; pass family='<a new name>' to register_attack")
+        check_family(meta["family"], name, {"attacks": {n: m for n, m in (results.get("attacks") or {}).items()
+                                                        if n not in metas}}, submitter)
 
 
 # ----------------------------------------------------------------------------- code submissions
@@ -635,13 +628,14 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
     return pending
 
 
-def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget_s: float = DEFAULT_TIME_BUDGET_S,
                   command: str | None = None, sandbox: bool = True,
                   limits: sandboxing.SandboxLimits | None = None,
                   fixed: dict[str, dict[tuple, dict]] | None = None,
                   leaderboard_dir: Path | None = None) -> SubmissionResult:
     """Validate the attacks `source` registers (a .py file, module path or entry-point name), evaluate them
-    on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard.
+    on every target of `results_dir`'s suite from the feature caches, and add them to its leaderboard as
+    `submitter`'s (authenticated by the caller: submitters.authenticate).
 
     The code always runs in a child process under `limits` and this process never imports it: with
     `sandbox` (the default) an isolated one (vidsme.benchmark.submissions.sandbox); without (local
@@ -689,15 +683,15 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
         protections = proc.protections()
         scorer = _Scorer(proc, time_budget_s, limits)
         for spec in specs:
-            if spec.source.startswith(_BUILTIN_MODULES):
+            if spec.source.startswith(BUILTIN_MODULES):
                 raise SubmissionRefused("name", f"{spec.name!r} is a built-in attack ({spec.source}); the benchmark "
                                                 "runs built-ins itself: add it to the suite's `attacks` and rerun")
             if not spec.citation.strip():
                 raise SubmissionRefused("declaration", f"attack {spec.name!r} has an empty citation: say which paper "
                                                        "(and equation) it implements, or describe it if it is new")
-        metas = {s.name: _meta(s, src, commit, sandbox) for s in specs}
-        _check_families(metas, results)
-        previous = {s.name: check_name(s.name, results, "reproduced") for s in specs}
+        metas = {s.name: _meta(s, src, commit, sandbox, submitter) for s in specs}
+        _check_families(metas, results, submitter)
+        previous = {s.name: check_name(s.name, results, "reproduced", submitter) for s in specs}
         names = sorted(metas)
         # the same file again changes nothing, unless it ran unsandboxed before and now runs sandboxed
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
@@ -713,16 +707,18 @@ def submit_attack(source: str, results_dir: Path, *, time_budget_s: float = DEFA
             names = sorted(metas)
         pending = _evaluate_code(specs, metas, results, scorer, commit, sandbox, fixed)
     replaced = sorted(n for n, p in previous.items() if p is not None)
+    kept, moves = archive(results, set(metas), submitter)
     new = dict(results)
     new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas] + pending.rows
+    if kept is not None:
+        new["history"] = [*(results.get("history") or []), kept]
     new["attacks"] = {**(results.get("attacks") or {}), **metas}
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
         "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
-        "isolation": protections, "status": "replaced" if replaced else "added", "created": utc_now(),
+        "submitter": submitter, "isolation": protections, "status": "replaced" if replaced else "added", "created": utc_now(),
         "command": command}]
-    stale = [Path(r["scores_file"]) for r in results["rows"] if r.get("attack") in metas and is_submission_file(r.get("scores_file"))]
-    board = commit_results(results_dir, original, new, pending.csvs, stale, leaderboard_dir)
+    board = commit_results(results_dir, original, new, pending.csvs, moves, leaderboard_dir)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",

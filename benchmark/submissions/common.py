@@ -30,6 +30,8 @@ from vidsme.errors import VidsmeError, printable
 from vidsme.provenance import ids_sha256
 
 SUBMISSIONS_DIR = "submissions"
+HISTORY_DIR = "history"  # scores/<target>/submissions/history/<entry>/: files of replaced submissions
+BUILTIN_MODULES = "vidsme.attack.attacks."  # where vidsme's own attack families live
 LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
 # attack names become file names: no separators, no leading dot
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
@@ -106,8 +108,41 @@ def evaluated_samples(entry: dict) -> EvalSet:
 
 
 
-def check_name(name: str, results: dict, kind: str) -> dict | None:
-    """Refuse unsafe names and clashes with the suite's attacks; the earlier submission's record, if any."""
+def builtin_families() -> set[str]:
+    """The families vidsme itself ranks (and "blind"): no submission may take their names."""
+    from vidsme.attack.registry import list_attacks
+
+    return {s.family for s in list_attacks() if s.source.startswith(BUILTIN_MODULES)} | {"blind"}
+
+
+def owner_of(record: object) -> str | None:
+    """Who submitted the attack of a results.json `attacks` record (None: the suite's own, or no one recorded)."""
+    submission = record.get("submission") if isinstance(record, dict) else None
+    return submission.get("submitter") if isinstance(submission, dict) else None
+
+
+def check_family(family: str, name: str, results: dict, submitter: str) -> None:
+    """A family is a method of its own on the leaderboard: not a built-in family's name, and not another
+    submitter's."""
+    if family in builtin_families():
+        raise SubmissionRefused("name", f"{name!r} would be ranked as family {family!r}, a family vidsme itself "
+                                        "ranks: the leaderboard chooses each family's representative among its own "
+                                        "variants; choose another name (code: pass family='<a new name>' to "
+                                        "register_attack)")
+    for other, record in (results.get("attacks") or {}).items():
+        if isinstance(record, dict) and record.get("family") == family and owner_of(record) != submitter:
+            raise SubmissionRefused("name", f"family {family!r} belongs to {_who(record)} (attack {other!r}): a name "
+                                            "belongs to its first submitter; choose another")
+
+
+def _who(record: dict) -> str:
+    owner = owner_of(record)
+    return f"submitter {owner!r}" if owner else "the suite (or a submission from before submitters existed)"
+
+
+def check_name(name: str, results: dict, kind: str, submitter: str) -> dict | None:
+    """Refuse unsafe names, clashes with the suite's attacks and names of another submitter; the earlier
+    submission's record, if any (then it is `submitter`'s own, to be replaced)."""
     if not NAME_PATTERN.match(name):
         raise SubmissionRefused("name", f"attack name {name!r} must be 1-100 letters, digits or _ . + - "
                                         "(starting with a letter or digit): it names files")
@@ -120,10 +155,34 @@ def check_name(name: str, results: dict, kind: str) -> dict | None:
     if not isinstance(submission, dict):
         raise SubmissionRefused("name", f"attack name {name!r} clashes with the suite's attack {name!r} "
                                         f"(source {previous.get('source')!r}); rename yours")
+    if owner_of(previous) != submitter:
+        raise SubmissionRefused("name", f"attack name {name!r} belongs to {_who(previous)}: a name belongs to its "
+                                        "first submitter; choose another")
     if submission.get("kind") != kind:
         raise SubmissionRefused("name", f"attack name {name!r} is already on the leaderboard as a "
                                         f"{submission.get('kind')} submission; choose another name")
     return previous
+
+
+def archive(results: dict, names: set[str], submitter: str) -> tuple[dict | None, dict[Path, Path]]:
+    """The history entry of the rows of `names` about to be replaced (None: no rows), and where each of
+    their per-sample files moves: `scores/<target>/submissions/history/<entry>/<file>`. Nothing replaced
+    is deleted: results.json's `history` keeps the rows, the attacks' records and the files' new places."""
+    rows = [r for r in results["rows"] if r.get("attack") in names]
+    if not rows:
+        return None, {}
+    number = len(results.get("history") or [])
+    moves: dict[Path, Path] = {}
+    for r in rows:
+        rel = r.get("scores_file")
+        if is_submission_file(rel) and Path(rel) not in moves:
+            moves[Path(rel)] = Path(rel).parent / HISTORY_DIR / str(number) / Path(rel).name
+    kept = [{**r, "scores_file": str(moves.get(Path(r["scores_file"]), r["scores_file"]))} if r.get("scores_file")
+            else r for r in rows]
+    attacks = results.get("attacks") or {}
+    entry = {"attacks": sorted({r["attack"] for r in rows}), "replaced": utc_now(), "by": submitter,
+             "records": {n: attacks[n] for n in sorted(names) if n in attacks}, "rows": kept}
+    return entry, moves
 
 
 
@@ -187,9 +246,10 @@ def _restore(path: Path, data: bytes | None) -> None:
     write_bytes_atomic(path, data)
 
 
-def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: list, stale: list[Path],
-            leaderboard_dir: Path | None = None) -> dict[str, Path]:
-    """Write the scores CSVs, results.json and the leaderboard; on any failure put every file back."""
+def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: list, moves: dict[Path, Path],
+                   leaderboard_dir: Path | None = None) -> dict[str, Path]:
+    """Move replaced scores files to their history places (`archive`), write the new scores CSVs,
+    results.json and the leaderboard; on any failure put every file back."""
     results_path = results_dir / RESULTS_FILE
     with _locked(results_dir):
         if results_path.read_bytes() != original:
@@ -197,11 +257,14 @@ def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: 
                               "or benchmark run?); submit again")
         board_dir = results_dir if leaderboard_dir is None else Path(leaderboard_dir)
         touched = {board_dir / name for name in LEADERBOARD_FILES} | {results_path}
-        touched |= {results_dir / rel for rel, *_ in csvs} | {results_dir / rel for rel in stale}
+        touched |= {results_dir / rel for rel, *_ in csvs}
+        touched |= {results_dir / rel for pair in moves.items() for rel in pair}
         backup = {p: (p.read_bytes() if p.is_file() else None) for p in touched}
         try:
-            for rel in stale:
-                (results_dir / rel).unlink(missing_ok=True)
+            for old, kept in moves.items():
+                if (results_dir / old).is_file():
+                    (results_dir / kept).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(results_dir / old, results_dir / kept)
             for rel, view, columns in csvs:
                 write_scores_csv(results_dir / rel, view, columns)
             # rank bands and blind distances change with every new method: recomputed, from the files just written
@@ -245,6 +308,7 @@ def format_result(result: SubmissionResult) -> str:
 
 
 
-__all__ = ["LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused", "SubmissionResult",
-           "check_name", "commit_results", "evaluated_samples", "format_result", "ids_preview",
+__all__ = ["BUILTIN_MODULES", "HISTORY_DIR", "LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused",
+           "SubmissionResult", "archive", "builtin_families", "check_family", "check_name", "commit_results",
+           "owner_of", "evaluated_samples", "format_result", "ids_preview",
            "is_submission_file", "read_results_bytes", "utc_now", "verdicts_of"]

@@ -20,6 +20,8 @@ from vidsme.benchmark.submissions.common import (
     SUBMISSIONS_DIR,
     SubmissionRefused,
     SubmissionResult,
+    archive,
+    check_family,
     check_name,
     commit_results,
     evaluated_samples,
@@ -66,10 +68,11 @@ def _read_scores_csv(path: Path) -> tuple[list[str], list[str]]:
     return ids, scores
 
 
-def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, attack_name: str, direction: str,
-                       level: str = "row", slice_name: str = "answer", n_frames: int | None = None,
+def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, target: str, attack_name: str,
+                       direction: str, level: str = "row", slice_name: str = "answer", n_frames: int | None = None,
                        citation: str = "", command: str | None = None) -> SubmissionResult:
-    """Add per-sample scores computed elsewhere (CSV `sample_id,score`) for one suite target, kind "scores_file".
+    """Add per-sample scores computed elsewhere (CSV `sample_id,score`) for one suite target, kind "scores_file",
+    as `submitter`'s (authenticated by the caller). Its name is its family: a method of its own.
 
     At level "row" the ids are the split's sample ids; at level "video" they are the videos (the
     manifest's video paths). Raises SubmissionRefused (nothing written) when a check fails.
@@ -96,7 +99,9 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
     if attack_name in registered:
         raise SubmissionRefused("name", f"attack name {attack_name!r} clashes with the registered attack of that "
                                         f"name ({registered[attack_name].source}); choose another")
-    previous = check_name(attack_name, results, "scores_file")
+    previous = check_name(attack_name, results, "scores_file", submitter)
+    check_family(attack_name, attack_name, {"attacks": {n: m for n, m in (results.get("attacks") or {}).items()
+                                                        if n != attack_name}}, submitter)
     if previous is not None and previous.get("direction") != direction:
         raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
                                         "use the same direction or another name")
@@ -137,6 +142,9 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
     if bad:
         raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
                                           f"{ids_preview(bad)}")
+    if np.ptp(scores) == 0:
+        raise SubmissionRefused("finite", f"{scores_file}: every score is {scores[0]:g}: a constant carries no "
+                                          "membership information, so it is not ranked")
     sha = sha256_file(scores_file)
     rel = (f"scores/{target}/{SUBMISSIONS_DIR}/{attack_name}-scores-{slice_name}-{level}"
            + (f"-f{n_frames}" if n_frames is not None else "") + ".csv")
@@ -164,15 +172,19 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, target: str, att
               "citation": citation or (previous or {}).get("citation", ""),
               "summary": "per-sample scores submitted as a file (not run here)", "version": 1,
               "source": scores_file.as_posix(), "file_sha256": sha,
-              "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit}}
+              "submission": {"kind": "scores_file", "file_sha256": sha, "git_commit": commit, "submitter": submitter}}
+    kept, moves = archive({**results, "rows": old}, {attack_name}, submitter)
     new = dict(results)
     new["rows"] = [r for r in results["rows"] if r not in old] + new_rows
+    if kept is not None:
+        new["history"] = [*(results.get("history") or []), kept]
     new["attacks"] = {**(results.get("attacks") or {}), attack_name: record}
     new["submissions"] = list(results.get("submissions") or []) + [{
         "kind": "scores_file", "attacks": [attack_name], "target": target, "slice": slice_name, "level": level,
         "n_frames": n_frames, "source": scores_file.as_posix(), "file_sha256": sha, "git_commit": commit,
-        "vidsme": __version__, "status": "replaced" if old else "added", "created": utc_now(), "command": command}]
-    board = commit_results(results_dir, original, new, [(Path(rel), view, {column: scores})], [])
+        "vidsme": __version__, "submitter": submitter, "status": "replaced" if old else "added", "created": utc_now(),
+        "command": command}]
+    board = commit_results(results_dir, original, new, [(Path(rel), view, {column: scores})], moves)
     status = "replaced" if old else "added"
     return SubmissionResult(status, [attack_name], f"{attack_name}: {status} for target {target!r} ({slice_name} "
                                                    f"slice, {level} level, kind scores_file)", new_rows, board,
