@@ -42,6 +42,11 @@ from vidsme.benchmark.verdicts import BLIND_METHOD, method_of
 from vidsme.provenance import sha256_file
 
 LEADERBOARD_VERSION = 2
+HONOUR_BOARD = ("An honour board: these splits' labels are public (anyone can rebuild them), so a submission can "
+                "memorise them and rank first; the sandbox cannot stop that. Ranks here are unverified; the verified "
+                "ranking is a sealed challenge's, whose labels stay secret until its reveal (docs/CHALLENGE.md).")
+SEALED_BOARD = ("A sealed challenge's final ranks: every entry was fixed on the public dev partition and scored once on "
+                "rows whose labels were secret until the reveal (docs/CHALLENGE.md).")
 RANKING = (
     "Per target, one entry per method (attack family, submitted family or scores file, and the blind baseline): "
     "its configuration (variant, slice, frame count, level) is the one with the best selection metric on the DEV "
@@ -119,6 +124,8 @@ def build_leaderboard(results: dict, *, results_sha256: str | None = None) -> di
     return {
         "leaderboard_version": LEADERBOARD_VERSION,
         "ranking": RANKING,
+        "board": {"kind": "sealed challenge" if results.get("challenge") else "honour board",
+                  "note": SEALED_BOARD if results.get("challenge") else HONOUR_BOARD},
         "protocol": verdicts["protocol"],
         "verdicts": {k: verdicts.get(k) for k in ("version", "confidence", "n_bootstrap", "seed",
                                                   "min_false_positives", "declared_metric")},
@@ -173,5 +180,5 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> dict[st
     return paths
 
 
-__all__ = ["LEADERBOARD_VERSION", "RANKING", "build_leaderboard", "dumps_board", "main_view_order",
+__all__ = ["HONOUR_BOARD", "LEADERBOARD_VERSION", "RANKING", "SEALED_BOARD", "build_leaderboard", "dumps_board", "main_view_order",
            "write_leaderboard"]

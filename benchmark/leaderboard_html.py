@@ -115,7 +115,7 @@ th[aria-sort=descending]::after{content:" \\25BC"}
 table.d tr.s{font-weight:600;background:#eef4ff}details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
 svg.roc rect{fill:#fff;stroke:#999}svg.roc line{stroke:#bbb;stroke-dasharray:4}
 svg.roc polyline{fill:none;stroke:#1f5fbf;stroke-width:3}.note{color:#777;font-size:.8em;white-space:normal}
-nav a{margin-right:1em}"""
+nav a{margin-right:1em}p.board{background:#fff4d6;padding:4px 8px;border-left:4px solid #e0a000}"""
 
 # Click a header to sort by its column's cell text; class "n" headers sort numerically
 # (parseFloat), with non-numbers ("n/a", "—") last in either direction.
@@ -292,6 +292,7 @@ def render_html(board: dict, results_dir: Path) -> str:
         f"<title>vidsme leaderboard: {name}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
         f"<h1>vidsme leaderboard: suite {name}</h1>",
         '<p class="meta">' + " · ".join(f"{_h(k)}: {_h(v)}" for k, v in facts) + "</p>",
+        f'<p class="board"><b>{_h(board["board"]["kind"])}.</b> {_h(board["board"]["note"])}</p>',
         '<nav><a href="#main">main view</a><a href="#protocol">protocol</a>'
         + "".join(f'<a href="#target-{i}">{_h(t["name"])}</a>' for i, t in enumerate(board["targets"])) + "</nav>",
         *_html_main(board),

@@ -54,6 +54,7 @@ def render_markdown(board: dict) -> str:
         f"- command: {_md_text(prov.get('command'))}",
         f"- suite config sha256: {_md_text(board['suite']['config_hash'])}; "
         f"results.json sha256: {_md_text(board['source']['sha256'])}",
+        f"- **{_md_text(board['board']['kind'])}**: {_md_text(board['board']['note'])}",
         f"- protocol: {_md_text(board['protocol'])}",
         f"- ranking: {_md_text(board['ranking'])}",
         "",

@@ -26,7 +26,8 @@ import numpy as np
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
-from vidsme.benchmark.submissions.common import owner_of
+from vidsme.benchmark.submissions.common import SubmissionRefused, SubmissionResult, owner_of
+from vidsme.challenge.feedback import HOST, reset_feedback, update_feedback, write_public_board
 from vidsme.errors import VidsmeError
 from vidsme.provenance import sha256_file
 
@@ -166,7 +167,16 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True,
     results_dir.mkdir(parents=True, exist_ok=True)
     results["verdicts"] = compute_verdicts(results, results_dir)
     write_json_atomic(results_dir / RESULTS_FILE, results)
-    return write_leaderboard(results_dir, paths.public)
+    write_leaderboard(results_dir)  # the final part's ranks: private until the reveal publishes them
+    reset_feedback(results_dir)
+    update_feedback(results_dir, results, submitters=_submitters(results))
+    return write_public_board(results_dir, paths.public, paths.root.name)
+
+
+def _submitters(results: dict) -> dict[str, str]:
+    """Method (family) -> its submitter on a challenge's results (built-in families: the host)."""
+    return {meta["family"]: owner_of(meta) or HOST for meta in (results.get("attacks") or {}).values()
+            if isinstance(meta, dict) and "family" in meta}
 
 
 def fixed_configurations(out: Path, source_sha256: str, submitter: str) -> tuple[dict[str, dict[tuple, dict]], Path]:
@@ -226,9 +236,36 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     submitter = authenticate(paths.private, submitter, key)
     sha = sha256_file(path)
     fixed, results_dir = fixed_configurations(out, sha, submitter)
+    rules = _read_rules(paths)
+    done = [s for s in json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8")).get("submissions") or []
+            if s.get("submitter") == submitter and s.get("status") in ("added", "replaced")]
+    if len(done) >= rules["submissions_per_submitter"]:
+        raise SubmissionRefused("submitter", f"submitter {submitter!r} has made {len(done)} submission(s) to this "
+                                             f"round, its limit ({rules['submissions_per_submitter']})")
+    families = {key[0] for chosen in fixed.values() for key in chosen}
+    if len(families) > rules["families_per_file"]:
+        raise SubmissionRefused("declaration", f"the file enters {len(families)} attacks here; a file may enter at "
+                                               f"most {rules['families_per_file']} per round")
     with using_splits_dir(paths.splits):
-        return submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s, command=command,
-                             sandbox=True, limits=limits, fixed=fixed, leaderboard_dir=paths.public)
+        result = submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s,
+                               command=command, sandbox=True, limits=limits, fixed=fixed)
+    results = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+    added = update_feedback(results_dir, results, submitters=_submitters(results))
+    board = write_public_board(results_dir, paths.public, paths.root.name)
+    # what the submitter sees is what the public sees: no final-part number, rank or curve
+    lines = [f"  feedback {e['target']}: {e['method']} "
+             + (f"{e['metric']} {e['released']:.2f} (feedback part, rounded)" if e["released"] is not None
+                else "no improvement over your best released number by more than the resolution") for e in added]
+    return SubmissionResult(result.status, result.attacks, "\n".join([result.message, *lines]), [], board, [],
+                            result.sandboxed, result.isolation)
+
+
+def _read_rules(paths) -> dict:
+    """The round's limits, as the build recorded them (defaults for a round built before limits existed)."""
+    record = json.loads((paths.private / "challenge.json").read_text(encoding="utf-8"))
+    limits = (record.get("settings") or {}).get("limits") or {}
+    return {"submissions_per_submitter": int(limits.get("submissions_per_submitter", 3)),
+            "families_per_file": int(limits.get("families_per_file", 2))}
 
 
 __all__ = ["evaluate_challenge", "fixed_configurations", "submit_to_challenge"]

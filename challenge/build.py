@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import os
 import shutil
 import time
@@ -65,12 +66,21 @@ RECORD_FILE = "challenge.json"
 REVEAL_FILE = "reveal.json"
 SECRET_FILE = "secret.bin"
 SUITE_FILE = "suite.yaml"
-DEFAULT_SIZE = 1000
+# Rows per label per target: with a quarter of the videos held out for feedback, the final part keeps
+# 1,000 non-member rows per target, so TPR at 1% FPR rests on 10 false positives where it is ranked.
+DEFAULT_SIZE = 1334
+DEFAULT_FEEDBACK_FRACTION = 0.25
+FEEDBACK_RULE = ("before the reveal the public board shows, per entry, one number: the entry's primary metric on "
+                 "the feedback part (AUC where that part cannot resolve it), rounded to {resolution:g}, and only when "
+                 "it beats the same submitter's best released number on that target by more than {resolution:g} "
+                 "(the Ladder of Blum and Hardt, 2015); no ROC, score, CI, rank or other metric of challenge data is "
+                 "published before the reveal. The final part decides the ranks, published at the reveal.")
 PRETRAIN_POOL = "challenge-pretrain"
 BASE_NAME = "tiny-base"
 SKIP_RULE = ("a scene is left out (the next index is tried) when its title, a QA question, its caption or the "
              "whole scene (everything but pool, index, seed and text) equals one of the public synth-* pools' "
              "(seed 0, default sizes)")
+FEEDBACK_RESOLUTION = 0.01  # feedback numbers are rounded to this, and released only above a best by more
 TEST_ONLY = ("none: a challenge is test-only, every row is a test row; its development set is the public demo "
              "(make demo), so every entry has a fixed configuration chosen there")
 
@@ -91,6 +101,10 @@ TARGETS: tuple[ChallengeTarget, ...] = (
     ChallengeTarget("caption-projector", "projector", "challenge-caption", "targets/caption-projector.yaml"),
 )
 BASE_CONFIG, SUITE_CONFIG = "base/tiny.yaml", "suites/demo.yaml"
+# What the challenge changes in the demo's recipes, before any --set: at 1,334 members the demo's 12 epochs
+# leave the full fine-tune barely leaking (AUC 0.55 at 1,000 members); 30 epochs make it leak measurably
+# (loss AUC 0.84, TPR@5%FPR 0.15 at 1,000 + 1,000, docs/CHALLENGE.md) for ~400 s more training.
+CHALLENGE_RECIPE: tuple[str, ...] = ("mcqa-full.optim.epochs=30",)
 SPLITS: tuple[str, ...] = tuple(t.split for t in TARGETS)
 POOL_NAMES: tuple[str, ...] = (*SPLITS, PRETRAIN_POOL)
 
@@ -112,19 +126,39 @@ class ChallengeSettings:
         overrides: `key=value` overrides, each prefixed by where it goes: `base.` (the tiny base
             config), `targets.` (every target), `<target name>.` (one target), `suite.` (extraction).
         configs: folder holding base/tiny.yaml, targets/*.yaml and suites/demo.yaml.
+        feedback_fraction: share of each split's member and of its non-member videos held out as the
+            feedback part (drawn from the secret); the rest, the final part, decides the ranks.
+        max_submissions: code submissions each submitter may make in the round.
+        max_families: families one submitted file may enter (each is an entry on the feedback board).
     """
 
     size: int = DEFAULT_SIZE
     pretrain_videos: int = 240
     overrides: tuple[str, ...] = ()
     configs: Path = Path("configs")
+    feedback_fraction: float = DEFAULT_FEEDBACK_FRACTION
+    max_submissions: int = 3
+    max_families: int = 2
+
+    def all_overrides(self) -> tuple[str, ...]:
+        """CHALLENGE_RECIPE, then the round's own overrides (a later one wins)."""
+        return (*CHALLENGE_RECIPE, *self.overrides)
 
     def record(self) -> dict:
         """The settings as recorded in challenge.json (the configs folder by its files' sha256)."""
         recipes = (BASE_CONFIG, SUITE_CONFIG, *(t.config for t in TARGETS))
         files = {rel: _sha256_file(self.configs / rel) for rel in recipes}
         return {"size": self.size, "pretrain_videos": self.pretrain_videos, "overrides": list(self.overrides),
-                "configs": files}
+                "recipe": list(CHALLENGE_RECIPE), "configs": files, "feedback_fraction": self.feedback_fraction,
+                "limits": {"submissions_per_submitter": self.max_submissions, "families_per_file": self.max_families}}
+
+    def check(self) -> None:
+        """VidsmeError for settings no round can run with."""
+        if not 0 < self.feedback_fraction < 0.9:
+            raise VidsmeError(f"--feedback-fraction must be in (0, 0.9), got {self.feedback_fraction}")
+        if self.max_submissions < 1 or self.max_families < 1:
+            raise VidsmeError(f"--max-submissions ({self.max_submissions}) and --max-families ({self.max_families}) "
+                              "must be at least 1")
 
 
 def pool_sizes(size: int, pretrain_videos: int = 240) -> dict[str, int]:
@@ -181,6 +215,7 @@ def seed_purposes() -> dict[str, int]:
     """Every seed of a challenge: purpose -> bits (training seeds fit numpy's 32-bit legacy seeding)."""
     purposes = {f"generator:{p}": 64 for p in POOL_NAMES}
     purposes.update({f"member-draw:{s}": 64 for s in SPLITS})
+    purposes.update({f"feedback:{s}": 64 for s in SPLITS})
     purposes.update({f"train:{name}": 31 for name in (BASE_NAME, *(t.name for t in TARGETS))})
     purposes[f"init:{BASE_NAME}"] = 31  # the tiny base's weight initialisation
     return purposes
@@ -401,8 +436,33 @@ def _save_record(paths: ChallengePaths, record: dict) -> None:
     write_json_atomic(paths.private / RECORD_FILE, record)
 
 
+def draw_feedback(rows: list[dict], fraction: float, seed: int) -> list[str]:
+    """The feedback part of a split: of its member videos and of its non-member videos, the first
+    floor(fraction x count) (at least one of two or more) in the order of sha256(seed, video). Sorted."""
+    chosen = []
+    for label in ("member", "nonmember"):
+        videos = sorted({r["video"] for r in rows if r["label"] == label},
+                        key=lambda v: hashlib.sha256(f"{SEED_DOMAIN}/feedback/{seed}/{v}".encode()).digest())
+        chosen += videos[: max(1, int(fraction * len(videos)))] if len(videos) >= 2 else []
+    return sorted(chosen)
+
+
+def feedback_record(rows: list[dict], fraction: float, seed: int, purpose: str) -> dict:
+    """What a split card records of its feedback part (the public card keeps neither the seed nor the videos,
+    only their sha256, until the reveal)."""
+    from vidsme.data_splits.manifest import count_by_label
+
+    videos = draw_feedback(rows, fraction, seed)
+    held = set(videos)
+    return {"fraction": fraction, "seed": seed, "seed_purpose": purpose, "videos": videos,
+            "videos_sha256": hashlib.sha256("".join(f"{v}\n" for v in videos).encode()).hexdigest(),
+            "counts": count_by_label([r for r in rows if r["video"] in held]),
+            "final_counts": count_by_label([r for r in rows if r["video"] not in held])}
+
+
 def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: ChallengePaths,
-                reference: Callable[[], PublicReference], progress: bool) -> tuple[Split, bool, list[int]]:
+                reference: Callable[[], PublicReference], progress: bool,
+                feedback_fraction: float = DEFAULT_FEEDBACK_FRACTION) -> tuple[Split, bool, list[int]]:
     """Build (or find up to date) one challenge pool or split; returns (split, rebuilt, skipped indices)."""
     from vidsme.data_splits.build import manifest_rows, split_state
     from vidsme.data_splits.create import draw_members
@@ -440,7 +500,8 @@ def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: Challeng
         purpose = f"member-draw:{name}"
         draw_members(rows, 0.5, seeds[purpose])
         drawn = {"method": "iid_by_video", "member_fraction": 0.5, "seed": seeds[purpose], "seed_purpose": purpose,
-                 "test_only": True, "partition": TEST_ONLY}
+                 "test_only": True, "partition": TEST_ONLY,
+                 "feedback": feedback_record(rows, feedback_fraction, seeds[f"feedback:{name}"], f"feedback:{name}")}
         description = (f"Sealed challenge: synthetic {pool.task} data (fresh videos and text), members and "
                        "non-members drawn from a secret-derived seed; test-only.")
     folder = paths.splits / name
@@ -546,7 +607,7 @@ def suite_config(paths: ChallengePaths, settings: ChallengeSettings,
     from vidsme.benchmark.config import SuiteConfig, SuiteTarget
     from vidsme.config import load_config
 
-    routed = routed if routed is not None else _route_overrides(settings.overrides)
+    routed = routed if routed is not None else _route_overrides(settings.all_overrides())
     forced = ["name=challenge", f"output_dir={paths.private / 'benchmark'}", f"cache_dir={paths.cache}"]
     cfg = load_config(SuiteConfig, settings.configs / SUITE_CONFIG, [*routed["suite"], *forced])
     targets = [SuiteTarget(name=t.name, path=paths.models / t.name, split=t.split, video_root=paths.videos)
@@ -581,11 +642,15 @@ def _extract(paths: ChallengePaths, cfg: SuiteConfig, progress: bool, log: Calla
     return caches
 
 
-def _public_split_card(card_path: Path) -> dict:
-    """A split card without its seeds and local paths: counts, manifest sha256, how it was drawn."""
+def _public_split_card(card_path: Path, revealed: bool = False) -> dict:
+    """A split card without its seeds and local paths: counts, manifest sha256, how it was drawn; its
+    feedback part by counts and the sha256 of its video list (`revealed`: with the list and seed)."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["source"] = {k: v for k, v in card["source"].items() if k not in ("seed", "video_root")}
     card["drawn"] = {k: v for k, v in card["drawn"].items() if k != "seed"}
+    feedback = card["drawn"].get("feedback")
+    if isinstance(feedback, dict) and not revealed:
+        card["drawn"]["feedback"] = {k: v for k, v in feedback.items() if k not in ("seed", "videos")}
     return card
 
 
@@ -612,6 +677,22 @@ def _public_target_card(card_path: Path, role: str, root: Path) -> dict:
     out["base"] = {"name": BASE_NAME, "sha256": card["base"]["sha256"]}
     out["config"] = _public_config(card["config"], root, f"train:{card['name']}")
     out["card_sha256"] = sha256_file(card_path)  # the feature caches are keyed by it
+    return out
+
+
+def _resolution_note(record: dict, splits: dict[str, Split]) -> dict[str, str]:
+    """Per split: whether its final part holds the non-member rows the declared primary metric needs."""
+    metric = record["suite"].get("primary_metric", "auc")
+    if not metric.startswith("tpr@"):
+        return {name: f"ranked by {metric}: any size resolves it" for name in SPLITS}
+    fpr = float(metric[4:].split("%")[0]) / 100
+    need = int(math.ceil(record["suite"].get("min_false_positives", 10) / fpr))
+    out = {}
+    for name in SPLITS:
+        final = (splits[name].card.drawn.get("feedback") or {}).get("final_counts") or {}
+        have = (final.get("rows") or {}).get("nonmember", 0)
+        out[name] = (f"{metric} at row level: {have} non-member rows in the final part, {need} needed: "
+                     + ("resolved" if have >= need else "NOT resolved, the final ranks fall back to AUC"))
     return out
 
 
@@ -666,7 +747,14 @@ def _write_public(paths: ChallengePaths, settings: ChallengeSettings, record: di
                   "purposes": list(seed_purposes())},
         "fresh_content": record["fresh_content"],
         "settings": {"size": settings.size, "pretrain_videos": settings.pretrain_videos,
-                     "overrides": list(settings.overrides), "configs": record["settings"]["configs"]},
+                     "overrides": list(settings.overrides), "recipe": list(CHALLENGE_RECIPE),
+                     "configs": record["settings"]["configs"]},
+        "feedback": {"fraction": settings.feedback_fraction, "resolution": FEEDBACK_RESOLUTION,
+                     "rule": FEEDBACK_RULE.format(resolution=FEEDBACK_RESOLUTION),
+                     "final_part": {name: (splits[name].card.drawn.get("feedback") or {}).get("final_counts")
+                                    for name in SPLITS},
+                     "resolves": _resolution_note(record, splits)},
+        "limits": record["settings"]["limits"],
         "provenance": record["provenance"],
     }
     path = paths.public / RECORD_FILE
@@ -693,7 +781,8 @@ def build_challenge(secret_path: Path, out: Path, settings: ChallengeSettings = 
     if paths.public.resolve() in (secret_path.resolve(), *secret_path.resolve().parents):
         raise VidsmeError(f"secret {secret_path} is inside {paths.public}, which is published: keep it elsewhere")
     # bad overrides, sizes or configs fail before anything (a new secret included) is written
-    routed = _route_overrides(settings.overrides)
+    settings.check()
+    routed = _route_overrides(settings.all_overrides())
     sizes = pool_sizes(settings.size, settings.pretrain_videos)
     settings_record = settings.record()
     _check_recipes(settings, routed, sizes)
@@ -736,7 +825,8 @@ def build_challenge(secret_path: Path, out: Path, settings: ChallengeSettings = 
 
         splits, rebuilt, skipped = {}, [], {}
         for name in POOL_NAMES:
-            split, was_built, skips = _build_pool(name, sizes[name], seeds, paths, reference, progress)
+            split, was_built, skips = _build_pool(name, sizes[name], seeds, paths, reference, progress,
+                                                  settings.feedback_fraction)
             splits[name] = split
             if was_built:
                 rebuilt.append(name)
@@ -760,7 +850,8 @@ def build_challenge(secret_path: Path, out: Path, settings: ChallengeSettings = 
         views = ["natural", "reversed"] + (["reference"] if cfg.reference_view else [])
         record["suite"] = {"file": SUITE_FILE, "frame_counts": list(cfg.frame_counts), "template": cfg.template,
                            "slices": list(cfg.slices), "views": views, "beta1": cfg.beta1, "beta2": cfg.beta2,
-                           "batch_size": cfg.batch_size, "dtype": cfg.dtype, "caches": caches}
+                           "batch_size": cfg.batch_size, "dtype": cfg.dtype, "caches": caches,
+                           "primary_metric": cfg.primary_metric, "min_false_positives": cfg.min_false_positives}
         redone = any(c["batches_written"] for per in caches.values() for c in per.values())
         finish("features", t0, {}, redone)
 
@@ -849,8 +940,17 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
             if wrong:
                 problems.append(f"{name}: {len(wrong)} label(s) are not the secret's member draw ({wrong[:3]})")
                 continue
+            feedback = (card.get("drawn") or {}).get("feedback")
+            if isinstance(feedback, dict):  # a challenge built before the feedback part had none
+                again = feedback_record(rows, float(feedback.get("fraction", 0)), seeds[f"feedback:{name}"], "")
+                listed = feedback.get("videos")
+                if again["videos_sha256"] != feedback.get("videos_sha256") or (listed is not None
+                                                                              and listed != again["videos"]):
+                    problems.append(f"{name}: the feedback part is not the secret's draw (its committed sha256 "
+                                    f"{str(feedback.get('videos_sha256'))[:12]}...)")
+                    continue
         checked.append(f"{name}: manifest sha256, counts, rows re-generated from the secret"
-                       + ("" if name == PRETRAIN_POOL else ", member draw re-drawn from the secret"))
+                       + ("" if name == PRETRAIN_POOL else ", member draw and feedback part re-drawn from the secret"))
         if private is not None:
             videos = Path(private) / "videos"
             bad = sorted({r["video"] for r in rows if not (videos / r["video"]).is_file()
@@ -879,9 +979,23 @@ def verify_revealed(public: Path, secret: bytes, manifests: dict[str, Path],
     return checked
 
 
+def _publish_final_ranks(paths: ChallengePaths) -> list[str]:
+    """Copy the final-part leaderboard (private/results, kept current by every evaluation and submission)
+    to public/, over the feedback board; the files published ([] when the round was never evaluated)."""
+    results = paths.private / "results"
+    published = []
+    for ext in ("json", "md", "html"):
+        source = results / f"leaderboard.{ext}"
+        if source.is_file():
+            write_bytes_atomic(paths.public / f"leaderboard.{ext}", source.read_bytes())
+            published.append(f"leaderboard.{ext}")
+    return published
+
+
 def reveal_challenge(out: Path, secret_path: Path, *, log: Callable[[str], None] = print) -> Path:
     """End a round: verify the secret and the private manifests against the commitments, then publish the
-    secret, the manifests and a report (public/reveal.json) into public/. Nothing is published when a check
+    secret, the manifests, the feedback videos, the final ranks (the final part's leaderboard, with every
+    number and ROC) and a report (public/reveal.json) into public/. Nothing is published when a check
     fails. Returns the report's path."""
     paths = ChallengePaths(Path(out).resolve())
     if not (paths.public / RECORD_FILE).is_file():
@@ -893,11 +1007,15 @@ def reveal_challenge(out: Path, secret_path: Path, *, log: Callable[[str], None]
     write_bytes_atomic(paths.public / SECRET_FILE, secret)
     for name, path in manifests.items():
         _write_if_changed(paths.public / "splits" / name / "manifest.jsonl", path.read_text(encoding="utf-8"))
+        _write_if_changed(paths.public / "splits" / name / "card.json",  # now with its feedback videos
+                          _json_text(_public_split_card(path.parent / "card.json", revealed=True)))
+    final = _publish_final_ranks(paths)
     anyone = verify_revealed(paths.public, secret, {n: paths.public / "splits" / n / "manifest.jsonl"
                                                     for n in POOL_NAMES})  # from the published files alone
     report = {"challenge_version": CHALLENGE_VERSION, "revealed": True, "secret": SECRET_FILE,
               "manifests": {n: f"splits/{n}/manifest.jsonl" for n in POOL_NAMES},
               "seeds": derive_seeds(secret), "verified_by_organiser": checked, "verifiable_by_anyone": anyone,
+              "final_leaderboard": final,
               "verify": "vidsme challenge verify DIR (reads only DIR/public)"}
     write_json_atomic(paths.public / REVEAL_FILE, report)
     for line in checked:
@@ -917,5 +1035,6 @@ def verify_challenge(out: Path) -> list[str]:
 
 
 __all__ = ["CHALLENGE_VERSION", "ChallengeSettings", "TARGETS", "build_challenge", "derive_seed", "derive_seeds",
+           "draw_feedback", "feedback_record",
            "new_secret", "pool_sizes", "public_reference", "read_secret", "reveal_challenge", "suite_config",
            "verify_challenge", "verify_revealed"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from vidsme.cli.arguments import add_command, add_overrides, add_quiet
 
 EPILOG = """examples:
-  vidsme challenge build --secret ~/round1.secret --new-secret --out runs/challenge-1     # a new round (size 1000)
+  vidsme challenge build --secret ~/round1.secret --new-secret --out runs/challenge-1     # a new round (size 1334)
   vidsme challenge build --secret ~/round1.secret --out runs/challenge-1                  # resume after a kill
   vidsme challenge build --secret s.bin --new-secret --out /tmp/small --size 100          # a small round (~10 min)
   vidsme challenge build --secret s.bin --out /tmp/tiny --size 6 --pretrain-videos 16 \\
@@ -35,11 +35,18 @@ def add_parser(subparsers) -> None:
     build.add_argument("--new-secret", action="store_true",
                        help="first write 32 random bytes to --secret (mode 0600; refuses to overwrite)")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="the challenge folder")
-    build.add_argument("--size", type=int, default=1000,
-                       help="member rows and non-member rows per target (default 1000: TPR at 1%% FPR then rests "
-                       "on 10 false positives)")
+    build.add_argument("--size", type=int, default=1334,
+                       help="member rows and non-member rows per target (default 1334: the final part then keeps 1000 "
+                       "non-member rows, so TPR at 1%% FPR rests on 10 false positives)")
     build.add_argument("--pretrain-videos", type=int, default=240,
                        help="videos of the base's pretraining pool (default 240, the demo's)")
+    build.add_argument("--feedback-fraction", type=float, default=0.25, metavar="F",
+                       help="share of each split's member and non-member videos held out as the feedback part, the "
+                       "only challenge data the public board shows before the reveal (default 0.25)")
+    build.add_argument("--max-submissions", type=int, default=3, metavar="N",
+                       help="code submissions each submitter may make in the round (default 3)")
+    build.add_argument("--max-families", type=int, default=2, metavar="N",
+                       help="attacks one submitted file may enter in the round (default 2)")
     add_overrides(build, "base.optim.epochs=1 mcqa-full.optim.lr=1e-3: PREFIX base, targets (all three), a "
                   "target name, or suite; recorded, and a rerun must repeat them")
     build.add_argument("--set", action="append", default=[], metavar="PREFIX.KEY=VALUE",
@@ -72,7 +79,9 @@ def run_build(args: argparse.Namespace) -> int:
     from vidsme.challenge.build import ChallengeSettings, build_challenge
 
     settings = ChallengeSettings(size=args.size, pretrain_videos=args.pretrain_videos,
-                                 overrides=(*args.set, *args.overrides), configs=args.configs)
+                                 overrides=(*args.set, *args.overrides), configs=args.configs,
+                                 feedback_fraction=args.feedback_fraction, max_submissions=args.max_submissions,
+                                 max_families=args.max_families)
     path = build_challenge(args.secret, args.out, settings, create_secret=args.new_secret, progress=not args.quiet)
     print(f"public part: {path.parent}")
     return 0

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from vidsme.errors import SplitError
 
 PARTITIONS: tuple[str, ...] = ("dev", "test")
+# A sealed challenge's test rows held out for feedback before its reveal: evaluated apart, never ranked
+FEEDBACK = "feedback"
 PARTITION_VERSION = 1
 DEFAULT_PARTITION_SEED = 0
 METHOD = ("by video, stratified by label: within each label the videos ordered by "

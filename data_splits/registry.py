@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, read_manifest
-from vidsme.data_splits.partition import Partition, check_partition_record
+from vidsme.data_splits.partition import FEEDBACK, Partition, check_partition_record
 from vidsme.errors import SplitError, UnknownNameError
 from vidsme.names import did_you_mean
 from vidsme.paths import SPLITS_DIR_ENV
@@ -53,10 +53,18 @@ class Split:
         return bool(self.card.drawn.get("test_only")) if isinstance(self.card.drawn, dict) else False
 
     def sides(self, rows: list[dict]) -> list[str]:
-        """The dev/test side of each of `rows` (all "test" for a test-only split)."""
+        """The dev/test side of each of `rows`. A test-only split's rows are all "test", but for the videos
+        its card sets aside as FEEDBACK (a sealed challenge's feedback part, reported apart, never ranked)."""
         if self.test_only:
-            return ["test"] * len(rows)
+            feedback = set(self.feedback_videos())
+            return [FEEDBACK if r["video"] in feedback else "test" for r in rows]
         return self.partition().of_rows(rows)
+
+    def feedback_videos(self) -> list[str]:
+        """The videos of a test-only split's feedback part ([] when it has none or the card hides them)."""
+        drawn = self.card.drawn if isinstance(self.card.drawn, dict) else {}
+        videos = (drawn.get("feedback") or {}).get("videos") if isinstance(drawn.get("feedback"), dict) else None
+        return list(videos) if isinstance(videos, list) else []
 
     def partition(self) -> Partition:
         """The split's dev/test partition, redrawn from the manifest and checked against the card.

@@ -238,6 +238,8 @@ def test_public_holds_no_manifest_label_id_seed_or_local_path(built):
     assert '"label"' not in public_text and "manifest.jsonl" not in {p.name for p in (d / "public").rglob("*")}
     card = json.loads((d / "public" / "splits" / "challenge-mcqa" / "card.json").read_text())
     assert "seed" not in card["source"] and "seed" not in card["drawn"] and card["drawn"]["test_only"] is True
+    if "feedback" in card["drawn"]:  # the feedback part by counts and a commitment only, until the reveal
+        assert {"videos", "seed"}.isdisjoint(card["drawn"]["feedback"]) and card["drawn"]["feedback"]["videos_sha256"]
     assert card["partition"] is None and card["counts"]["rows"] == {"member": 6, "nonmember": 6}
     target = json.loads((d / "public" / "targets" / "mcqa-full" / "target.json").read_text())
     assert "train_loss_per_step" not in target and "config_hash" not in target
@@ -267,7 +269,16 @@ def test_the_splits_work_with_the_existing_loaders_and_are_test_only(built, monk
         assert all(r["video"].startswith(f"{t.split}/") for r in rows)
         report = verify_split(split, built["dir"] / "private" / "videos", progress=False)
         assert report.ok and "dev/test partition: none (test-only split)" in report.checked
-        assert split.test_only and split.sides(rows) == ["test"] * len(rows)
+        # every row a test row, but for the feedback part: a quarter (at least one) of each label's videos,
+        # drawn from the secret, reported apart before the reveal
+        feedback = split.card.drawn["feedback"]
+        assert feedback["seed"] == C.derive_seed(secret, f"feedback:{t.split}")
+        assert feedback["videos"] == C.draw_feedback(rows, 0.25, feedback["seed"])
+        assert split.test_only and split.sides(rows) == ["feedback" if r["video"] in feedback["videos"] else "test"
+                                                         for r in rows]
+        for label in ("member", "nonmember"):
+            videos = {r["video"] for r in rows if r["label"] == label}
+            assert len(videos & set(feedback["videos"])) == max(1, len(videos) // 4)
         with pytest.raises(SplitError):
             split.partition()
     assert load_split("challenge-pretrain").is_pool
@@ -383,8 +394,12 @@ def test_reveal_publishes_and_anyone_can_verify(built, tmp_path, capsys):
     assert (public / "secret.bin").read_bytes() == built["secret"].read_bytes()
     report = json.loads((public / "reveal.json").read_text())
     assert report["seeds"] == C.derive_seeds(built["secret"].read_bytes())
-    assert any("member draw re-drawn" in line for line in report["verifiable_by_anyone"])
+    assert any("member draw and feedback part re-drawn" in line for line in report["verifiable_by_anyone"])
     assert any("every video" in line for line in report["verified_by_organiser"])
+    for name in C.SPLITS:  # the feedback part's videos are public now, and match the private record
+        card = json.loads((public / "splits" / name / "card.json").read_text())
+        private = json.loads((built["dir"] / "private" / "splits" / name / "card.json").read_text())
+        assert card["drawn"]["feedback"]["videos"] == private["drawn"]["feedback"]["videos"]
     capsys.readouterr()
     # anyone with only the public folder
     copy = tmp_path / "published"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -114,7 +115,13 @@ def test_built_in_families_enter_at_their_public_dev_configuration(built, tmp_pa
     # the public leaderboard carries no label, manifest or per-sample score
     public = {p.name for p in (out / "public").rglob("*") if p.is_file()}
     assert not any(n.endswith(".csv") or n == "manifest.jsonl" for n in public)
-    assert "test-only target" in (out / "public" / "leaderboard.md").read_text()
+    assert "test-only target" in (out / "private" / "results" / "leaderboard.md").read_text()  # final ranks
+    # before the reveal the public board has one rounded feedback number per entry, nothing else
+    board = json.loads((out / "public" / "leaderboard.json").read_text())
+    assert board["kind"].startswith("challenge feedback") and len(board["entries"]) == sum(map(len, CHOICES.values())) + 3
+    assert all(re.fullmatch(r"\d\.\d\d", e["value"]) for e in board["entries"] if e["value"] is not None)
+    page = (out / "public" / "leaderboard.html").read_text()
+    assert "<svg" not in page and "polyline" not in page and "CI" not in page
 
 
 def test_a_submission_must_be_on_the_public_results_sandboxed_first(built, tmp_path, capsys):
@@ -136,7 +143,8 @@ def test_a_submission_runs_once_at_its_fixed_configuration(built, tmp_path, caps
     evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True), progress=False)
     assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "leaderboard mcqa-full: frame_contrast rank" in text
+    assert "feedback mcqa-full: frame_contrast" in text  # the submitter sees what the public sees
+    assert " rank " not in text and "test AUC" not in text and "[" not in text.split("isolation:")[0], text
     results = json.loads((out / "private" / "results" / "results.json").read_text())
     mine = [r for r in results["rows"] if r["attack"] == "frame_contrast"]
     assert {(r["target"], r["slice"], r["level"], r["n_frames"], r["partition"]) for r in mine} == {
@@ -144,4 +152,70 @@ def test_a_submission_runs_once_at_its_fixed_configuration(built, tmp_path, caps
         ("caption-projector", "video", "row=video", 4, "test")}
     assert all(r["provenance"]["sandboxed"] is True and r["selection"]["method"] == "frame_contrast" for r in mine)
     board = json.loads((out / "public" / "leaderboard.json").read_text())
-    assert any(e["method"] == "frame_contrast" for t in board["targets"] for e in t["entries"])
+    mine = [e for e in board["entries"] if e["method"] == "frame_contrast"]
+    assert {e["target"] for e in mine} == set(CHOICES) and all(e["submitter"] == WHO for e in mine)
+    assert "frame_contrast" in (out / "private" / "results" / "leaderboard.md").read_text()  # ranked privately
+
+
+def _perturb_final_part(results_dir: Path, method: str) -> None:
+    """Change the method's scores on every final-part (test) row of its scores files, keep the feedback rows."""
+    import csv
+
+    results = json.loads((results_dir / "results.json").read_text())
+    for verdict in results["verdicts"]["targets"]:
+        for e in (e for e in verdict["entries"] if e["method"] == method):
+            path = results_dir / e["scores_file"]
+            with path.open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            for i, r in enumerate(rows):
+                if r["partition"] == "test":
+                    r[e["scores_column"]] = repr(float(i) * (1 if r["label"] == "1" else -1))  # labels, leaked
+            with path.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def test_the_public_board_reads_nothing_of_the_final_part(built, tmp_path):
+    from vidsme.challenge.board import _submitters
+    from vidsme.challenge.feedback import reset_feedback, update_feedback, write_public_board
+
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
+    pages = {}
+    for name, perturb in (("as scored", False), ("final part changed", True)):
+        results_dir = tmp_path / name
+        shutil.copytree(out / "private" / "results", results_dir)
+        if perturb:
+            _perturb_final_part(results_dir, "loss")
+        results = json.loads((results_dir / "results.json").read_text())
+        reset_feedback(results_dir)
+        update_feedback(results_dir, results, submitters=_submitters(results))
+        public = tmp_path / f"public-{perturb}"
+        public.mkdir()
+        pages[name] = {ext: p.read_bytes() for ext, p in write_public_board(results_dir, public, "dir").items()}
+    assert pages["as scored"] == pages["final part changed"]
+
+
+def test_the_reveal_publishes_the_final_ranks(built, tmp_path):
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
+    assert json.loads((out / "public" / "leaderboard.json").read_text())["kind"].startswith("challenge feedback")
+    C.reveal_challenge(out, built / "round.secret", log=lambda _line: None)
+    final = json.loads((out / "public" / "leaderboard.json").read_text())
+    assert final["targets"] and final == json.loads((out / "private" / "results" / "leaderboard.json").read_text())
+    assert json.loads((out / "public" / "reveal.json").read_text())["final_leaderboard"] == [
+        "leaderboard.json", "leaderboard.md", "leaderboard.html"]
+
+
+def test_a_submitter_has_a_limited_number_of_submissions_per_round(built, tmp_path, capsys):
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True), progress=False)
+    path = out / "private" / "results" / "results.json"
+    results = json.loads(path.read_text())
+    results["submissions"] = [{"submitter": WHO, "status": "added"}] * 3  # the default limit, used up
+    path.write_text(json.dumps(results))
+    before = {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()}
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 2
+    assert "has made 3 submission(s) to this round, its limit (3)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before

@@ -704,3 +704,13 @@ def test_demo_sized_page_renders_and_sorts_in_chromium(demo_sized: Path, tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = re.search(r"sorted=(\w+) n=(\d+)", proc.stdout)
     assert found and found.group(1) == "true" and int(found.group(2)) > 1500, proc.stdout[-500:]
+
+
+def test_the_public_board_says_it_is_an_honour_board(results_dir: Path) -> None:
+    from vidsme.benchmark.leaderboard import HONOUR_BOARD
+
+    paths = write_leaderboard(results_dir)
+    board = json.loads(paths["json"].read_text())
+    assert board["board"] == {"kind": "honour board", "note": HONOUR_BOARD}
+    assert "labels are public" in HONOUR_BOARD and "docs/CHALLENGE.md" in HONOUR_BOARD
+    assert "**honour board**" in paths["md"].read_text() and "honour board.</b>" in paths["html"].read_text()

@@ -199,7 +199,9 @@ def test_the_recorded_command_reruns_the_same_submission_with_the_same_limits(re
 
 def test_submitting_md_shows_the_commands_it_walks_through():
     text = (REPO / "docs" / "SUBMITTING.md").read_text()
-    for needle in ("make demo", "vidsme submit docs/examples/frame_contrast_attack.py --results runs/demo/benchmark",
+    for needle in ("make demo", "vidsme submitters add me --results runs/demo/benchmark",
+                   "vidsme submit docs/examples/frame_contrast_attack.py --submitter me --key-file ~/.vidsme-key "
+                   "--results runs/demo/benchmark",
                    "--time-budget", "--scores", '[project.entry-points."vidsme.attacks"]', "--no-sandbox",
                    "apt-get install bubblewrap", "--memory-limit"):
         assert needle in text, needle
