@@ -37,6 +37,7 @@ class SuiteConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     max_text_tokens: int = 1024  # prompt budget besides the video tokens; a longer sample is an error, never cut
     allow_exclusions: bool = False  # skip rows whose video cannot be decoded (listed in results.json) instead of stopping
+    allow_repeated_frames: bool = False  # accept frame counts above the split's longest video (each frame repeats)
     blind_baseline: bool = True  # the split's model-free baseline row, next to the attacks
     n_bootstrap: int = 1000  # bootstrap replicates for every CI (whole videos resampled, stratified by label)
     primary_metric: str = "tpr@1%fpr"  # ranking metric where the test partition resolves it, else AUC (docs/LEADERBOARD.md)

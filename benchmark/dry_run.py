@@ -131,6 +131,11 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
         check.problems.append(f"{len(missing)} of {n_videos} videos missing under {video_root}: {shown(missing)}")
     else:
         check.lines.append(f"videos: {n_videos} of {n_videos} present under {video_root} (not decoded)")
+    from vidsme.benchmark.frame_checks import frame_problems
+
+    problems, notes = frame_problems(cfg, t, split, rows, video_root)
+    check.problems += problems
+    check.lines += notes
     template = t.template or cfg.template
     for n_frames in cfg.frame_counts:
         done = _cached_rows(cfg, target_sha, split, n_frames, template)

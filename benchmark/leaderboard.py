@@ -9,7 +9,7 @@ leaderboard_markdown.py and leaderboard_html.py render the pages (leaderboard_fo
 both write numbers and notes):
 
   MAIN VIEW   one row per method, one column group per target: the primary metric's test
-              value with its CI, the rank band, and the paired difference to the blind
+              value with its CI, the rank interval, and the paired difference to the blind
               baseline with its CI (flagged "not above blind" where the CI does not lie above
               0). Rows are ordered by each method's best rank over the targets, then name;
               the blind baseline is the last row.
@@ -51,8 +51,10 @@ RANKING = (
     "Per target, one entry per method (attack family, submitted family or scores file, and the blind baseline): "
     "its configuration (variant, slice, frame count, level) is the one with the best selection metric on the DEV "
     "partition; its numbers are from the TEST partition. Entries are ordered by the primary metric's test value "
-    "(descending; ties by method name). Rank bands come from a paired bootstrap over test videos: neighbours whose "
-    "difference has a CI containing 0 share a band. The main view lists methods by their best rank over the "
+    "(descending; ties by method name). Each entry's rank interval comes from paired bootstraps over test videos "
+    "against every other entry: from 1 + the number of entries significantly above it to n - the number "
+    "significantly below it, so an entry significantly above another never shares its interval. The main view "
+    "lists methods by their best rank over the "
     "targets, then name; the blind baseline last."
 )
 
@@ -90,7 +92,7 @@ def build_leaderboard(results: dict, *, results_sha256: str | None = None) -> di
     """The leaderboard.json content for validated `results` (see `load_results`).
 
     Per target (in suite order): the target record, the ranking metric and why, the verdict
-    entries (one per method, test numbers, rank band, distance to the blind baseline), the
+    entries (one per method, test numbers, rank interval, distance to the blind baseline), the
     neighbour differences, the skipped attacks and `details` (every results row of the
     target, dev and test). `methods` is the main view's row order. `results_sha256` (of the
     results.json bytes) is recorded as the source when given.

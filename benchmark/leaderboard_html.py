@@ -174,7 +174,7 @@ def _html_main(board: dict) -> list[str]:
         info = t["target"]
         head1.append(f'<th class="t" colspan="3"><a href="#target-{i}">{_h(t["name"])}</a>'
                      f'<small>{_h(info.get("task"))} × {_h(info.get("strategy") or "n/a")}</small></th>')
-        head2 += [f'<th>{_h(metric_label(t["primary_metric"]))}<small>[{conf} CI]</small></th>', "<th>band</th>",
+        head2 += [f'<th>{_h(metric_label(t["primary_metric"]))}<small>[{conf} CI]</small></th>', "<th>rank</th>",
                   "<th>vs blind<small>[CI]</small></th>"]
     body = []
     for method in board["methods"]:
@@ -194,13 +194,14 @@ def _html_main(board: dict) -> list[str]:
     notes = [
         f'<span class="nb">{_h(NOT_ABOVE_BLIND)}</span>: the {conf} CI of the paired difference to the split\'s blind '
         "(model-free) baseline does not lie above 0 — no membership signal beyond what metadata gives away.",
-        "band: entries whose paired-bootstrap difference to a neighbour has a CI containing 0 share a band "
-        "(\u201c1–3\u201d); ranks differ only across bands. Hover a value for the configuration chosen on dev.",
+        "rank: the ranks the test data allows (\u201c1–3\u201d): from 1 + the entries significantly above (paired "
+        "bootstrap, against every other entry) to n \u2212 the entries significantly below; an entry significantly "
+        "above another never shares its interval. Hover a value for the configuration chosen on dev.",
         *(f"{_h(t['name'])} is ranked by {_h(metric_label(t['primary_metric']))}: {_h(t['why'])}" for t in board["targets"]),
     ]
     return ['<h2 id="main">Main view</h2>',
             f"<p>One row per method; per target its dev-selected configuration measured on the test partition: "
-            f"the ranking metric with its {conf} CI, the rank band, and the paired difference to the blind baseline "
+            f"the ranking metric with its {conf} CI, the rank interval, and the paired difference to the blind baseline "
             "with its CI.</p>",
             '<table class="main"><thead><tr>' + "".join(head1) + "</tr><tr>" + "".join(head2) + "</tr></thead><tbody>",
             *body, "</tbody></table>", _legend([_h(x) for x in main_na_legend(board)], notes)]
@@ -215,7 +216,7 @@ def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
     if not t["has_blind_baseline"]:
         out.append('<p class="note">no blind baseline in results.json for this target: no entry can be compared '
                    "with it</p>")
-    heads = [("band", True), ("method", False), ("attack", False), ("slice", False), ("frames", True),
+    heads = [("rank", True), ("method", False), ("attack", False), ("slice", False), ("frames", True),
              ("level", False), ("cand.", True), (f"dev {metric_label(selection)}", True),
              *((f"test {metric_label(m)}".replace("%FPR", "% FPR"), True) for m in METRICS), ("vs blind", True),
              ("ROC (test)", False)]
@@ -233,7 +234,7 @@ def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
         out.append(f'<tr{" class=blind" if e["blind"] else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table></div>")
     pairs = [f"{_h(a.get('higher'))} − {_h(a.get('lower'))}: {_h(fmt_diff(a.get('difference')))} "
-             f"({'distinguishable' if a.get('distinguishable') else 'same band'})" for a in t["adjacent"]]
+             f"({'distinguishable' if a.get('distinguishable') else 'not distinguishable'})" for a in t["adjacent"]]
     extra = [f"neighbours, paired {conf} CI of the {_h(metric_label(primary))} difference: " + "; ".join(pairs)] if pairs \
         else []
     out.append(_legend([_h(x) for x in na_legend(t["entries"])], extra))

@@ -61,14 +61,14 @@ def render_markdown(board: dict) -> str:
         "## Main view",
         "",
         f"One row per method; per target its dev-selected configuration measured on the test partition: the "
-        f"ranking metric with its {conf} CI, the rank band (entries sharing a band are not distinguishable), and "
+        f"ranking metric with its {conf} CI, the rank interval (the ranks this test data allows it: an entry significantly above another never shares its interval), and "
         f"the paired difference to the blind baseline with its CI; **{NOT_ABOVE_BLIND}** marks a CI that does not "
         "lie above 0. Details per target below.",
         "",
     ]
     header = ["method"]
     for t in board["targets"]:
-        header += [f"{_md_text(t['name'])}: {metric_label(t['primary_metric'])} [{conf} CI]", "band", "vs blind"]
+        header += [f"{_md_text(t['name'])}: {metric_label(t['primary_metric'])} [{conf} CI]", "rank", "vs blind"]
     rows = []
     for method in board["methods"]:
         cells = [f"**{_md_text(method)}**" if method == BLIND_METHOD else _md_text(method)]
@@ -113,7 +113,7 @@ def _md_target(t: dict, conf: str) -> list[str]:
     if not t["has_blind_baseline"]:
         lines.append("- no blind baseline in results.json for this target: no entry can be compared with it")
     lines.append("")
-    header = ["band", "method", "attack", "slice", "frames", "level", "candidates", f"dev {metric_label(selection)}",
+    header = ["rank", "method", "attack", "slice", "frames", "level", "candidates", f"dev {metric_label(selection)}",
               *(f"test {metric_label(m)}" for m in METRICS), "vs blind"]
     lines += _md_table(header, ([e["rank_band"], _md_text(e["method"]) + (" (submitted)" if e.get("submitted") else ""),
                                  _md_text(e["attack"]), _md_text(e["slice"]), frames_text(e["n_frames"]),
@@ -125,7 +125,7 @@ def _md_target(t: dict, conf: str) -> list[str]:
     lines.append("")
     lines += [f"- n/a: {_md_text(x)}" for x in na_legend(t["entries"])]
     for a in t["adjacent"]:
-        verdict = "distinguishable" if a.get("distinguishable") else "not distinguishable (same band)"
+        verdict = "distinguishable" if a.get("distinguishable") else "not distinguishable"
         lines.append(f"- {_md_text(a.get('higher'))} − {_md_text(a.get('lower'))}: {metric_label(primary)} "
                      f"{fmt_diff(a.get('difference'))} ({conf} CI, paired): {verdict}")
     for s in t["skipped"]:

@@ -40,6 +40,7 @@ from vidsme.benchmark.evaluate import (
     video_scores,
 )
 from vidsme.benchmark.extract import World, extract_to_cache, join_world
+from vidsme.benchmark.frame_checks import check_frame_counts
 from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
@@ -516,6 +517,7 @@ def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = 
     (with any submissions added since): rerunning a finished benchmark costs nothing.
     """
     specs = check_suite(cfg)
+    check_frame_counts(cfg)  # before any model is loaded or video decoded
     world = join_world()
     commit = git_commit()
     path = Path(cfg.output_dir) / RESULTS_FILE
@@ -554,7 +556,7 @@ def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = 
 
 
 def summarize(results_path: Path) -> str:
-    """Per target: every method's dev-selected configuration with its TEST number, CI, rank band
+    """Per target: every method's dev-selected configuration with its TEST number, CI, rank interval
     and distance to the blind baseline (results.json's verdicts)."""
     data = json.loads(Path(results_path).read_text(encoding="utf-8"))
     lines = [f"Verdicts (each method's configuration chosen on the dev partition, numbers from the test partition; "

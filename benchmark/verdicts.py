@@ -16,11 +16,14 @@ PROTOCOL (docs/LEADERBOARD.md has a worked example):
      the test partition holds enough non-member videos to resolve it (10 false positives at
      that rate: 1,000 for 1%), else AUC. Videos, not QA rows, are counted: rows of one video
      are not independent.
-  5. Entries are ordered by the primary metric's test value. For each pair of neighbours a
+  5. Entries are ordered by the primary metric's test value. For every pair of entries a
      paired bootstrap (the same resampled test videos for both, stratified by label) gives
-     the CI of their difference; where it excludes 0 the ranking breaks. Entries between two
-     breaks share a rank band ("1–3"). Note the chaining: A and C can share a band although
-     A is distinguishable from C, when B sits between them and is distinguishable from neither.
+     the CI of their difference; "significantly above" means that CI lies above 0. Each
+     entry's rank interval ("1–3") runs from 1 + the number of entries significantly above
+     it to n - the number significantly below it (the Chatbot Arena rule), tightened along
+     the relation (`rank_intervals`), so that an entry significantly above another never
+     shows the same interval. (The bands of earlier versions chained neighbours: a run of
+     small steps put the best entry and the blind baseline in one band.)
   6. Each entry's paired difference to the blind baseline, with its CI: an entry whose CI
      does not lie above 0 is flagged "not above blind".
 
@@ -55,14 +58,16 @@ CONFIDENCE = 0.95
 PRIMARY_METRICS: tuple[str, ...] = ("auc", "balanced_accuracy", *(tpr_key(lv) for lv in DEFAULT_FPR_LEVELS))
 NOT_ABOVE_BLIND = "not above blind"
 PROTOCOL = ("Each method's configuration (variant, slice, frame count, level) is chosen on the dev partition by the "
-            "selection metric; its test-partition numbers are reported. Rank bands: neighbours whose paired "
-            f"bootstrap difference (same resampled test videos) has a {CONFIDENCE:.0%} CI containing 0 share a band. "
+            "selection metric; its test-partition numbers are reported. Rank interval of an entry: from 1 + the number "
+            "of entries significantly above it to n - the number significantly below it (paired bootstrap over the "
+            f"same resampled test videos, {CONFIDENCE:.0%} CI of the difference excluding 0, against every other "
+            "entry), tightened so that an entry significantly above another never shares its interval. "
             f"'{NOT_ABOVE_BLIND}': the paired difference to the split's blind baseline has a CI that does not lie "
             "above 0.")
 PROTOCOL_TEST_ONLY = ("Test-only (a sealed challenge): every row is a test row and nothing is chosen here; each "
                       "method enters at the configuration (variant, slice, frame count, level) it was given on the "
-                      "public suite's dev partition, recorded in each row's `selection`. Rank bands and 'not above "
-                      "blind' as in the public protocol: paired bootstraps over the test videos.")
+                      "public suite's dev partition, recorded in each row's `selection`. Rank intervals and 'not "
+                      "above blind' as in the public protocol: paired bootstraps over the test videos.")
 _FPR_OF = {tpr_key(lv): lv for lv in DEFAULT_FPR_LEVELS}
 METRIC_LABELS = {"auc": "AUC", "balanced_accuracy": "balanced accuracy",
                  **{tpr_key(lv): f"TPR@{lv * 100:g}%FPR" for lv in DEFAULT_FPR_LEVELS}}
@@ -189,18 +194,29 @@ def _replicates(row: dict, tables: _ScoreTables, n_bootstrap: int, seed: int) ->
     return reps
 
 
-# ----------------------------------------------------------------------------- bands
-def rank_bands(breaks: Sequence[bool]) -> list[tuple[int, int]]:
-    """(first, last) rank of each of len(breaks) + 1 ordered entries, where breaks[i] says
-    whether entries i and i + 1 (0-based) are distinguishable."""
-    n = len(breaks) + 1
-    bands: list[tuple[int, int]] = []
-    start = 0
-    for i in range(n):
-        if i == n - 1 or breaks[i]:
-            bands += [(start + 1, i + 1)] * (i + 1 - start)
-            start = i + 1
-    return bands
+# ----------------------------------------------------------------------------- rank intervals
+def rank_intervals(above: Sequence[Sequence[bool]]) -> list[tuple[int, int]]:
+    """(first, last) possible rank of each of n entries (in value order), where above[i][j] says entry i is
+    significantly above entry j (the CI of their paired difference lies above 0).
+
+    The Chatbot Arena rule: first = 1 + the number of entries significantly above it, last = n - the
+    number significantly below it; then tightened along the relation (an entry below one that cannot
+    rank better than k cannot rank better than k + 1, and the mirror rule for the last rank) until
+    nothing changes. An entry significantly above another therefore always has a smaller first rank:
+    their labels never coincide, however small the steps between the entries around them."""
+    n = len(above)
+    first = [1 + sum(above[j][i] for j in range(n)) for i in range(n)]
+    last = [n - sum(above[i][j] for j in range(n)) for i in range(n)]
+    changed = True
+    while changed:
+        changed = False
+        for a in range(n):
+            for b in range(n):
+                if above[a][b] and first[b] < first[a] + 1:
+                    first[b], changed = first[a] + 1, True
+                if above[a][b] and last[a] > last[b] - 1:
+                    last[a], changed = last[b] - 1, True
+    return list(zip(first, last))
 
 
 def band_label(band: tuple[int, int]) -> str:
@@ -274,15 +290,16 @@ def target_verdict(target: dict, rows: Sequence[dict], attacks: dict, tables: _S
         entries.append(_entry(method, chosen, test[0], attacks, len(dev), selection, primary))
     reps = {e["method"]: _replicates(e["_row"], tables, n_bootstrap, seed) for e in entries}
     entries.sort(key=lambda e: (-_value(e[primary]), e["method"]))
-    adjacent, breaks = [], []
+    diffs = {(a["method"], b["method"]): paired_difference(reps[a["method"]], reps[b["method"]], primary, CONFIDENCE)
+             for a in entries for b in entries if a is not b}
+    above = [[a is not b and bool(diffs[(a["method"], b["method"])].ci_low > 0) for b in entries] for a in entries]
+    adjacent = []
     for a, b in zip(entries, entries[1:]):
-        diff = paired_difference(reps[a["method"]], reps[b["method"]], primary, CONFIDENCE)
-        distinct = bool(diff.ci_low > 0 or diff.ci_high < 0)
-        breaks.append(distinct)
+        diff = diffs[(a["method"], b["method"])]
         adjacent.append({"higher": a["method"], "lower": b["method"], "difference": _metric(diff),
-                         "distinguishable": distinct})
+                         "distinguishable": bool(diff.ci_low > 0 or diff.ci_high < 0)})
     blind = reps.get(BLIND_METHOD)
-    for position, (entry, band) in enumerate(zip(entries, rank_bands(breaks)), start=1):
+    for position, (entry, band) in enumerate(zip(entries, rank_intervals(above)), start=1):
         entry.update(rank=position, band=list(band), rank_band=band_label(band))
         if blind is None or entry["method"] == BLIND_METHOD:
             entry.update(vs_blind=None, above_blind=None, flag=None)
@@ -348,5 +365,5 @@ def compute_verdicts(results: dict, results_dir: Path) -> dict:
 
 
 __all__ = ["BLIND_METHOD", "METRIC_LABELS", "NOT_ABOVE_BLIND", "PRIMARY_METRICS", "PROTOCOL", "band_label", "compute_verdicts",
-           "dev_selected", "method_of", "paired_test_difference", "rank_bands", "resolve_primary", "select_on_dev",
+           "dev_selected", "method_of", "paired_test_difference", "rank_intervals", "resolve_primary", "select_on_dev",
            "target_verdict"]

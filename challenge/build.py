@@ -466,9 +466,16 @@ def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: Challeng
     """Build (or find up to date) one challenge pool or split; returns (split, rebuilt, skipped indices)."""
     from vidsme.data_splits.build import manifest_rows, split_state
     from vidsme.data_splits.create import draw_members
-    from vidsme.data_splits.manifest import CARD_FILE, MANIFEST_FILE, SplitCard, count_by_label, write_manifest
+    from vidsme.data_splits.manifest import (
+        CARD_FILE,
+        MANIFEST_FILE,
+        SplitCard,
+        count_by_label,
+        frame_record,
+        write_manifest,
+    )
     from vidsme.data_splits.registry import load_split
-    from vidsme.data_splits.synthetic import CHALLENGE_POOLS, GENERATOR_VERSION, generate_pool
+    from vidsme.data_splits.synthetic import CHALLENGE_POOLS, GENERATOR_VERSION, SYNTH_N_FRAMES, generate_pool
 
     pool = CHALLENGE_POOLS[name]
     gen_seed = seeds[f"generator:{name}"]
@@ -506,7 +513,8 @@ def _build_pool(name: str, n_videos: int, seeds: dict[str, int], paths: Challeng
                        "non-members drawn from a secret-derived seed; test-only.")
     folder = paths.splits / name
     card = SplitCard(name=name, kind=kind, version=1, description=description, drawn=drawn, source=source,
-                     counts=count_by_label(rows), manifest_sha256="", notes=notes)
+                     counts=count_by_label(rows), manifest_sha256="", notes=notes,
+                     frames=frame_record({r["video"]: SYNTH_N_FRAMES for r in rows}))
     card.manifest_sha256 = write_manifest(folder / MANIFEST_FILE, rows)  # the manifest first: a card names a file
     card.write(folder / CARD_FILE)
     return load_split(name), True, skipped

@@ -15,7 +15,7 @@ from typing import Literal
 
 from vidsme import __version__
 from vidsme.data_splits.create import draw_members
-from vidsme.data_splits.manifest import CARD_FILE, make_row, partitions, with_partition, write_split
+from vidsme.data_splits.manifest import CARD_FILE, frame_record, make_row, partitions, with_partition, write_split
 from vidsme.provenance import sha256_file
 from vidsme.data_splits.partition import check_partition_record
 from vidsme.data_splits.registry import SYNTHETIC_SPLITS, Split, load_split, splits_dir
@@ -83,7 +83,7 @@ def build_synthetic_split(
             f"{name!r} is not a buildable split.{did_you_mean(name, SYNTHETIC_SPLITS)} "
             f"Buildable: {', '.join(SYNTHETIC_SPLITS)}; user splits come from `vidsme splits create`."
         )
-    from vidsme.data_splits.synthetic import POOLS, generate_pool
+    from vidsme.data_splits.synthetic import POOLS, SYNTH_N_FRAMES, generate_pool
 
     pool = POOLS[name]
     n = n_videos if n_videos is not None else pool.n_videos
@@ -122,5 +122,6 @@ def build_synthetic_split(
         drawn=drawn,
         source=source,
         notes=notes,
+        frames=frame_record({r["video"]: SYNTH_N_FRAMES for r in rows}),
     )
     return load_split(name), True

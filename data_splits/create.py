@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vidsme import __version__
-from vidsme.data_splits.manifest import CARD_FILE, make_row, write_split
+from vidsme.data_splits.manifest import CARD_FILE, frame_record, make_row, write_split
 from vidsme.provenance import sha256_file
 from vidsme.data_splits.registry import Split, load_split, splits_dir
 from vidsme.errors import SplitError
@@ -175,7 +175,7 @@ def create_split(
     _refuse_overlap(rows, "video")  # paths: known before touching any file
     _attach_checksums(rows, video_root, progress)
     _refuse_overlap(rows, "video_sha256")
-    _refuse_undecodable(rows, video_root, progress)
+    frames = _refuse_undecodable(rows, video_root, progress)
 
     write_split(  # draws the dev/test partition (recorded with `seed`) before writing anything
         target,
@@ -187,6 +187,7 @@ def create_split(
         description=f"User split created with `vidsme splits create` (vidsme {__version__}).",
         drawn=drawn,
         source=source,
+        frames=frame_record(frames),
     )
     return load_split(name)
 
@@ -218,16 +219,20 @@ def _refuse_overlap(rows: list[dict], key: str) -> None:
     raise SplitError(f"{what}: {'; '.join(listed)}{more}. Nothing was written. Fix: {fix}")
 
 
-def _refuse_undecodable(rows: list[dict], video_root: Path, progress: bool) -> None:
-    """Every video must decode (verify's check); the refusal names each bad file and its problem."""
+def _refuse_undecodable(rows: list[dict], video_root: Path, progress: bool) -> dict[str, int]:
+    """Every video must decode (verify's check); the refusal names each bad file and its problem. Returns
+    each video's frame count (the card records the range)."""
     from vidsme.data_splits.verify import decode_error
+    from vidsme.video import probe_video
 
     videos = sorted({r["video"] for r in rows})
-    bad = []
+    bad, frames = [], {}
     for video in tqdm(videos, desc="decode check", unit="video", disable=not progress):
         err = decode_error(video_root / video)
         if err is not None:
             bad.append(f"  {video}: {err.problem}")
+        else:
+            frames[video] = probe_video(video_root / video).num_frames
     if bad:
         more = f"\n  ... and {len(bad) - BAD_VIDEOS_SHOWN} more" if len(bad) > BAD_VIDEOS_SHOWN else ""
         raise SplitError(
@@ -235,3 +240,4 @@ def _refuse_undecodable(rows: list[dict], video_root: Path, progress: bool) -> N
             + "\n".join(bad[:BAD_VIDEOS_SHOWN]) + more
             + "\nNothing was written. Re-encode or replace these files, or drop their entries from the annotations"
         )
+    return frames

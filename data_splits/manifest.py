@@ -143,6 +143,9 @@ class SplitCard:
             per side the video-list sha256 and counts); None for pools, incomplete splits
             and cards written before partitions existed (`Split.partition()` then refuses).
         notes: caveats (conversions, anomalies in the source lists).
+        frames: {"min", "max", "longest"}: the fewest and most frames a video of the split has, and the
+            longest video (recorded when the split is built or created; None for older cards and for
+            splits whose videos were not at hand).
     """
 
     name: str
@@ -157,6 +160,7 @@ class SplitCard:
     partition: dict | None = None
     notes: list[str] = field(default_factory=list)
     card_version: int = CARD_VERSION
+    frames: dict | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (field order as declared), newline-terminated."""
@@ -198,6 +202,14 @@ def with_partition(card: SplitCard, rows: Sequence[dict], seed: int = DEFAULT_PA
         raise SplitError(f"split {card.name!r}: cannot draw its dev/test partition: {err}. Give the split at "
                          "least two distinct videos per label") from None
     return replace(card, partition=record, drawn={**card.drawn, "partition_seed": seed})
+
+
+def frame_record(frames: dict[str, int]) -> dict | None:
+    """A card's `frames` from each video's frame count (None for none)."""
+    if not frames:
+        return None
+    longest = max(sorted(frames), key=lambda v: frames[v])
+    return {"min": min(frames.values()), "max": frames[longest], "longest": longest}
 
 
 def write_split(

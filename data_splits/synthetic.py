@@ -986,6 +986,9 @@ def select_videos(
     return chosen
 
 
+SYNTH_N_FRAMES = 24  # frames of every generated video (3 s at 8 fps)
+
+
 def generate_pool(
     pool: str,
     video_root: Path,
@@ -995,7 +998,7 @@ def generate_pool(
     progress: bool = True,
     width: int = 64,
     height: int = 64,
-    n_frames: int = 24,
+    n_frames: int = SYNTH_N_FRAMES,
     fps: int = 8,
     skip: Callable[[VideoSpec, list[dict]], bool] | None = None,
 ) -> list[dict]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
 from vidsme.benchmark.dry_run import dry_run
+from vidsme.errors import VidsmeError
 from vidsme.model_files import count
 from vidsme.benchmark.suite import run_suite
 from vidsme.cli import main
@@ -93,3 +95,32 @@ def test_missing_videos_and_misfit_weights_are_listed(world, tmp_path):
 
 def test_parameter_counts_read_well():
     assert [count(n) for n in (950, 29_056, 1_210_000, 7_615_616_512)] == ["950", "29.1K", "1.21M", "7.62B"]
+
+
+# ----------------------------------------------------------------------------- frame counts that make no sense
+def test_a_frame_count_above_the_longest_video_is_refused_before_anything_loads(world, tmp_path, monkeypatch):
+    import dataclasses
+
+    from vidsme.benchmark import suite as suite_module
+
+    assert world["split"].card.frames == {"min": 24, "max": 24, "longest": world["split"].card.frames["longest"]}
+    monkeypatch.setattr(suite_module, "load_target_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    cfg = dataclasses.replace(_suite(world, tmp_path), frame_counts=[100000])
+    with pytest.raises(VidsmeError) as err:
+        run_suite(cfg, progress=False)
+    text = str(err.value)
+    assert f"more than the 24 of the split's longest video ({world['split'].card.frames['longest']}" in text
+    assert "allow_repeated_frames=true" in text
+    assert "video tokens, over the language model's max_position_embeddings" in text  # 100000 frames
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_dry_run_reports_repeated_frames_and_video_tokens(world, tmp_path):
+    import dataclasses
+
+    report = dry_run(dataclasses.replace(_suite(world, tmp_path), frame_counts=[4, 64]))
+    text = report.format()
+    assert not report.ok and "64 frames are more than the 24 of the split's longest video" in text
+    assert re.search(r"4 frames: \d+ video tokens of the model's [\d,]+ positions", text), text
+    allowed = dry_run(dataclasses.replace(_suite(world, tmp_path), frame_counts=[64], allow_repeated_frames=True))
+    assert "(allowed: allow_repeated_frames=true)" in allowed.format()

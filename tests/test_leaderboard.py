@@ -322,7 +322,7 @@ def test_markdown_main_table_and_sections(results_dir: Path) -> None:
     board = build_leaderboard(load_results(results_dir))
     head, main = md.split("## Main view")[0], md.split("## Main view")[1].split("\n## ")[0]
     assert "2026-11-30T10:00:00Z" in head and board["protocol"] in head
-    assert "| method | mcqa-full: AUC [95% CI] | band | vs blind | oeqa-lora: AUC [95% CI] | band | vs blind |" in main
+    assert "| method | mcqa-full: AUC [95% CI] | rank | vs blind | oeqa-lora: AUC [95% CI] | rank | vs blind |" in main
     table = [line for line in main.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0][2:] for line in table] == [
         _md(m) + (" (submitted)" if m == "outside_loss" else "") for m in board["methods"][:-1]] + [

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import test_sandbox as sandbox_tests
 import test_submit as base  # the module's tiny benchmark fixture and helpers
 
 from vidsme.benchmark.submissions import sandbox
@@ -36,17 +37,9 @@ needs_seccomp = pytest.mark.skipif(not HAS_LIBSECCOMP, reason="libseccomp2 is no
                                    "(scripts/install.sh installs it as root)")
 
 
-def _attack(tmp_path: Path, body: str, name: str = "probe_attack", extra: str = "", slices=("answer",)) -> Path:
-    source = base.HEADER + "import os, sys, json, ctypes, errno, time\n" + textwrap.dedent(extra) + textwrap.dedent(f"""
-@register_attack({name!r}, direction=Direction.HIGHER, needs=("natural.entropy",), slices={tuple(slices)!r},
-                 citation="a security test")
-def attack(inputs):
-    '''Probes a defence.'''
-{textwrap.indent(textwrap.dedent(body), "    ")}
-""")
-    path = tmp_path / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    return path
+def _attack(tmp_path: Path, body: str, name: str = "probe_attack", extra: str = "") -> Path:
+    """test_sandbox's attack file (direction higher, answer slice), with ctypes and errno imported."""
+    return sandbox_tests._attack(tmp_path, body, name=name, extra="import ctypes, errno\n" + textwrap.dedent(extra))
 
 
 def _refusal(results_dir: Path, source: Path, **kwargs) -> SubmissionRefused:
@@ -271,7 +264,7 @@ def test_another_submitter_cannot_take_a_name_the_owner_keeps_a_history(results,
     capsys.readouterr()
     rival = tmp_path / "rival"
     rival.mkdir()
-    (rival / "mine.py").write_text(first.read_text().replace('citation="a security test"', 'citation="rival", '
+    (rival / "mine.py").write_text(first.read_text().replace('citation="an escape test"', 'citation="rival", '
                                                                                             'family="rivals"'))
     tester_key = os.environ[KEY_ENV]
     monkeypatch.setenv(KEY_ENV, add_submitter(results, "mallory"))
@@ -286,7 +279,7 @@ def test_another_submitter_cannot_take_a_name_the_owner_keeps_a_history(results,
     monkeypatch.setenv(KEY_ENV, tester_key)
     old_rows = [r for r in base._results(results)["rows"] if r["attack"] == "mine"]
     old_files = {r["scores_file"]: (results / r["scores_file"]).read_bytes() for r in old_rows}
-    (rival / "mine.py").write_text(first.read_text().replace('citation="a security test"', 'citation="v2", '
+    (rival / "mine.py").write_text(first.read_text().replace('citation="an escape test"', 'citation="v2", '
                                                                                             'family="mine_v2"'))
     assert main(["submit", "--submitter", WHO, str(rival / "mine.py"), "--results", str(results), *mode]) == 0
     data = base._results(results)

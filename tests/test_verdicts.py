@@ -1,4 +1,4 @@
-"""Verdicts: dev selection / test report, rank bands from paired bootstraps, the blind comparison."""
+"""Verdicts: dev selection / test report, rank intervals from paired bootstraps, the blind comparison."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,8 @@ from vidsme.benchmark.verdicts import (
     NOT_ABOVE_BLIND,
     band_label,
     compute_verdicts,
-    rank_bands,
+    paired_test_difference,
+    rank_intervals,
     resolve_primary,
     select_on_dev,
 )
@@ -69,11 +70,45 @@ def _results(tmp_path: Path, samples: EvalSet, attacks: dict[str, tuple[str, np.
             "attacks": meta_of, "rows": rows}
 
 
-def test_rank_bands_group_entries_between_significant_breaks():
-    assert rank_bands([]) == [(1, 1)]
-    assert rank_bands([True, True]) == [(1, 1), (2, 2), (3, 3)]
-    assert rank_bands([False, False, True, False]) == [(1, 3), (1, 3), (1, 3), (4, 5), (4, 5)]
-    assert [band_label(b) for b in rank_bands([True, False])] == ["1", "2–3", "2–3"]
+def _above(n: int, pairs: set[tuple[int, int]]) -> list[list[bool]]:
+    return [[(i, j) in pairs for j in range(n)] for i in range(n)]
+
+
+def test_rank_intervals_count_the_entries_significantly_above_and_below():
+    assert rank_intervals(_above(1, set())) == [(1, 1)]
+    assert rank_intervals(_above(3, {(0, 1), (0, 2), (1, 2)})) == [(1, 1), (2, 2), (3, 3)]
+    assert rank_intervals(_above(3, set())) == [(1, 3)] * 3
+    # a chain of small steps: neighbours indistinguishable, but the ends are, and keep apart
+    got = rank_intervals(_above(4, {(0, 3)}))
+    assert got == [(1, 3), (1, 4), (1, 4), (2, 4)]
+    assert [band_label(b) for b in got] == ["1–3", "1–4", "1–4", "2–4"]
+    # non-transitive significance is tightened: 0 > 1 and 1 > 2 put 2 below 0's every possible rank
+    assert rank_intervals(_above(3, {(0, 1), (1, 2)})) == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_many_entries_in_small_steps_never_share_a_label_with_one_they_beat(tmp_path):
+    """The real-footage case: ten methods whose test AUCs step down a little at a time from ~0.8 to
+    chance, and the blind baseline. Adjacent bands chained them into one band ("1–10") beside a
+    +0.3 [+0.2, +0.4] distance to blind; intervals do not."""
+    samples = _evalset(120, 1)
+    rng = np.random.default_rng(11)
+    attacks = {f"m{i}": (f"m{i}", (1.6 - 0.16 * i) * samples.labels + rng.normal(size=len(samples.ids)))
+               for i in range(10)}
+    results = _results(tmp_path, samples, attacks, blind=rng.normal(size=len(samples.ids)))
+    verdict = compute_verdicts(results, tmp_path)["targets"][0]
+    entries = verdict["entries"]
+    assert all(not a["distinguishable"] for a in verdict["adjacent"][:3])  # small steps near the top
+    best, blind = entries[0], next(e for e in entries if e["method"] == BLIND_METHOD)
+    assert best["above_blind"] and best["rank_band"] != blind["rank_band"]
+    checked = 0
+    for a in entries:
+        for b in entries:
+            diff = (paired_test_difference({**a, "target": "t"}, {**b, "target": "t"}, tmp_path, n_bootstrap=N_BOOT, seed=0, metric=verdict["primary_metric"])
+                    if a is not b else None)
+            if diff is not None and diff["ci_low"] > 0:
+                assert a["rank_band"] != b["rank_band"] and a["band"][0] < b["band"][0], (a["method"], b["method"])
+                checked += 1
+    assert checked > 10
 
 
 def test_primary_metric_falls_back_to_auc_with_the_reason():

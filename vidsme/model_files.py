@@ -185,6 +185,13 @@ def load_pretrained(path: Path, *, dtype, fix: str):
 
 
 # ----------------------------------------------------------------------------- without loading weights
+def skeleton_config(model_dir: Path):
+    """The transformers config of a model directory (or a config.json file), nothing else read."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_dir, local_files_only=True)
+
+
 def skeleton(model_dir: Path):
     """The model a directory's config.json (or a config.json file itself) describes, built on the meta
     device (no weights read)."""
