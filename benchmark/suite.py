@@ -362,11 +362,13 @@ def target_entry(t: SuiteTarget, split, rows: list[dict], samples: EvalSet, vide
     """A target's record in results.json (docs/RESULTS.md), `caches` still empty."""
     labels = samples.labels
     member_of_video = {r["video"]: int(r["label"] == "member") for r in rows}
-    if split.test_only:
-        counts = {side: {"rows": {"member": int(labels.sum()), "nonmember": int(len(labels) - labels.sum())},
-                         "videos": {"member": sum(member_of_video.values()),
-                                    "nonmember": len(member_of_video) - sum(member_of_video.values())}}
-                  for side in ("test",)}
+    if split.test_only:  # every row a test row, but a sealed challenge's feedback part, reported apart
+        counts = {}
+        for side in sorted(set(samples.partitions)):
+            on = np.array([p == side for p in samples.partitions])
+            videos = {v: member_of_video[v] for v, keep in zip(samples.videos, on) if keep}
+            counts[side] = {"rows": {"member": int(labels[on].sum()), "nonmember": int(on.sum() - labels[on].sum())},
+                            "videos": {"member": sum(videos.values()), "nonmember": len(videos) - sum(videos.values())}}
         partition = {"test_only": True, **counts}
     else:
         partition = _partition_entry(split.partition(), rows)

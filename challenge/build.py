@@ -656,6 +656,8 @@ def _public_split_card(card_path: Path, revealed: bool = False) -> dict:
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["source"] = {k: v for k, v in card["source"].items() if k not in ("seed", "video_root")}
     card["drawn"] = {k: v for k, v in card["drawn"].items() if k != "seed"}
+    if isinstance(card.get("frames"), dict):  # the frame range, without naming a video
+        card["frames"] = {k: v for k, v in card["frames"].items() if k != "longest"}
     feedback = card["drawn"].get("feedback")
     if isinstance(feedback, dict) and not revealed:
         card["drawn"]["feedback"] = {k: v for k, v in feedback.items() if k not in ("seed", "videos")}
