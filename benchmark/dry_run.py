@@ -74,6 +74,20 @@ def _cached_rows(cfg: SuiteConfig, target_sha: str | None, split, n_frames: int,
     return best
 
 
+def split_audit_line(split) -> str:
+    """What the split card records of its blind audit, and a warning when the split itself separates members."""
+    audit = split.card.audit
+    if not isinstance(audit, dict):
+        return f"split audit: none recorded (run `vidsme splits audit {split.name}`)"
+    auc = audit.get("auc") or {}
+    line = (f"split audit: {audit.get('verdict')} — blind AUC {auc.get('value', float('nan')):.3f} "
+            f"[{auc.get('ci_low', float('nan')):.3f}, {auc.get('ci_high', float('nan')):.3f}] ({audit.get('strongest')})")
+    if audit.get("verdict") == "LEAKY":
+        line += ("; WARNING: a model-free classifier separates this split's members from its non-members, so an "
+                 "attack's AUC here is no evidence of leakage from the model (docs/PAPER_SPLITS.md)")
+    return line
+
+
 def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
     """Everything the run needs for target `t`, checked without loading weights or decoding video;
     `figures["forwards"]`: the forward passes its extraction would make."""
@@ -119,6 +133,7 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
     except VidsmeError as err:
         check.problems.append(str(err))
         return check
+    check.lines.append(split_audit_line(split))
     dev = partition.videos("dev")
     check.lines.append(f"split {split.name} v{split.card.version}: {len(rows)} rows "
                        f"({sum(r['label'] == 'member' for r in rows)} member), partition seed {partition.seed} "

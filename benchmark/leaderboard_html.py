@@ -154,7 +154,7 @@ def _cell2(metric: dict | None, fmt_value: str, fmt_ci: str) -> str:
 def _vs_blind_cell(e: dict) -> str:
     """The difference to the blind baseline, the flag as a badge after it, the CI below."""
     if e["blind"]:
-        return "reference"
+        return f"reference: {e['slice']}"
     vs = _cell2(e.get("vs_blind"), "+.3f", "+.2f").replace("n/a", "—")
     if e.get("flag"):
         badge = f' <span class="nb">{_h(e["flag"])}</span>'

@@ -37,7 +37,7 @@ def _md_vs_blind(e: dict | None) -> str:
     if e is None:
         return "—"
     if e["blind"]:
-        return "reference"
+        return f"reference: {e['slice']}"
     text = fmt_diff(e.get("vs_blind"))
     return text + (f" **{_md_text(e['flag'])}**" if e.get("flag") else "")
 

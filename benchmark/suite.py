@@ -453,38 +453,54 @@ def _check_sides(samples: EvalSet, target: str) -> None:
                               "nothing can be selected or reported there")
 
 
+BLIND_CANDIDATES = {"metadata": "metadata/blind_metadata", "text": "text/blind_text",
+                    "metadata+text": "metadata+text/blind_both"}  # slice -> scores column of the blind family
+
+
 def blind_rows(target: str, rows: list[dict], samples: EvalSet, video_root: Path, cfg: SuiteConfig, out: Path,
                commit: str | None) -> list[dict]:
-    """The split's blind (model-free) baseline at each level and partition: fitted on dev videos
-    (out-of-fold within dev for the dev rows), predicting the test videos; on a test-only split
-    (a sealed challenge, whose labels only the evaluator holds) out-of-fold over all of it."""
+    """The split's blind (model-free) baselines at each level and partition — metadata (per video), text
+    (per row: data_splits/text_blind.py) and both (their mean) — fitted on dev videos (out-of-fold within dev
+    for the dev rows), predicting the test videos; on a test-only split (a sealed challenge, whose labels
+    only the evaluator holds) out-of-fold over all of it. The verdicts choose the strongest on dev, like
+    any family's variant."""
     from vidsme.data_splits.audit import blind_dev_test_scores, blind_scores, video_features
+    from vidsme.data_splits.text_blind import ALL_TEXT, row_texts, text_blind_scores, text_dev_test_scores
 
     videos, x, y = video_features(rows, video_root, cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
                                   workers=cfg.stats_workers, progress=False)
     side = dict(zip(samples.videos, samples.partitions))
     is_dev = np.array([side[v] == "dev" for v in videos])
+    where = f"target {target!r}"
+    by_id = {r["id"]: r for r in rows}
+    docs = row_texts([by_id[i] for i in samples.ids])[ALL_TEXT]
+    rows_dev = np.array([p == "dev" for p in samples.partitions])
     if is_dev.any():
-        per_video = blind_dev_test_scores(x, y, is_dev, seed=cfg.seed, where=f"target {target!r}",
-                                          cache_dir=Path(cfg.cache_dir))
+        per_video = blind_dev_test_scores(x, y, is_dev, seed=cfg.seed, where=where, cache_dir=Path(cfg.cache_dir))
+        text = text_dev_test_scores(docs, samples.labels, samples.videos, rows_dev, seed=cfg.seed, where=where,
+                                    cache_dir=Path(cfg.cache_dir))
     else:  # a small split gets fewer folds rather than no baseline (blind_scores refuses under 2)
         folds = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
-        per_video = blind_scores(x, y, folds=folds, seed=cfg.seed, where=f"target {target!r}",
+        per_video = blind_scores(x, y, folds=folds, seed=cfg.seed, where=where, cache_dir=Path(cfg.cache_dir))
+        text = text_blind_scores(docs, samples.labels, samples.videos, folds=folds, seed=cfg.seed, where=where,
                                  cache_dir=Path(cfg.cache_dir))
     at = {v: i for i, v in enumerate(videos)}
-    row_scores = np.array([per_video[at[v]] for v in samples.videos])
-    meta = {"name": "blind_baseline", "family": "blind", "version": 2, "source": "vidsme.data_splits.audit"}
+    metadata = np.array([per_video[at[v]] for v in samples.videos])
+    candidates = {"metadata": metadata, "text": text, "metadata+text": (metadata + text) / 2}
     out_rows = []
     for level, view in samples.views.items():
-        scores = samples.at_level(row_scores, level)
+        columns = {BLIND_CANDIDATES[kind]: samples.at_level(scores, level) for kind, scores in candidates.items()}
         scores_file = f"scores/{target}/blind-{level}.csv"
-        write_scores_csv(out / scores_file, view, {"metadata/blind_baseline": scores})
-        for part in samples.sides:
-            ev = evaluate_level_scores(scores, view, part, direction="higher", attack="blind_baseline",
-                                       n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                                       min_false_positives=cfg.min_false_positives)
-            out_rows.append(metric_row(target, meta, "blind", "metadata", level, None, part, ev, scores_file,
-                                       "metadata/blind_baseline", commit))
+        write_scores_csv(out / scores_file, view, columns)
+        for kind, column in BLIND_CANDIDATES.items():
+            name = column.split("/")[1]
+            meta = {"name": name, "family": "blind", "version": 3, "source": "vidsme.data_splits.audit"}
+            for part in samples.sides:
+                ev = evaluate_level_scores(columns[column], view, part, direction="higher", attack=name,
+                                           n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                                           min_false_positives=cfg.min_false_positives)
+                out_rows.append(metric_row(target, meta, "blind", kind, level, None, part, ev, scores_file, column,
+                                           commit))
     return out_rows
 
 

@@ -13,6 +13,7 @@ EPILOG = """examples:
   vidsme splits create my-split --annotations qa.json --video-root ~/videos --member-fraction 0.5 --seed 0
   vidsme splits create my-split --members train.json --nonmembers test.json --video-root ~/videos
   vidsme splits audit synth-mcqa --video-root runs/videos
+  vidsme splits audit paper-cinepile paper-nextqa          # no videos: text and manifest metadata
 """
 
 
@@ -55,9 +56,12 @@ def add_parser(subparsers) -> None:
     create.add_argument("--force", action="store_true", help="replace an existing split of that name")
     create.set_defaults(run=run_create)
 
-    audit = add_command(actions, "audit", help="blind (model-free) baseline: can metadata alone predict membership?")
+    audit = add_command(actions, "audit", help="blind (model-free) baseline: can metadata or text alone predict membership?")
     audit.add_argument("names", nargs="+", metavar="NAME", help="splits to audit (`vidsme splits list`)")
-    audit.add_argument("--video-root", type=Path, required=True, help="folder the manifest's video paths are under")
+    audit.add_argument("--video-root", type=Path, default=None,
+                       help="folder the manifest's video paths are under (default: where a synthetic split was built; "
+                       "without videos the audit reads the text and the manifest's metadata, and says what it "
+                       "could not use)")
     audit.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     audit.add_argument("--seed", type=int, default=0, help="seeds the folds, the model and the bootstrap (default 0)")
     audit.add_argument("--cache-dir", type=Path, default=None,
@@ -113,7 +117,9 @@ def run_audit(args: argparse.Namespace) -> int:
     from vidsme.data_splits.registry import load_split
 
     for name in args.names:
-        result = audit_split(load_split(name), args.video_root, folds=args.folds, seed=args.seed,
+        split = load_split(name)
+        video_root = args.video_root or (split.card.source or {}).get("video_root")
+        result = audit_split(split, video_root and Path(video_root), folds=args.folds, seed=args.seed,
                              cache_dir=args.cache_dir)
         print(result.format())
     return 0

@@ -146,6 +146,8 @@ class SplitCard:
         frames: {"min", "max", "longest"}: the fewest and most frames a video of the split has, and the
             longest video (recorded when the split is built or created; None for older cards and for
             splits whose videos were not at hand).
+        audit: the last `vidsme splits audit` (blind AUC with CI, the strongest model, verdict, what
+            separates); None until audited.
     """
 
     name: str
@@ -161,6 +163,7 @@ class SplitCard:
     notes: list[str] = field(default_factory=list)
     card_version: int = CARD_VERSION
     frames: dict | None = None
+    audit: dict | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (field order as declared), newline-terminated."""

@@ -147,10 +147,58 @@ def test_cli_build_verify_audit(splits_root, tmp_path, capsys):
 
 @pytest.mark.integration
 def test_default_synthetic_splits_are_sound(splits_root, tmp_path):
-    """The acceptance check: at default sizes, the blind audit of every synthetic split is in [0.4, 0.6]."""
+    """The acceptance check: at default (the demo's) sizes, the blind audit of every synthetic split — metadata,
+    text and both — is in [0.4, 0.6]."""
     videos = tmp_path / "videos"
     for name in ("synth-mcqa", "synth-oeqa", "synth-caption"):
         split, _ = build_synthetic_split(name, videos, progress=False)
         assert verify_split(split, videos, progress=False).ok
         result = audit_split(split, videos, progress=False)
-        assert result.sound, result.format()
+        assert result.sound, result.format()  # the strongest of metadata, all text and both
+        assert {"metadata", "text: all text", "both"} <= set(result.models) and not result.not_used
+
+
+# ----------------------------------------------------------------------------- text, and no videos
+def _text_split(tmp_path: Path, name: str, member_word: str | None) -> object:
+    """24 random videos of one size; members' questions say `member_word` (None: the same wording)."""
+    root = tmp_path / "videos"
+    rng = np.random.default_rng(1)
+    entries = []
+    for i in range(24):  # every video alike in length and size, none the same bytes
+        write_mp4(root / f"{name}-{i}.mp4", (rng.random((12, 32, 32, 3)) * 255).astype(np.uint8))
+        word = member_word if (member_word and i < 12) else "scene"
+        entries.append({"video": f"{name}-{i}.mp4", "question": f"what happens in the {word} number {i:02d}?",
+                        "answer": "a shape moves"})
+    (tmp_path / f"{name}-m.json").write_text(json.dumps(entries[:12]))
+    (tmp_path / f"{name}-n.json").write_text(json.dumps(entries[12:]))
+    return create_split(name, root, members=tmp_path / f"{name}-m.json", nonmembers=tmp_path / f"{name}-n.json",
+                        progress=False), root
+
+
+def test_the_text_baseline_sees_a_word_only_members_have(splits_root, tmp_path):
+    split, root = _text_split(tmp_path, "wordy", "movie")
+    result = audit_split(split, root, folds=3, repeats=1, progress=False)
+    assert result.strongest.startswith("text") and result.auc.value > 0.9 and "LEAKY: the text" in result.verdict
+    assert "movie" in " ".join(result.ngrams["member"]) and result.models["metadata"]["auc"]["value"] < 0.8
+    assert {"text: question", "text: answer", "text: all text", "both"} <= set(result.models)
+    card = load_split("wordy").card.audit  # the card records it
+    assert card["verdict"] == "LEAKY" and card["strongest"] == result.strongest
+
+
+def test_an_audit_without_videos_reads_the_text_and_says_what_it_could_not_use(splits_root, tmp_path):
+    split, _ = _text_split(tmp_path, "novideo", "movie")
+    result = audit_split(split, None, folds=3, repeats=1, progress=False, write=False)
+    assert result.auc.value > 0.9 and any("no --video-root given" in why for why in result.not_used)
+    assert set(result.feature_auc) == {"text_chars", "rows_per_video"}
+    assert "not used: video features" in result.format()
+
+
+def test_the_paper_splits_cards_record_their_audit():
+    """Measured once (`vidsme splits audit paper-cinepile paper-nextqa`, no videos) and committed."""
+    repo = Path(__file__).resolve().parents[1]
+    cinepile = json.loads((repo / "data_splits" / "paper-cinepile" / "card.json").read_text())["audit"]
+    nextqa = json.loads((repo / "data_splits" / "paper-nextqa" / "card.json").read_text())["audit"]
+    assert cinepile["verdict"] == "LEAKY" and cinepile["strongest"].startswith("text")
+    assert cinepile["models"]["text: all text"]["auc"] > 0.95
+    assert nextqa["verdict"] == "LEAKY" and nextqa["models"]["text: all text"]["auc"] < 0.6  # the rows per video
+    assert all("no --video-root" in " ".join(a["not_used"]) for a in (cinepile, nextqa))

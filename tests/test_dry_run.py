@@ -53,6 +53,8 @@ def test_the_shipped_paper_suite_lists_every_missing_checkpoint_and_video_root(m
         assert f"({videos} videos expected)" in out
     assert "not ready: the run would make" in out and "fix the 4 problem(s)" in out
     assert "Traceback" not in out
+    # each target's split verdict, from its card, and a warning where a model-free classifier solves it
+    assert out.count("split audit: LEAKY") == 2 and out.count("WARNING: a model-free classifier") == 2
 
 
 def test_a_ready_suite_then_the_cache_counts(world, tmp_path, capsys):
