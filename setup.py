@@ -10,6 +10,7 @@ PACKAGES = {
     "vidsme": "vidsme",  # the namespace root: what every stage shares; imports no stage
     "vidsme.attack": "attack",
     "vidsme.attack.attacks": "attack/attacks",
+    "vidsme.attack.calibrations": "attack/calibrations",
     "vidsme.data_splits": "data_splits",
     "vidsme.train": "train",
     "vidsme.benchmark": "benchmark",

@@ -13,6 +13,7 @@ EPILOG = """examples:
   vidsme attacks vid_sme_mean loss       # details of named attacks
   vidsme attacks --load my_attack.py     # include attacks from a file (or module path)
   vidsme attacks --json > attacks.json   # machine-readable metadata
+  vidsme attacks --calibrations          # the shadow-model calibrations (LiRA, RMIA) any attack's score can go through
 """
 
 
@@ -24,6 +25,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--load", action="append", default=[], metavar="SOURCE",
                         help="also import attacks from a .py file or module path (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON metadata instead of a table")
+    parser.add_argument("--calibrations", action="store_true",
+                        help="list the registered calibrations (LiRA, RMIA: shadow models) instead of the attacks")
     parser.set_defaults(run=run)
 
 
@@ -36,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
         load_attack_source,
     )
 
+    if args.calibrations:
+        from vidsme.attack.calibration import format_calibration_table, get_calibration, list_calibrations
+
+        specs = [get_calibration(n) for n in args.names] if args.names else list_calibrations()
+        print(json.dumps([s.describe() for s in specs], indent=2) if args.json else format_calibration_table(specs))
+        return 0
     for source in args.load:
         load_attack_source(source)
     specs = [get_attack(n) for n in args.names] if args.names else list_attacks(args.family)

@@ -1,0 +1,1 @@
+"""Built-in calibrations, one family per file (LiRA, RMIA): importing a module registers its variants."""
