@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from vidsme.cli.arguments import add_command
+from vidsme.data_splits.registry import SYNTHETIC_SPLITS
 
 EPILOG = """examples:
   vidsme splits list
@@ -25,7 +26,7 @@ def add_parser(subparsers) -> None:
     add_command(actions, "list", help="every known split with its counts and status").set_defaults(run=run_list)
 
     build = add_command(actions, "build", help="generate synthetic videos and draw the split")
-    build.add_argument("names", nargs="+", metavar="NAME", help="synth-mcqa, synth-oeqa, synth-caption, synth-pretrain")
+    build.add_argument("names", nargs="+", metavar="NAME", help="synthetic splits and pools: " + ", ".join(SYNTHETIC_SPLITS))
     build.add_argument("--video-root", type=Path, default=Path("runs/videos"), help="where videos are written")
     build.add_argument("--seed", type=int, default=0,
                        help="seeds the generator, the member draw and the dev/test partition (default 0)")

@@ -61,12 +61,13 @@ def split_summaries() -> list[SplitSummary]:
 
 def format_listing(summaries: list[SplitSummary]) -> str:
     """The table `vidsme splits list` prints."""
-    lines = [f"{'split':<18} {'kind':<6} {'status':<11} {'rows (member/non-member)':<26} "
+    w = max([18, *(len(s.name) for s in summaries)])
+    lines = [f"{'split':<{w}} {'kind':<6} {'status':<11} {'rows (member/non-member)':<26} "
              f"{'videos (member/non-member)':<28} dev | test videos"]
     for s in summaries:
         if s.split is None:
-            lines.append(f"{s.name:<18} {'':<6} {s.status:<11} run `vidsme splits build {s.name}`")
+            lines.append(f"{s.name:<{w}} {'':<6} {s.status:<11} run `vidsme splits build {s.name}`")
             continue
         rows, videos = s.counts()
-        lines.append(f"{s.name:<18} {s.split.card.kind:<6} {s.status:<11} {rows:<26} {videos:<28} {s.sides()}")
+        lines.append(f"{s.name:<{w}} {s.split.card.kind:<6} {s.status:<11} {rows:<26} {videos:<28} {s.sides()}")
     return "\n".join(lines)

@@ -18,7 +18,12 @@ from vidsme.paths import SPLITS_DIR_ENV
 
 # Built by `vidsme splits build NAME` from the deterministic generator (not committed:
 # the videos are generated on each machine; the generator pins their content).
-SYNTHETIC_SPLITS: tuple[str, ...] = ("synth-mcqa", "synth-oeqa", "synth-caption", "synth-pretrain")
+# The *-population pools are unlabelled draws of their split's distribution on other scenes (offline
+# shadow models train on them; RMIA compares against them).
+SYNTHETIC_SPLITS: tuple[str, ...] = (
+    "synth-mcqa", "synth-oeqa", "synth-caption", "synth-pretrain", "synth-mcqa-large",
+    "synth-mcqa-population", "synth-oeqa-population", "synth-caption-population", "synth-mcqa-large-population",
+)
 
 
 def splits_dir() -> Path:

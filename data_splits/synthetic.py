@@ -51,8 +51,11 @@ from vidsme.names import did_you_mean
 from vidsme.provenance import sha256_file
 
 __all__ = [
+    "BUILDABLE_POOLS",
     "CHALLENGE_POOLS",
     "GENERATOR_VERSION",
+    "LARGE_POOLS",
+    "POPULATION_POOLS",
     "POOLS",
     "ROW_KEYS",
     "STUDY_POOLS",
@@ -130,6 +133,23 @@ STUDY_POOLS: dict[str, PoolSpec] = {
                                   video_folder="study-mcqa")
     for mode in ("temporal", "static")
 }
+
+#: A larger public split for the shadows suite (400 + 400 videos, so that its 200 test non-members
+#: resolve TPR at 5% FPR): synth-mcqa's task, rows and title slot on new scenes (its own namespace).
+LARGE_POOLS: dict[str, PoolSpec] = {
+    "synth-mcqa-large": replace(POOLS["synth-mcqa"], name="synth-mcqa-large", n_videos=800, namespace="mcqa-large"),
+}
+
+#: Population pools (unlabelled): new scenes from each public split's distribution — same task, rows per
+#: video, questions and size, another namespace, so no video or text is shared with the split. Offline
+#: shadow models train on their halves, and RMIA compares against them (train/shadows.py, attack/calibrations).
+POPULATION_POOLS: dict[str, PoolSpec] = {
+    f"{p.name}-population": replace(p, name=f"{p.name}-population", namespace=f"{p.namespace}-population")
+    for p in (*POOLS.values(), *LARGE_POOLS.values()) if p.task != "pretrain"
+}
+
+#: What `vidsme splits build NAME` builds.
+BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS}
 
 #: Keys of every row, in this order.
 ROW_KEYS: tuple[str, ...] = (
@@ -230,11 +250,12 @@ def _pool(pool: str) -> PoolSpec:
         return CHALLENGE_POOLS[pool]
     if pool in STUDY_POOLS:
         return STUDY_POOLS[pool]
-    if pool not in POOLS:
+    if pool not in BUILDABLE_POOLS:
         raise UnknownNameError(
-            f"unknown synthetic pool {pool!r}.{did_you_mean(pool, POOLS)} Known pools: {', '.join(POOLS)}."
+            f"unknown synthetic pool {pool!r}.{did_you_mean(pool, BUILDABLE_POOLS)} Known pools: "
+            f"{', '.join(BUILDABLE_POOLS)}."
         )
-    return POOLS[pool]
+    return BUILDABLE_POOLS[pool]
 
 
 def _stable_int(*parts: object) -> int:

@@ -106,6 +106,22 @@ class VideoTextDataset(torch.utils.data.Dataset):
         return item
 
 
+class RowsView(torch.utils.data.Dataset):
+    """Some rows of a VideoTextDataset, sharing its processed-video cache: shadow models train on
+    different halves of one pool, and each video is decoded once for all of them."""
+
+    def __init__(self, parent: VideoTextDataset, indices: Sequence[int]) -> None:
+        self.parent = parent
+        self.indices = list(indices)
+        self.rows = [parent.rows[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.parent[self.indices[index]]
+
+
 # Per-position tensors right-padded by collate, and their padding value.
 _PADDED = {"input_ids": None, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
 

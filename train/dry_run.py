@@ -259,7 +259,7 @@ def _deepspeed_estimate(total: int, largest: int, *, stage: int, per_node: int, 
     if stage == 3:
         from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
 
-        # zero_init=False: every process loads the whole base before DeepSpeed partitions it (recipes._load_base)
+        # zero_init=False: every process loads the whole base before DeepSpeed partitions it (recipes.load_base)
         cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
             total, largest, num_gpus_per_node=per_node, num_nodes=nodes, cpu_offload=offload_optimizer,
             cpu_offload_params=offload_params and offload_optimizer, zero_init=False)
@@ -304,7 +304,7 @@ def _memory_lines(model, counts: dict, engine, layout: tuple[int, int, int], zer
             report.lines.append(f"  DeepSpeed's estimate: {_size(gpu)} per GPU, {_size(cpu)} host RAM per node "
                                 f"({where}: every parameter counted as trainable"
                                 + (", no zero.Init)" if stage == 3 else ")"))
-    load = total * 4  # recipes._load_base loads the model in fp32 on every process before DeepSpeed takes it
+    load = total * 4  # recipes.load_base loads the model in fp32 on every process before DeepSpeed takes it
     report.lines.append(f"host RAM to load the model: {_size(load)} per process (fp32, every process loads it "
                         f"whole), {_size(load * per_node)} per node of {per_node}")
 
@@ -523,4 +523,59 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     return report
 
 
-__all__ = ["dry_run_base", "dry_run_target", "model_state_bytes", "world_layout"]
+def dry_run_shadows(cfg: TargetConfig, plan, indices: list[int], *, world_size: int | None = None,
+                    gpus_per_node: int | None = None, quick: bool = False, architecture: Path | None = None,
+                    progress: bool = False) -> DryRunReport:
+    """What `vidsme train shadows` would train for `plan` (train/shadows.py) and what it costs in all:
+    the target's own dry run (the recipe every shadow copies), then the set: rows and steps per shadow,
+    their total, time from the target's card when it was trained, disk, the pool's videos."""
+    from vidsme.train.recipes import CARD_FILE
+    from vidsme.train.shadows import missing_shadows
+
+    layout = world_layout(world_size, gpus_per_node)
+    report = DryRunReport(f"shadows of {cfg.name}: {plan.count} {plan.setting} shadow models on halves of "
+                          f"{plan.pool['name']}, folder {plan.folder} (dry run: nothing loaded or written)")
+    recipe = dry_run_target(cfg, world_size=world_size, gpus_per_node=gpus_per_node, quick=True,
+                            architecture=architecture, progress=progress)
+    recipe.title = f"recipe: the target's ({cfg.name}), which every shadow copies"
+    report.sections.append(recipe)
+    section = DryRunReport("shadow set")
+    report.sections.append(section)
+    rows_in = [len(plan.row_indices(k, True)) for k in indices]
+    per_step = cfg.optim.micro_batch_size * cfg.optim.grad_accum * layout[0]
+    steps = [n // per_step * cfg.optim.epochs for n in rows_in]
+    finished = sorted(set(indices) - set(missing_shadows(plan)))
+    section.lines.append(f"pool {plan.pool['name']}: {len(plan.rows)} rows over {len(plan.videos)} videos; each video "
+                         f"IN for {plan.count // 2} of the {plan.count} shadows (seeded by the config seed {cfg.seed})")
+    section.lines.append(f"shadows {indices[0]}-{indices[-1]} ({len(indices)}): {min(rows_in)}-{max(rows_in)} rows "
+                         f"each (mean {sum(rows_in) / len(rows_in):.0f}), {min(steps)}-{max(steps)} steps each, "
+                         f"{sum(steps)} steps in all ({cfg.optim.epochs} epochs, {per_step} samples per step)")
+    if finished:
+        section.lines.append(f"already finished (reused): {len(finished)} of them")
+    if any(n // per_step == 0 for n in rows_in):
+        section.problems.append(f"a shadow's half of the pool ({min(rows_in)} rows) is fewer than one optimizer step "
+                                f"({per_step} samples)")
+    card = Path(cfg.output_dir) / CARD_FILE
+    try:
+        trained = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
+        per = float(trained["train_seconds"]) / float(trained["steps"]) if trained else None
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        per = None
+    todo = sum(n for k, n in zip(indices, steps) if k not in finished)
+    if per is not None:
+        section.lines.append(f"time: about {todo * per / 60:.1f} min of training for the {len(indices) - len(finished)} "
+                             f"left, at the target's own {per:.3f} s per step (its card, world size "
+                             f"{trained.get('world_size')}); plus loading and the probes")
+    else:
+        section.lines.append(f"time: {todo} steps left; train the target first to have its seconds per step here")
+    weights = sum(f.stat().st_size for f in Path(cfg.base).glob("*.safetensors")) if Path(cfg.base).is_dir() else 0
+    if weights:
+        section.lines.append(f"disk: about {_size(weights * len(indices))} (each shadow saves a whole model like the "
+                             f"base's {_size(weights)})")
+    section.figures.update(rows=rows_in, steps=steps, total_steps=sum(steps), finished=finished)
+    if plan.setting == "offline":
+        _video_checks(plan.rows, cfg.data.video_root, quick=quick, seed=cfg.seed, progress=progress, report=section)
+    return report
+
+
+__all__ = ["dry_run_base", "dry_run_shadows", "dry_run_target", "model_state_bytes", "world_layout"]

@@ -5,9 +5,11 @@ A target directory is a normal Hugging Face model directory (LoRA adapters merge
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +22,7 @@ from vidsme.errors import ModelFileError, VidsmeError
 from vidsme.provenance import git_commit, ids_sha256, library_versions, tree_sha256
 from vidsme.train.config import BaseConfig, TargetConfig
 from vidsme.train.loop import (
+    LoopResult,
     apply_lora,
     gather_full_weights,
     init_distributed,
@@ -45,7 +48,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_base(path: Path, fix: str | None = None):
+def load_base(path: Path, fix: str | None = None):
     """(model, processor) of a base directory, its files checked first; `fix` overrides the hint
     a damaged file gets (default: retrain or restore it, or fix the target config's `base`)."""
     from vidsme.model_files import load_pretrained, model_fix
@@ -130,14 +133,14 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
     if rank == 0:
         build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir, overwrite=True)  # deterministic: a resume rebuilds it identically
     torch.distributed.barrier()
-    model, processor = _load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
+    model, processor = load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
     set_trainable(model, ("vision_tower", "projector", "language_model"))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
                                    checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg),
                                    progress_bar=progress)
-    trained = _unpartitioned(trained, rank, lambda: _load_base(init_dir)[0])
+    trained = _unpartitioned(trained, rank, lambda: load_base(init_dir)[0])
     if rank == 0:
         _save(trained, processor, out)
         shutil.rmtree(init_dir, ignore_errors=True)
@@ -182,50 +185,88 @@ def apply_strategy(model: torch.nn.Module, cfg: TargetConfig) -> torch.nn.Module
     return model
 
 
+@dataclass
+class Finetuned:
+    """What one fine-tuning run did, for its card (the model is already saved)."""
+
+    counts: dict  # trainable / total parameters per module group
+    result: LoopResult
+    probe_trained_loss: float  # mean loss of the probe of trained rows
+    probe_heldout_loss: float | None  # mean loss of the probe of rows never trained on (None: no such rows)
+    n_probe_heldout: int
+
+
+def finetune_model(cfg: TargetConfig, train_set, probe_trained, probe_heldout, out: Path, *, seed: int,
+                   config_key: str, base: tuple | None = None, progress: bool = True, desc: str | None = None
+                   ) -> Finetuned | None:
+    """Fine-tune the base of `cfg` with `cfg.strategy` on `train_set` (a dataset of rows) and save it to
+    `out`; returns what happened on rank 0 (None on other ranks).
+
+    `probe_trained` / `probe_heldout`: datasets whose mean loss the card records (the generalisation gap).
+    `config_key` identifies the run for its resumable checkpoints under out/checkpoints. `base`: the
+    (model, processor) of cfg.base already loaded (a copy is trained: shadow models load the base once
+    per process); None loads it. Everything random is seeded by `seed` before the strategy is applied.
+    """
+    _seed_everything(seed)
+    rank, _ = init_distributed()
+
+    def load():
+        return (copy.deepcopy(base[0]), base[1]) if base is not None else load_base(cfg.base)
+
+    model, processor = load()
+    train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
+    model = apply_strategy(model, cfg)
+    counts = trainable_counts(model)
+    trained, result = run_training(model, train_set, cfg.optim, cfg.engine, seed=seed,
+                                   pad_token_id=processor.tokenizer.pad_token_id, desc=desc or f"train {cfg.name}",
+                                   checkpoint_dir=out / "checkpoints", config_hash=config_key, progress_bar=progress)
+
+    def rebuild():
+        plain = load()[0]
+        return apply_lora(plain, cfg.lora, train_projector) if cfg.strategy == "lora" else plain
+
+    trained = _unpartitioned(trained, rank, rebuild)
+    if rank != 0:
+        return None
+    final = trained.merge_and_unload() if cfg.strategy == "lora" else trained
+    pad = processor.tokenizer.pad_token_id
+    trained_loss = statistics.fmean(per_sample_loss(final, probe_trained, pad))
+    heldout_loss = statistics.fmean(per_sample_loss(final, probe_heldout, pad)) if len(probe_heldout) else None
+    _save(final, processor, out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
+    return Finetuned(counts=counts, result=result, probe_trained_loss=trained_loss, probe_heldout_loss=heldout_loss,
+                     n_probe_heldout=len(probe_heldout))
+
+
 def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
     """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card (`progress`: a step bar)."""
     if _up_to_date(cfg.output_dir, CARD_FILE, cfg):
         print(f"{cfg.output_dir}: up to date (same config), not retrained")
         return Path(cfg.output_dir)
-    _seed_everything(cfg.seed)
     rank, world = init_distributed()
     split, members, nonmembers = _split_rows(cfg.data.split)
     if split.is_pool or not members:
         raise VidsmeError(f"split {split.name!r} has no members to fine-tune on")
-    model, processor = _load_base(cfg.base)
-    train_projector = cfg.train_projector if cfg.train_projector is not None else cfg.strategy == "full"
-    model = apply_strategy(model, cfg)
-    counts = trainable_counts(model)
-    dataset = make_dataset(members, processor, model.config, cfg.data)
+    base = load_base(cfg.base)
+    model_config, processor = base[0].config, base[1]
     out = Path(cfg.output_dir)
-    trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
-                                   pad_token_id=processor.tokenizer.pad_token_id, desc=f"train {cfg.name}",
-                                   checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg),
-                                   progress_bar=progress)
-    leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
-    if leaked:  # cannot happen by construction; checked because every result depends on it
-        raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
-
-    def rebuild():
-        plain = _load_base(cfg.base)[0]
-        return apply_lora(plain, cfg.lora, train_projector) if cfg.strategy == "lora" else plain
-
-    trained = _unpartitioned(trained, rank, rebuild)
+    done = finetune_model(
+        cfg, make_dataset(members, processor, model_config, cfg.data),
+        make_dataset(members[: cfg.data.heldout_nonmembers], processor, model_config, cfg.data),
+        make_dataset(nonmembers[: cfg.data.heldout_nonmembers], processor, model_config, cfg.data),
+        out, seed=cfg.seed, config_key=config_hash(cfg), base=base, progress=progress)
     if rank == 0:
-        final = trained.merge_and_unload() if cfg.strategy == "lora" else trained
-        heldout = make_dataset(nonmembers[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
-        member_probe = make_dataset(members[: cfg.data.heldout_nonmembers], processor, final.config, cfg.data)
-        pad = processor.tokenizer.pad_token_id
-        member_loss = statistics.fmean(per_sample_loss(final, member_probe, pad))
-        heldout_loss = statistics.fmean(per_sample_loss(final, heldout, pad)) if len(heldout) else None
-        _save(final, processor, out)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
+        result = done.result
+        leaked = set(result.trained_ids) & {r["id"] for r in nonmembers}
+        if leaked:  # cannot happen by construction; checked because every result depends on it
+            raise VidsmeError(f"non-member ids entered training: {sorted(leaked)[:5]}")
+        heldout_loss = done.probe_heldout_loss
         write_json_atomic(out / CARD_FILE, {
             "name": cfg.name,
             "kind": "target",
             "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base))},
             "strategy": cfg.strategy,
-            "trainable_parameters": counts,
+            "trainable_parameters": done.counts,
             "split": {"name": split.name, "version": split.card.version,
                       "manifest_sha256": split.card.manifest_sha256},
             "trained_ids_sha256": ids_sha256(result.trained_ids),
@@ -236,10 +277,10 @@ def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
             "seed": cfg.seed,
             "final_train_loss": result.losses[-1],
             "train_loss_per_step": result.losses,
-            "loss_members_probe": member_loss,
+            "loss_members_probe": done.probe_trained_loss,
             "loss_heldout_nonmembers": heldout_loss,
-            "n_heldout_nonmembers": len(heldout),
-            "generalisation_gap": None if heldout_loss is None else heldout_loss - member_loss,
+            "n_heldout_nonmembers": done.n_probe_heldout,
+            "generalisation_gap": None if heldout_loss is None else heldout_loss - done.probe_trained_loss,
             "train_seconds": round(result.seconds, 2),
             "config": config_to_dict(cfg),
             "config_hash": config_hash(cfg),

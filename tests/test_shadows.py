@@ -1,0 +1,152 @@
+"""Shadow models: the plan (who is IN, seeds), training alone or together, the set's card and what it refuses."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_configs import TINY
+
+from vidsme.cli import main
+from vidsme.data_splits.build import build_synthetic_split
+from vidsme.data_splits.create import draw_members
+from vidsme.data_splits.manifest import write_split
+from vidsme.errors import VidsmeError
+from vidsme.paths import SPLITS_DIR_ENV
+from vidsme.train.config import DataConfig, OptimConfig, TargetConfig
+from vidsme.train.shadows import (
+    SET_CARD,
+    assemble_set,
+    inclusion_matrix,
+    missing_shadows,
+    parse_indices,
+    plan_shadows,
+    shadow_seed,
+    train_shadows,
+)
+from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny split (8 videos), its population pool (6 videos) and a tiny base (splits in a temp dir)."""
+    root = tmp_path_factory.mktemp("shadows")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(SPLITS_DIR_ENV, str(root / "splits"))
+    mp.chdir(REPO)  # configs/deepspeed/*.json are named relative to the repository
+    videos = root / "videos"
+    split, _ = build_synthetic_split("synth-mcqa", videos, n_videos=8, progress=False)
+    population, _ = build_synthetic_split("synth-mcqa-population", videos, n_videos=6, progress=False)
+    base = build_tiny_vullm(TINY, tokenizer_corpus(split.rows() + population.rows()), root / "base")
+    yield {"root": root, "videos": videos, "split": split, "population": population, "base": base}
+    mp.undo()
+
+
+def _cfg(world, out: Path, split: str = "synth-mcqa", strategy: str = "lora", seed: int = 0) -> TargetConfig:
+    return TargetConfig(name="t", base=world["base"], output_dir=out, strategy=strategy, seed=seed,
+                        data=DataConfig(split=split, video_root=world["videos"], n_frames=4, max_text_tokens=256),
+                        optim=OptimConfig(micro_batch_size=2, epochs=1))
+
+
+def test_every_video_is_in_for_half_the_shadows_and_shadows_hold_about_half():
+    videos = [f"v{i:03d}.mp4" for i in range(400)]
+    inclusion = inclusion_matrix(videos, 16, seed=3)
+    assert inclusion.shape == (400, 16)
+    assert (inclusion.sum(1) == 8).all()
+    assert np.all(np.abs(inclusion.sum(0) - 200) < 40)  # each shadow a random half (binomial sd 10)
+    assert np.array_equal(inclusion, inclusion_matrix(videos, 16, seed=3))
+    assert not np.array_equal(inclusion, inclusion_matrix(videos, 16, seed=4))
+    # a video's column does not depend on which other videos are in the pool
+    assert np.array_equal(inclusion_matrix(videos[:10], 16, seed=3), inclusion[:10])
+    assert (inclusion_matrix(videos, 5, seed=0).sum(1) == 2).all()
+
+
+def test_seeds_and_indices():
+    assert shadow_seed(0, 1) == shadow_seed(0, 1) != shadow_seed(0, 2) != shadow_seed(1, 2)
+    assert parse_indices(None, 4) == [0, 1, 2, 3] and parse_indices("2", 4) == [2] and parse_indices("1-3", 4) == [1, 2, 3]
+    for bad in ("4", "3-1", "x"):
+        with pytest.raises(VidsmeError, match="--index"):
+            parse_indices(bad, 4)
+
+
+def test_redrawing_the_target_membership_changes_no_shadow_training_set(world, tmp_path):
+    """Same candidates, other member draw: every shadow trains on the same rows with the same seed."""
+    rows = world["split"].rows()
+    redrawn = [dict(r) for r in rows]
+    draw_members(redrawn, 0.5, seed=99)
+    assert [r["label"] for r in redrawn] != [r["label"] for r in rows]
+    splits = Path(world["root"]) / "splits"
+    write_split(splits / "redrawn", redrawn, partition_seed=0, name="redrawn", kind="split", version=1,
+                description="test", drawn={"method": "iid_by_video", "seed": 99}, source={}, notes=[])
+    first = plan_shadows(_cfg(world, tmp_path / "a"), 4)
+    second = plan_shadows(_cfg(world, tmp_path / "a", split="redrawn"), 4)
+    for k in range(4):
+        trained = [first.rows[i]["id"] for i in first.row_indices(k, True)]
+        assert trained == [second.rows[i]["id"] for i in second.row_indices(k, True)]
+        assert first.seed(k) == second.seed(k)
+    assert first.pool["manifest_sha256"] != second.pool["manifest_sha256"]
+
+
+def test_offline_plans_halve_the_population_and_refuse_a_shared_video(world, tmp_path):
+    plan = plan_shadows(_cfg(world, tmp_path / "t"), 2, offline=True)
+    assert plan.pool["name"] == "synth-mcqa-population" and plan.setting == "offline"
+    assert {r["video"] for r in plan.rows}.isdisjoint({r["video"] for r in world["split"].rows()})
+    with pytest.raises(VidsmeError, match="shares 8 video"):
+        plan_shadows(_cfg(world, tmp_path / "t"), 2, offline=True, population="synth-mcqa")
+    with pytest.raises(VidsmeError, match="add --offline"):
+        plan_shadows(_cfg(world, tmp_path / "t"), 2, population="synth-mcqa-population")
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_shadow_trained_alone_equals_the_same_shadow_trained_with_the_set(world, tmp_path):
+    together = plan_shadows(_cfg(world, tmp_path / "t"), 2, output_dir=tmp_path / "together")
+    assert train_shadows(together.cfg, together, [0, 1], progress=False) == [0, 1]
+    card = assemble_set(together)
+    assert card["count"] == 2 and len(card["inclusion"]) == 8 and card["setting"] == "online"
+    alone = plan_shadows(_cfg(world, tmp_path / "t"), 2, output_dir=tmp_path / "alone")
+    train_shadows(alone.cfg, alone, [1], progress=False)
+    a, b = _weights(together.shadow_dir(1)), _weights(alone.shadow_dir(1))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], _weights(together.shadow_dir(0))[k]) for k in a)  # another half, another seed
+    # a set with a missing shadow is refused, naming it; a rerun trains nothing finished again
+    assert missing_shadows(alone) == [0]
+    with pytest.raises(VidsmeError, match=r"shadow\(s\) 0 of 2 are missing"):
+        assemble_set(alone)
+    assert train_shadows(together.cfg, together, [0, 1], progress=False) == []
+    # a shadow trained for another plan (another seed) does not count as this plan's
+    other = plan_shadows(_cfg(world, tmp_path / "t", seed=5), 2, output_dir=tmp_path / "together")
+    with pytest.raises(VidsmeError, match=r"shadow\(s\) 0-1 of 2"):
+        assemble_set(other)
+
+
+def test_the_cli_trains_one_index_then_assembles(world, tmp_path, capsys):
+    config = tmp_path / "t.yaml"
+    config.write_text(f"name: t\nbase: {world['base']}\noutput_dir: {tmp_path / 'target'}\nstrategy: projector\n"
+                      f"data: {{split: synth-mcqa, video_root: {world['videos']}, n_frames: 4, max_text_tokens: 256}}\n"
+                      "optim: {micro_batch_size: 2, epochs: 1}\n")
+    folder = tmp_path / "target-shadows-offline-2"
+    assert main(["train", "shadows", str(config), "--count", "2", "--offline", "--dry-run", "--quiet"]) == 0
+    assert "2 offline shadow models on halves of synth-mcqa-population" in capsys.readouterr().out
+    assert not folder.exists()
+    assert main(["train", "shadows", str(config), "--offline", "--index", "0", "--count", "2", "--quiet"]) == 0
+    assert "1 of 2 shadows finished" in capsys.readouterr().out and not (folder / SET_CARD).exists()
+    assert main(["train", "shadows", str(config), "--count", "2", "--offline", "--assemble"]) == 2
+    assert "shadow(s) 1 of 2 are missing" in capsys.readouterr().err
+    assert main(["train", "shadows", str(config), "--count", "2", "--offline", "--index", "1", "--quiet"]) == 0
+    card = json.loads((folder / SET_CARD).read_text())
+    assert card["setting"] == "offline" and card["pool"]["name"] == "synth-mcqa-population"
+    assert [s["index"] for s in card["shadows"]] == [0, 1]
+    shutil.rmtree(folder)
+    assert main(["train", "target", str(config), "--count", "2"]) == 2
+    assert "only apply to `vidsme train shadows`" in capsys.readouterr().err
+    assert main(["train", "shadows", str(config)]) == 2
+    assert "needs --count N" in capsys.readouterr().err
