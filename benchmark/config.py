@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vidsme.attack.calibration import DEFAULT_SIGNALS
+
 
 @dataclass(frozen=True)
 class SuiteTarget:
@@ -16,6 +18,11 @@ class SuiteTarget:
     video_root: Path | None = None  # folder of the manifest's videos; None: the split card's own (synthetic splits)
     reference: Path | None = None  # reference (base) model for calibration attacks; None: the card's base, if any
     template: str | None = None  # prompt template for this target; None: the suite's
+    # shadow sets of this target (`vidsme train shadows`): at most one online and one offline; their calibrated
+    # attacks (LiRA, RMIA over every signal in `calibration_signals`) join the leaderboard as methods
+    shadows: list[Path] = field(default_factory=list)
+    population: str | None = None  # RMIA's population split (in no training set, not evaluated); None: the offline set's pool
+    population_video_root: Path | None = None  # the population's videos; None: its split card's own
 
 
 @dataclass(frozen=True)
@@ -46,3 +53,7 @@ class SuiteConfig:
     plots: bool = True  # ROC curves, score and q/r histograms (at the largest frame count)
     plot_every_frame_count: bool = False  # plots for every frame count of the sweep (about 1 s per figure)
     stats_workers: int | None = None  # processes for video statistics (None: one per core)
+    # signals (attack names) the shadow calibrations go through, on every slice they apply to
+    calibration_signals: list[str] = field(default_factory=lambda: list(DEFAULT_SIGNALS))
+    calibrations: list[str] = field(default_factory=list)  # calibration names (vidsme attacks --calibrations); empty: all
+    shadow_models_per_pass: int = 0  # shadow models held in memory at once during extraction (0: all of a set)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vidsme.benchmark.cache import FeatureCache
-from vidsme.benchmark.query import LoadedModel, QuerySettings, extract_batch
+from vidsme.benchmark.query import LoadedModel, QuerySettings, batch_features, extract_batch, prepare_batch
 from vidsme.train.data import VideoTextDataset
 
 
@@ -83,3 +83,45 @@ def extract_to_cache(target: LoadedModel, rows: Sequence[dict], video_root: Path
             cache.write(samples, batch=b)
             bar.update(len(idx))
     return len(todo)
+
+
+@dataclass
+class ExtractionJob:
+    """One model's features of the rows into its own cache (a shadow model, or the target on other rows)."""
+
+    model: LoadedModel
+    cache: FeatureCache
+    reference: LoadedModel | None = None
+    done: set[int] = field(default_factory=set)
+
+
+def extract_many(jobs: Sequence[ExtractionJob], rows: Sequence[dict], video_root: Path, q: np.ndarray, r: np.ndarray,
+                 *, n_frames: int, template: str, batch_size: int, max_text_tokens: int,
+                 settings: QuerySettings = QuerySettings(),  # noqa: B008 (frozen)
+                 world: World = World(), progress: bool = True, desc: str = "extract") -> int:  # noqa: B008
+    """Like `extract_to_cache`, for several models over the same rows: each batch is decoded and preprocessed
+    ONCE and fed to every model whose cache lacks it (the shadow models of a target share one video pipeline).
+    Every model must share the first one's processor (models fine-tuned from one base do). Returns the
+    (model, batch) pairs written."""
+    if not jobs:
+        return 0
+    first = jobs[0].model
+    dataset = VideoTextDataset(rows, video_root, first.processor, first.config, template=template,
+                               n_frames=n_frames, max_text_tokens=max_text_tokens)
+    for job in jobs:
+        job.done = job.cache.done_batches()
+    todo = [(b, idx) for b, idx in enumerate(batches_of(len(rows), batch_size))
+            if b % world.size == world.rank and any(b not in job.done for job in jobs)]
+    total = sum(len(idx) * sum(b not in job.done for job in jobs) for b, idx in todo)
+    written = 0
+    with tqdm(total=total, desc=desc, unit="sample", disable=not progress) as bar:
+        for b, idx in todo:
+            batch = prepare_batch(dataset, list(idx), q[idx.start:idx.stop], r[idx.start:idx.stop])
+            for job in jobs:
+                if b in job.done:
+                    continue
+                job.cache.write(batch_features(job.model, dataset, batch, reference=job.reference, settings=settings),
+                                batch=b)
+                written += 1
+                bar.update(len(idx))
+    return written

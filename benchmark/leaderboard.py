@@ -119,6 +119,7 @@ def build_leaderboard(results: dict, *, results_sha256: str | None = None) -> di
             "has_blind_baseline": any(e["method"] == BLIND_METHOD for e in verdict["entries"]),
             "entries": verdict["entries"],
             "adjacent": verdict.get("adjacent", []),
+            "ceiling": verdict.get("ceiling"),
             "skipped": [s for s in results.get("skipped", []) if isinstance(s, dict) and s.get("target") == name],
             "details": details,
         })

@@ -97,6 +97,30 @@ def config_text(e: dict) -> str:
     return f"{e['slice']} / {e['attack']} / {frames_text(e['n_frames'])} frames / {level_label(e['level'])} level"
 
 
+CEILING = "ceiling"
+
+
+def ceiling_note(t: dict) -> str | None:
+    """"ceiling: METHOD — why" for a target whose verdict marks one (None otherwise)."""
+    ceiling = t.get("ceiling")
+    if not ceiling:
+        return None
+    return f"{CEILING}: {ceiling['method']} — {ceiling.get('why')}"
+
+
+def shadows_note(t: dict) -> str | None:
+    """The shadow models and population a target's calibrated attacks (LiRA, RMIA) used (None: it had none)."""
+    calibration = t["target"].get("calibration")
+    if not calibration:
+        return None
+    sets = [f"{s.get('count')} {s.get('setting')} shadows on halves of {(s.get('pool') or {}).get('name')} "
+            f"({s.get('path')}, card sha256 {str(s.get('card_sha256'))[:12]})" for s in calibration.get("sets") or []]
+    population = calibration.get("population")
+    pop = (f"population {population.get('name')} ({population.get('n_videos')} videos)" if population
+           else "no population (RMIA skipped)")
+    return "shadow models: " + "; ".join(sets) + f"; {pop}"
+
+
 def entry_of(t: dict, method: str) -> dict | None:
     """The verdict entry of `method` on target `t` (None when it has none there)."""
     return next((e for e in t["entries"] if e["method"] == method), None)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.benchmark.leaderboard_format import (
+    CEILING,
+    ceiling_note,
     config_text,
     confidence_text,
     entry_of,
@@ -23,6 +25,7 @@ from vidsme.benchmark.leaderboard_format import (
     na_legend,
     partition_note,
     selection_note,
+    shadows_note,
     target_title,
 )
 from vidsme.benchmark.results_schema import METRICS
@@ -107,7 +110,7 @@ th{background:#eee;font-weight:600}td{white-space:nowrap}
 table.main th{text-align:center}table.main th.m{text-align:left}table.main td.b{text-align:center}
 table.main th.t{white-space:normal;max-width:15em;overflow-wrap:anywhere}
 small{display:block;font-size:.78em;color:#555}tr.blind{background:#fff4d6}
-.nb{display:inline-block;font-size:.72em;background:#b3261e;color:#fff;border-radius:3px;padding:0 3px}.sub{font-size:.72em;color:#1f5fbf}
+.nb{display:inline-block;font-size:.72em;background:#b3261e;color:#fff;border-radius:3px;padding:0 3px}.ceil{display:inline-block;font-size:.72em;background:#1b6e3a;color:#fff;border-radius:3px;padding:0 3px}.sub{font-size:.72em;color:#1f5fbf}
 .legend{font-size:.85em;color:#444}.legend li{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table.sortable th{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}
@@ -162,6 +165,11 @@ def _vs_blind_cell(e: dict) -> str:
     return vs
 
 
+def _rank_cell(e: dict) -> str:
+    """The rank interval, with the ceiling badge on the target's dev-chosen strongest method."""
+    return _h(e["rank_band"]) + (f' <span class="ceil">{CEILING}</span>' if e.get("ceiling") else "")
+
+
 def _legend(lines: Sequence[str], extra: Sequence[str] = ()) -> str:
     items = [*extra, *(f"n/a — {x}" for x in lines)]
     return '<ul class="legend">' + "".join(f"<li>{x}</li>" for x in items) + "</ul>" if items else ""
@@ -189,7 +197,7 @@ def _html_main(board: dict) -> list[str]:
                 continue
             title = _h(f"{config_text(e)}; chosen on dev among {e['n_candidates']}")
             cells += [f'<td title="{title}">{_cell2(e[t["primary_metric"]], ".3f", ".2f")}</td>',
-                      f'<td class="b">{_h(e["rank_band"])}</td>', f"<td>{_vs_blind_cell(e)}</td>"]
+                      f'<td class="b">{_rank_cell(e)}</td>', f"<td>{_vs_blind_cell(e)}</td>"]
         body.append(f'<tr{" class=blind" if blind else ""}>' + "".join(cells) + "</tr>")
     notes = [
         f'<span class="nb">{_h(NOT_ABOVE_BLIND)}</span>: the {conf} CI of the paired difference to the split\'s blind '
@@ -197,6 +205,9 @@ def _html_main(board: dict) -> list[str]:
         "rank: the ranks the test data allows (\u201c1–3\u201d): from 1 + the entries significantly above (paired "
         "bootstrap, against every other entry) to n \u2212 the entries significantly below; an entry significantly "
         "above another never shares its interval. Hover a value for the configuration chosen on dev.",
+        f'<span class="ceil">{CEILING}</span>: the target\'s strongest method, chosen on the dev partition (highest dev '
+        "selection metric); its test number is reported like every other. Where a target has shadow models it is "
+        "usually a calibrated attack (lira, rmia).",
         *(f"{_h(t['name'])} is ranked by {_h(metric_label(t['primary_metric']))}: {_h(t['why'])}" for t in board["targets"]),
     ]
     return ['<h2 id="main">Main view</h2>',
@@ -216,6 +227,7 @@ def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
     if not t["has_blind_baseline"]:
         out.append('<p class="note">no blind baseline in results.json for this target: no entry can be compared '
                    "with it</p>")
+    out += [f"<p>{_h(note)}.</p>" for note in (ceiling_note(t), shadows_note(t)) if note]
     heads = [("rank", True), ("method", False), ("attack", False), ("slice", False), ("frames", True),
              ("level", False), ("cand.", True), (f"dev {metric_label(selection)}", True),
              *((f"test {metric_label(m)}".replace("%FPR", "% FPR"), True) for m in METRICS), ("vs blind", True),
@@ -228,7 +240,7 @@ def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
         thumb = _roc_svg(*roc, label) if not isinstance(roc, str) else f'<span class="note">{_h(roc)}</span>'
         vs = _vs_blind_cell(e)
         method = _h(e["method"]) + (' <span class="sub">submitted</span>' if e.get("submitted") else "")
-        cells = [_h(e["rank_band"]), method, _h(e["attack"]), _h(e["slice"]), frames_text(e["n_frames"]),
+        cells = [_rank_cell(e), method, _h(e["attack"]), _h(e["slice"]), frames_text(e["n_frames"]),
                  _h(level_label(e["level"])), str(e["n_candidates"]), _cell2(e["dev"].get(selection), ".3f", ".2f"),
                  *(_cell2(e.get(m), ".3f", ".2f") for m in METRICS), vs, thumb]
         out.append(f'<tr{" class=blind" if e["blind"] else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

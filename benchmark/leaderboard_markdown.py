@@ -5,6 +5,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from vidsme.benchmark.leaderboard_format import (
+    CEILING,
+    ceiling_note,
     confidence_text,
     entry_of,
     fmt_diff,
@@ -17,6 +19,7 @@ from vidsme.benchmark.leaderboard_format import (
     na_legend,
     partition_note,
     selection_note,
+    shadows_note,
     target_title,
 )
 from vidsme.benchmark.results_schema import METRICS
@@ -31,6 +34,10 @@ def _md_text(value: object) -> str:
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _md_rank(e: dict) -> str:
+    return e["rank_band"] + (f" **{CEILING}**" if e.get("ceiling") else "")
 
 
 def _md_vs_blind(e: dict | None) -> str:
@@ -63,7 +70,8 @@ def render_markdown(board: dict) -> str:
         f"One row per method; per target its dev-selected configuration measured on the test partition: the "
         f"ranking metric with its {conf} CI, the rank interval (the ranks this test data allows it: an entry significantly above another never shares its interval), and "
         f"the paired difference to the blind baseline with its CI; **{NOT_ABOVE_BLIND}** marks a CI that does not "
-        "lie above 0. Details per target below.",
+        f"lie above 0; **{CEILING}** marks each target's strongest method, chosen on dev (its ceiling). Details per "
+        "target below.",
         "",
     ]
     header = ["method"]
@@ -76,7 +84,7 @@ def render_markdown(board: dict) -> str:
             e = entry_of(t, method)
             if e is not None and e.get("submitted"):
                 cells[0] = _md_text(method) + " (submitted)"
-            cells += ["—", "—", "—"] if e is None else [fmt_metric(e[t["primary_metric"]]), e["rank_band"],
+            cells += ["—", "—", "—"] if e is None else [fmt_metric(e[t["primary_metric"]]), _md_rank(e),
                                                         _md_vs_blind(e)]
         rows.append(cells)
     lines += _md_table(header, rows)
@@ -112,10 +120,11 @@ def _md_target(t: dict, conf: str) -> list[str]:
              f"- {_md_text(levels_note(t))}"]
     if not t["has_blind_baseline"]:
         lines.append("- no blind baseline in results.json for this target: no entry can be compared with it")
+    lines += [f"- {_md_text(note)}" for note in (ceiling_note(t), shadows_note(t)) if note]
     lines.append("")
     header = ["rank", "method", "attack", "slice", "frames", "level", "candidates", f"dev {metric_label(selection)}",
               *(f"test {metric_label(m)}" for m in METRICS), "vs blind"]
-    lines += _md_table(header, ([e["rank_band"], _md_text(e["method"]) + (" (submitted)" if e.get("submitted") else ""),
+    lines += _md_table(header, ([_md_rank(e), _md_text(e["method"]) + (" (submitted)" if e.get("submitted") else ""),
                                  _md_text(e["attack"]), _md_text(e["slice"]), frames_text(e["n_frames"]),
                                  level_label(e["level"]), str(e["n_candidates"]),
                                  fmt_metric(e["dev"].get(selection)), *(fmt_metric(e.get(m)) for m in METRICS),

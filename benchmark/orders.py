@@ -30,6 +30,13 @@ class SplitOrders:
         at = np.array([index[r["video"]] for r in rows])
         return self.orders.q[at], self.orders.r[at]
 
+    def sha256(self) -> str:
+        """The (video, q, r) table hashed: feature caches are keyed by it (pool, exclusions, betas, stats config)."""
+        from vidsme.provenance import ids_sha256
+
+        return ids_sha256([f"{v}\t{q!r}\t{r!r}" for v, q, r in zip(self.videos, self.orders.q.tolist(),
+                                                                   self.orders.r.tolist())])
+
 
 def split_orders(rows: Sequence[dict], video_root: Path, *, n_frames: int = 16, beta1: float = 1.0,
                  beta2: float = 0.1, cache_dir: Path | None = None, workers: int | None = None,

@@ -170,17 +170,21 @@ def _reversed_video(dataset: VideoTextDataset, frames: np.ndarray, natural: Vide
     return reversed_
 
 
-def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Sequence[int], q: np.ndarray,
-                  r: np.ndarray, *, reference: LoadedModel | None = None,
-                  settings: QuerySettings = QuerySettings()) -> list[SampleFeatures]:  # noqa: B008 (frozen)
-    """Features of dataset samples `indices` (q, r: their Vid-SME orders, aligned with indices).
+@dataclass
+class PreparedBatch:
+    """Dataset samples decoded and preprocessed once, ready for any number of models' forwards:
+    natural and reversed model inputs, encoded prompts, and their Vid-SME orders."""
 
-    One forward of the target over 2B inputs (natural then reversed frames), and one of the
-    reference over the B natural inputs when given. Every slice gets every token feature
-    for every view; Sharma-Mittal (per position and sequence-level) only on `settings.sme_slices`.
-    """
-    from vidsme.attack.features import sequence_sharma_mittal
+    indices: list[int]
+    natural_items: list[dict]
+    reversed_items: list[dict]
+    prompts: list[EncodedPrompt]
+    q: torch.Tensor
+    r: torch.Tensor
 
+
+def prepare_batch(dataset: VideoTextDataset, indices: Sequence[int], q: np.ndarray, r: np.ndarray) -> PreparedBatch:
+    """Decode and preprocess dataset samples `indices` (q, r: their Vid-SME orders, aligned with indices)."""
     natural_items, reversed_items, prompts = [], [], []
     for i in indices:
         frames = dataset.frames(i)
@@ -189,14 +193,37 @@ def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Seque
         prompts.append(dataset.prompt(i, natural))
         natural_items.append(dataset.item(i, natural))
         reversed_items.append(dataset.item(i, reversed_))
+    return PreparedBatch(list(indices), natural_items, reversed_items, prompts,
+                         torch.as_tensor(np.asarray(q, dtype=np.float64)), torch.as_tensor(np.asarray(r, dtype=np.float64)))
+
+
+def extract_batch(target: LoadedModel, dataset: VideoTextDataset, indices: Sequence[int], q: np.ndarray,
+                  r: np.ndarray, *, reference: LoadedModel | None = None,
+                  settings: QuerySettings = QuerySettings()) -> list[SampleFeatures]:  # noqa: B008 (frozen)
+    """Features of dataset samples `indices` (q, r: their Vid-SME orders, aligned with indices): see
+    `batch_features`."""
+    return batch_features(target, dataset, prepare_batch(dataset, indices, q, r), reference=reference,
+                          settings=settings)
+
+
+def batch_features(target: LoadedModel, dataset: VideoTextDataset, batch: PreparedBatch, *,
+                   reference: LoadedModel | None = None,
+                   settings: QuerySettings = QuerySettings()) -> list[SampleFeatures]:  # noqa: B008 (frozen)
+    """Features of a prepared batch under `target` (and `reference`).
+
+    One forward of the target over 2B inputs (natural then reversed frames), and one of the
+    reference over the B natural inputs when given. Every slice gets every token feature
+    for every view; Sharma-Mittal (per position and sequence-level) only on `settings.sme_slices`.
+    """
+    from vidsme.attack.features import sequence_sharma_mittal
+
+    indices, prompts, q_t, r_t = batch.indices, batch.prompts, batch.q, batch.r
     n = len(indices)
-    q_t = torch.as_tensor(np.asarray(q, dtype=np.float64))
-    r_t = torch.as_tensor(np.asarray(r, dtype=np.float64))
     views: list[tuple[str, torch.Tensor, LoadedModel, slice]] = []
-    hidden = last_hidden(target.model, collate(natural_items + reversed_items, target.pad_token_id))
+    hidden = last_hidden(target.model, collate(batch.natural_items + batch.reversed_items, target.pad_token_id))
     views += [("natural", hidden, target, slice(0, n)), ("reversed", hidden, target, slice(n, 2 * n))]
     if reference is not None:
-        ref_hidden = last_hidden(reference.model, collate(natural_items, target.pad_token_id))
+        ref_hidden = last_hidden(reference.model, collate(batch.natural_items, target.pad_token_id))
         views.append(("reference", ref_hidden, reference, slice(0, n)))
 
     token: list[dict[str, dict[str, torch.Tensor]]] = [{} for _ in range(n)]

@@ -14,7 +14,7 @@ from vidsme.errors import VidsmeError
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
-KINDS = ("reproduced", "scores_file", "blind")
+KINDS = ("reproduced", "scores_file", "blind", "calibrated")
 ROW_IS_VIDEO = "row=video"  # as in benchmark/evaluate.py (not imported: it pulls in torch)
 LEVELS = ("row", "video", ROW_IS_VIDEO)
 METRICS = ("auc", "balanced_accuracy", "tpr@0.1%fpr", "tpr@1%fpr", "tpr@5%fpr")

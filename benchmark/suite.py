@@ -29,6 +29,15 @@ from vidsme.attack.inputs import SLICES
 from vidsme.metrics import Evaluation
 from vidsme.attack.registry import AttackSpec, get_attack, list_attacks
 from vidsme.benchmark.cache import CacheKey, FeatureCache
+from vidsme.benchmark.calibrated import (
+    CalibratedResult,
+    calibrate_frame_count,
+    calibration_setup,
+    calibration_signals,
+    chosen_calibrations,
+    extract_calibration_features,
+    setup_sha256,
+)
 from vidsme.benchmark.config import SuiteConfig, SuiteTarget
 from vidsme.benchmark.evaluate import (
     EvalSet,
@@ -81,6 +90,12 @@ def check_suite(cfg: SuiteConfig) -> list[AttackSpec]:
                           f" Choose one of {', '.join(PRIMARY_METRICS)}")
     if cfg.min_false_positives < 1:
         raise VidsmeError(f"min_false_positives must be >= 1, got {cfg.min_false_positives}")
+    if any(t.shadows for t in cfg.targets):
+        calibration_signals(cfg)  # did-you-mean on typos, before any work
+        chosen_calibrations(cfg)
+        if cfg.shadow_models_per_pass < 0:
+            raise VidsmeError(f"shadow_models_per_pass must be >= 0 (0: every shadow of a set at once), got "
+                              f"{cfg.shadow_models_per_pass}")
     if cfg.attacks:
         return [get_attack(name) for name in cfg.attacks]  # did-you-mean on typos
     return list_attacks()
@@ -158,11 +173,6 @@ def usable_rows(rows: list[dict], video_root: Path, cfg: SuiteConfig, target: st
     if {r["label"] for r in kept} != {"member", "nonmember"}:
         raise VidsmeError(f"target {target!r}: after exclusions one class is empty; nothing to evaluate")
     return kept, excluded
-
-
-def _orders_sha256(orders: SplitOrders) -> str:
-    lines = [f"{v}\t{q!r}\t{r!r}" for v, q, r in zip(orders.videos, orders.orders.q.tolist(), orders.orders.r.tolist())]
-    return ids_sha256(lines)
 
 
 # ----------------------------------------------------------------------------- models
@@ -244,6 +254,32 @@ def write_scores_csv(path: Path, view: LevelView, columns: dict[str, np.ndarray]
     for i, (sid, video, label, part) in enumerate(zip(view.ids, view.videos, view.labels, view.partitions)):
         writer.writerow([sid, video, int(label), part, *(repr(float(v[i])) for v in values)])
     write_text_atomic(path, text.getvalue())
+
+
+def calibrated_rows(target: str, calibrated: CalibratedResult, samples: EvalSet, n_frames: int, out: Path,
+                    commit: str | None) -> list[dict]:
+    """results.json rows of one frame count's calibrated attacks (kind "calibrated"), their scores written to
+    scores/<target>/f<n>-<level>-calibrated.csv; each row records its calibration, signal, shadow set."""
+    rows = []
+    columns: dict[str, dict[str, np.ndarray]] = {level: {} for level in samples.levels}
+    for (name, slice_name, level), scores in calibrated.level_scores.items():
+        columns[level][f"{slice_name}/{name}"] = scores
+    for level, view in samples.views.items():
+        if columns[level]:
+            write_scores_csv(out / calibrated_scores_path(target, n_frames, level), view, columns[level])
+    for (name, slice_name, level, part), ev in calibrated.evaluations.items():
+        meta = calibrated.meta[name]
+        row = metric_row(target, {"name": name, "family": meta["family"], "version": meta["version"],
+                                  "source": meta["source"]}, "calibrated", slice_name, level, n_frames, part, ev,
+                         calibrated_scores_path(target, n_frames, level), f"{slice_name}/{name}", commit)
+        row["calibration"] = {k: meta[k] for k in ("calibration", "signal", "signal_version", "shadows")}
+        rows.append(row)
+    return rows
+
+
+def calibrated_scores_path(target: str, n_frames: int, level: str) -> str:
+    """Where a target's calibrated per-sample scores of one frame count and level go (relative to output_dir)."""
+    return f"scores/{target}/f{n_frames}-{level}-calibrated.csv"
 
 
 @dataclass
@@ -341,7 +377,7 @@ def extract_features(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, spl
     key = CacheKey(target_card_sha256=models.card_sha256, split=split.name, split_version=split.card.version,
                    manifest_sha256=split.card.manifest_sha256, n_frames=n_frames, template=template,
                    beta1=cfg.beta1, beta2=cfg.beta2, slices=models.settings.slices, views=models.views,
-                   orders_sha256=_orders_sha256(orders), batch_size=cfg.batch_size, dtype=models.dtype,
+                   orders_sha256=orders.sha256(), batch_size=cfg.batch_size, dtype=models.dtype,
                    device_type=models.device.type, reference_sha256=models.ref_sha256)
     cache = FeatureCache(Path(cfg.cache_dir) / FEATURES_SUBDIR, key)
     written = extract_to_cache(models.target, rows, video_root, q, r, cache, n_frames=n_frames, template=template,
@@ -403,16 +439,27 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     if world.is_main:
         world.barrier()
     models = load_target_models(t, cfg)
+    setup = calibration_setup(t, models.card, split, all_rows)
     samples = eval_set(split, rows)
     _check_sides(samples, t.name)
     ids = samples.ids
     run = TargetRun(entry=target_entry(t, split, rows, samples, video_root, template, models, excluded))
+    if setup is not None:
+        run.entry["calibration"] = setup.describe()
     out = Path(cfg.output_dir)
     by_name = {s.name: s for s in specs}
     for n_frames in cfg.frame_counts:
         cache, orders, _ = extract_features(t, cfg, models, split, rows, video_root, n_frames, world=world,
                                             progress=progress)
         world.barrier()
+        calibration_caches = None
+        if setup is not None:
+            q, r = orders.for_rows(rows)
+            calibration_caches = extract_calibration_features(
+                setup, cache.key, models, cfg, rows, video_root, q, r, n_frames,
+                features_dir=Path(cfg.cache_dir) / FEATURES_SUBDIR, stats_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
+                world=world, progress=progress and world.is_main, target_name=t.name)
+            world.barrier()
         if not world.is_main:
             continue
         run.entry["caches"][str(n_frames)] = str(cache.folder.resolve())
@@ -436,6 +483,10 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
                 columns[level][column] = res.level_scores[(name, level)]
         for level, view in samples.views.items():
             write_scores_csv(out / scores_path(t.name, n_frames, level), view, columns[level])
+        if calibration_caches is not None:
+            calibrated = calibrate_frame_count(setup, calibration_caches, cfg, samples, cached, target_name=t.name)
+            run.rows += calibrated_rows(t.name, calibrated, samples, n_frames, out, commit)
+            run.skipped += [{**item, "n_frames": n_frames} for item in calibrated.skipped]
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
             _plots(out, t.name, n_frames, results, samples, orders, by_name)
     if world.is_main and cfg.blind_baseline:
@@ -512,8 +563,9 @@ def suite_fingerprint(cfg: SuiteConfig, specs: Sequence[AttackSpec], commit: str
         split = load_split(t.split)
         card = read_target_card(t.path) if (Path(t.path) / "config.json").is_file() else None
         reference = reference_model(t, card)[1] if cfg.reference_view and card is not None else None
+        shadows = setup_sha256(calibration_setup(t, card, split, split.rows())) if t.shadows and card else None
         parts.append([t.name, model_sha256(t.path) if card else None, reference, split.card.manifest_sha256,
-                      split.card.partition])
+                      split.card.partition, shadows])
     return ids_sha256([json.dumps(parts, sort_keys=True, default=str)])
 
 
@@ -563,6 +615,8 @@ def run_suite(cfg: SuiteConfig, *, progress: bool = True, command: str | None = 
                        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                        "command": command, "world_size": world.size, "fingerprint": fingerprint},
         "attacks": {s.name: s.describe() for s in specs},
+        "calibrations": ({c.name: c.describe() for c in chosen_calibrations(cfg)}
+                         if any(t.shadows for t in cfg.targets) else {}),
         "targets": [r.entry for r in runs],
         "rows": [row for r in runs for row in r.rows],
         "skipped": [s for r in runs for s in r.skipped],
@@ -594,8 +648,10 @@ def summarize(results_path: Path) -> str:
             vs = "" if e["vs_blind"] is None else _fmt_diff(e["vs_blind"]) + ("" if e["above_blind"] else " n.s.")
             chosen = "" if e["blind"] else (f"{e['slice']} / {e['attack']} / {e['n_frames'] or '-'} / {e['level']}"
                                             f" ({e['n_candidates']})")
-            lines.append(f"  {e['rank_band']:<6}{e['method']:<20}{_fmt(e[metric]):<24}{vs:<31}{chosen}".rstrip())
-    lines.append("(n.s. = not above blind: the paired CI of the difference to the blind baseline includes 0)")
+            rank = e["rank_band"] + ("^" if e.get("ceiling") else "")
+            lines.append(f"  {rank:<6}{e['method']:<20}{_fmt(e[metric]):<24}{vs:<31}{chosen}".rstrip())
+    lines.append("(n.s. = not above blind: the paired CI of the difference to the blind baseline includes 0; "
+                 "^ = the target's ceiling, its strongest method chosen on dev)")
     return "\n".join(lines)
 
 

@@ -26,6 +26,9 @@ PROTOCOL (docs/LEADERBOARD.md has a worked example):
      small steps put the best entry and the blind baseline in one band.)
   6. Each entry's paired difference to the blind baseline, with its CI: an entry whose CI
      does not lie above 0 is flagged "not above blind".
+  7. The ceiling: the method with the highest DEV selection metric (a calibrated attack, LiRA or
+     RMIA, where the target has shadow models) is marked as the target's ceiling; its test number
+     is reported like every other, and no test number chose it.
 
 The replicates are recomputed from the per-sample scores CSVs (column `partition`), with
 the suite's seed and replicate count, so they are exactly the resamples behind every CI in
@@ -57,6 +60,8 @@ PARTITION_SELECT, PARTITION_REPORT = "dev", "test"
 CONFIDENCE = 0.95
 PRIMARY_METRICS: tuple[str, ...] = ("auc", "balanced_accuracy", *(tpr_key(lv) for lv in DEFAULT_FPR_LEVELS))
 NOT_ABOVE_BLIND = "not above blind"
+CEILING_WHY = ("the strongest method on this target, chosen on the dev partition (highest dev {metric} of every "
+               "method): the ceiling a new attack measures itself against")
 PROTOCOL = ("Each method's configuration (variant, slice, frame count, level) is chosen on the dev partition by the "
             "selection metric; its test-partition numbers are reported. Rank interval of an entry: from 1 + the number "
             "of entries significantly above it to n - the number significantly below it (paired bootstrap over the "
@@ -91,10 +96,12 @@ def resolve_primary(declared: str, n_nonmember_videos: int,
 
 
 def method_of(row: dict, attacks: dict) -> str:
-    """The method a results.json row belongs to: the blind baseline, or its attack's family
-    (a scores-file submission is a method of its own)."""
+    """The method a results.json row belongs to: the blind baseline, its attack's family (a scores-file
+    submission is a method of its own), or for a calibrated attack its calibration's family (lira, rmia)."""
     if row["kind"] == "blind":
         return BLIND_METHOD
+    if row["kind"] == "calibrated":
+        return row["family"]
     meta = attacks.get(row["attack"]) or {}
     if row["kind"] == "scores_file" or meta.get("family") in (None, "scores_file"):
         return row["attack"]
@@ -309,12 +316,27 @@ def target_verdict(target: dict, rows: Sequence[dict], attacks: dict, tables: _S
         entry.update(vs_blind=_metric(diff), above_blind=above, flag=None if above else NOT_ABOVE_BLIND)
     for entry in entries:
         del entry["_row"]
+    ceiling = None if test_only else _ceiling(entries, selection)
+    for entry in entries:
+        entry["ceiling"] = entry["method"] == ceiling
     return {"target": name, "primary_metric": primary, "declared_metric": declared, "why": why,
             "selection_metric": selection, "selection_why": selection_why,
             "partition": {"selected_on": "public dev (fixed beforehand)" if test_only else PARTITION_SELECT,
                           "reported_on": PARTITION_REPORT, "test_only": test_only,
                           "videos": {PARTITION_SELECT: n_dev, PARTITION_REPORT: n_test}},
-            "has_blind_baseline": blind is not None, "entries": entries, "adjacent": adjacent}
+            "has_blind_baseline": blind is not None, "entries": entries, "adjacent": adjacent,
+            "ceiling": None if ceiling is None else {"method": ceiling, "selected_on": PARTITION_SELECT,
+                                                     "why": CEILING_WHY.format(metric=METRIC_LABELS[selection])}}
+
+
+def _ceiling(entries: Sequence[dict], selection: str) -> str | None:
+    """The strongest method, chosen on DEV: the highest dev selection metric of every non-blind entry (ties:
+    dev AUC, then name). Its test number is what the leaderboard reports; no test number chose it."""
+    contenders = [e for e in entries if not e["blind"]]
+    if not contenders:
+        return None
+    return min(contenders, key=lambda e: (-_value(e["dev"].get(selection)), -_value(e["dev"].get("auc")),
+                                          e["method"]))["method"]
 
 
 def _entry(method: str, chosen: dict, test: dict, attacks: dict, n_candidates: int, selection: str,
@@ -339,6 +361,7 @@ def _entry(method: str, chosen: dict, test: dict, attacks: dict, n_candidates: i
         "n_nonmembers": test["n_nonmembers"],
         "scores_file": test.get("scores_file"),
         "scores_column": test.get("scores_column"),
+        "calibration": test.get("calibration"),
         "_row": test,
     }
     for key in ("auc", "balanced_accuracy", *(tpr_key(lv) for lv in DEFAULT_FPR_LEVELS)):

@@ -66,9 +66,10 @@ def shadow_seed(seed: int, index: int) -> int:
     return _digest(f"vidsme-shadow-seed-v{PLAN_VERSION}:{seed}:{index}") % (2**31 - 1)
 
 
-def recipe_hash(cfg: TargetConfig) -> str:
-    """The target's recipe (everything but its name, output folder and seed): shadows share it exactly."""
-    data = config_to_dict(cfg)
+def recipe_hash(cfg: TargetConfig | dict) -> str:
+    """The target's recipe (everything but its name, output folder and seed): shadows share it exactly.
+    `cfg` may be the config dict a card records."""
+    data = dict(cfg) if isinstance(cfg, dict) else config_to_dict(cfg)
     for key in ("name", "output_dir", "seed"):
         data.pop(key, None)
     return config_hash(data)
@@ -273,6 +274,76 @@ def assemble_set(plan: ShadowPlan) -> dict:
     return set_card
 
 
+@dataclass(frozen=True)
+class ShadowSet:
+    """A finished shadow set, as its card describes it (what the benchmark reads)."""
+
+    folder: Path
+    setting: str
+    count: int
+    card_sha256: str  # of shadows.json: identifies the set in results and cache keys
+    recipe_hash: str
+    pool: dict
+    videos: list[str]  # the pool's videos, sorted (rows of `inclusion`)
+    inclusion: np.ndarray  # [V, N] bool
+    shadow_dirs: list[Path]
+    shadow_card_sha256: list[str]
+
+    def inclusion_of(self, videos: list[str], *, where: str | None = None) -> np.ndarray:
+        """[len(videos), N] bool: which shadows trained on each of `videos`; a video outside the set's pool is OUT
+        of all. With `where` (the evaluated videos), an online set must hold every one of them."""
+        at = {v: i for i, v in enumerate(self.videos)}
+        if self.setting == "online" and where is not None:
+            missing = sorted({v for v in videos if v not in at})
+            if missing:
+                raise VidsmeError(f"{where}: the online shadow set {self.folder} was trained on halves of another pool: "
+                                  f"{len(missing)} evaluated video(s) are not in it (e.g. {missing[0]}); train the set "
+                                  "on this target's split")
+        out = np.zeros((len(videos), self.count), dtype=bool)
+        for i, v in enumerate(videos):
+            if v in at:
+                out[i] = self.inclusion[at[v]]
+        return out
+
+    def describe(self) -> dict:
+        """What results.json records of the set."""
+        return {"path": str(self.folder), "setting": self.setting, "count": self.count,
+                "card_sha256": self.card_sha256, "recipe_hash": self.recipe_hash, "pool": self.pool}
+
+
+def load_shadow_set(folder: Path) -> ShadowSet:
+    """The shadow set in `folder`, its card checked against every shadow's card (errors name the file and the fix)."""
+    from vidsme.model_files import read_json_file
+
+    folder = Path(folder)
+    card_file = folder / SET_CARD
+    fix = (f"train the set with `vidsme train shadows TARGET_CONFIG --count N` (its card {SET_CARD} is written once "
+           "every shadow is finished), or fix the suite's targets[].shadows")
+    if not card_file.is_file():
+        raise VidsmeError(f"{folder} is not a finished shadow set (no {SET_CARD}); {fix}")
+    card = read_json_file(card_file, fix)
+    try:
+        count, setting = int(card["count"]), card["setting"]
+        inclusion = np.array([[c == "1" for c in line] for line in card["inclusion"]], dtype=bool).reshape(-1, count)
+        videos = list(card["videos"])
+        shadows = sorted(card["shadows"], key=lambda s: s["index"])
+        dirs = [folder / s["path"] for s in shadows]
+        recorded = [s["card_sha256"] for s in shadows]
+        if setting not in SETTINGS or len(videos) != len(inclusion) or [s["index"] for s in shadows] != list(range(count)):
+            raise ValueError("inconsistent counts")
+    except (KeyError, TypeError, ValueError) as err:
+        raise VidsmeError(f"{card_file}: not a shadow-set card ({err}); {fix}") from None
+    for k, (path, sha) in enumerate(zip(dirs, recorded)):
+        shadow_card = path / SHADOW_CARD
+        if not shadow_card.is_file() or sha256_file(shadow_card) != sha:
+            raise VidsmeError(f"{card_file}: shadow {k} ({shadow_card}) is missing or not the one the set's card "
+                              "records (retrained or edited since); assemble the set again with `vidsme train "
+                              "shadows TARGET_CONFIG --count N --assemble`")
+    return ShadowSet(folder=folder, setting=setting, count=count, card_sha256=sha256_file(card_file),
+                     recipe_hash=str(card.get("recipe_hash")), pool=dict(card.get("pool") or {}), videos=videos,
+                     inclusion=inclusion, shadow_dirs=dirs, shadow_card_sha256=recorded)
+
+
 def _ranges(indices: list[int]) -> str:
     """[0, 1, 2, 5] -> "0-2, 5"."""
     out, start = [], None
@@ -285,5 +356,5 @@ def _ranges(indices: list[int]) -> str:
     return ", ".join(out)
 
 
-__all__ = ["SET_CARD", "SHADOW_CARD", "ShadowPlan", "assemble_set", "default_population", "inclusion_matrix",
+__all__ = ["SET_CARD", "SHADOW_CARD", "ShadowPlan", "ShadowSet", "load_shadow_set", "assemble_set", "default_population", "inclusion_matrix",
            "missing_shadows", "parse_indices", "plan_shadows", "pool_rows_sha256", "recipe_hash", "shadow_seed", "train_shadows"]
