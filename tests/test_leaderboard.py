@@ -330,8 +330,14 @@ def test_markdown_main_table_and_sections(results_dir: Path) -> None:
     mcqa = _target(board, "mcqa-full")
     top = mcqa["entries"][0]
     a = top["auc"]
-    assert f"{a['value']:.3f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | {top['rank_band']} |" in main
+    rank = top["rank_band"] + (" **ceiling**" if top["ceiling"] else "")
+    assert f"{a['value']:.3f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | {rank} |" in main
     assert f"**{NOT_ABOVE_BLIND}**" in main
+    # every target marks one ceiling: its method with the best dev selection metric
+    for t in board["targets"]:
+        (ceiling,) = [e for e in t["entries"] if e["ceiling"]]
+        assert t["ceiling"]["method"] == ceiling["method"] and not ceiling["blind"]
+        assert f"- ceiling: {_md(ceiling['method'])} — the strongest method on this target" in md
     assert "mcqa-full is ranked by AUC: tpr@1%fpr declared, but the partition has 12" in main.lower().replace("auc", "AUC")
     section = md.split("## mcqa-full — mcqa × full (split synth-mcqa v1)")[1].split("\n## ")[0]
     assert "configuration chosen on the dev partition by AUC" in section and "| candidates |" in section

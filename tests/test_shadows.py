@@ -150,3 +150,126 @@ def test_the_cli_trains_one_index_then_assembles(world, tmp_path, capsys):
     assert "only apply to `vidsme train shadows`" in capsys.readouterr().err
     assert main(["train", "shadows", str(config)]) == 2
     assert "needs --count N" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- shadows in the benchmark
+@pytest.fixture(scope="module")
+def shadowed(world, tmp_path_factory):
+    """A tiny target with 2 online and 2 offline shadows, benchmarked with its calibrated attacks."""
+    from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+    from vidsme.benchmark.suite import run_suite
+    from vidsme.train.recipes import finetune_target
+
+    out = tmp_path_factory.mktemp("shadowed")
+    cfg = _cfg(world, out / "target", strategy="full")
+    finetune_target(cfg, progress=False)
+    sets = {}
+    for offline in (False, True):
+        plan = plan_shadows(cfg, 2 if offline else 4, offline=offline)
+        train_shadows(cfg, plan, list(range(plan.count)), progress=False)
+        assemble_set(plan)
+        sets[plan.setting] = plan.folder
+    suite = SuiteConfig(name="s", output_dir=out / "results", cache_dir=out / "cache", frame_counts=[4],
+                        targets=[SuiteTarget(name="t", path=out / "target", split="synth-mcqa",
+                                             shadows=[sets["online"], sets["offline"]])],
+                        n_bootstrap=20, batch_size=4, attacks=["loss", "vid_sme_mean"], plots=False,
+                        blind_baseline=False, stats_workers=1,
+                        calibration_signals=["loss", "ref_calibration", "vid_sme_mean"])
+    path = run_suite(suite, progress=False)
+    return {"cfg": cfg, "suite": suite, "sets": sets, "results": json.loads(path.read_text()), "out": out}
+
+
+def test_the_suite_ranks_lira_and_rmia_with_the_shadows_they_used(shadowed):
+    from vidsme.train.shadows import load_shadow_set
+
+    results = shadowed["results"]
+    calibrated = [r for r in results["rows"] if r["kind"] == "calibrated"]
+    assert {r["family"] for r in calibrated} == {"lira", "rmia"}
+    names = {r["calibration"]["calibration"] for r in calibrated}
+    assert {"lira_online_global", "lira_online_per_sample", "lira_offline_global", "rmia_online",
+            "rmia_offline_a0.5"} <= names
+    sha = {setting: load_shadow_set(folder).card_sha256 for setting, folder in shadowed["sets"].items()}
+    for r in calibrated:
+        shadows = r["calibration"]["shadows"]
+        assert shadows["count"] == (4 if shadows["setting"] == "online" else 2)
+        assert shadows["card_sha256"] == sha[shadows["setting"]]
+        assert r["calibration"]["calibration"].split("_")[1].startswith(shadows["setting"])
+        assert r["attack"] == f"{r['calibration']['calibration']}({r['calibration']['signal']})"
+    # the reference view of the shadows is the target's (the base): ref_calibration is calibrated too
+    assert {r["calibration"]["signal"] for r in calibrated} == {"loss", "ref_calibration", "vid_sme_mean"}
+    assert results["targets"][0]["calibration"]["population"]["name"] == "synth-mcqa-population"
+    (verdict,) = results["verdicts"]["targets"]
+    methods = {e["method"]: e for e in verdict["entries"]}
+    assert {"lira", "rmia", "loss", "vid_sme"} <= set(methods)
+    assert methods["lira"]["calibration"]["shadows"]["count"] in (2, 4)
+    # one ceiling, the highest dev selection metric, chosen on dev
+    ceilings = [e for e in verdict["entries"] if e["ceiling"]]
+    assert len(ceilings) == 1 and verdict["ceiling"]["method"] == ceilings[0]["method"]
+    metric = verdict["selection_metric"]
+    best = max(e["dev"][metric]["value"] for e in verdict["entries"] if not e["blind"])
+    assert ceilings[0]["dev"][metric]["value"] == best
+
+
+def test_shadow_features_are_those_of_the_model_alone(shadowed):
+    """Decoding once for every shadow (extract_many) stores the numbers a shadow's own extraction stores."""
+    from dataclasses import replace
+
+    from vidsme.benchmark.cache import FeatureCache
+    from vidsme.benchmark.extract import extract_to_cache
+    from vidsme.benchmark.query import QuerySettings, load_model
+    from vidsme.benchmark.suite import STATS_SUBDIR
+    from vidsme.benchmark.orders import split_orders
+    from vidsme.train.shadows import load_shadow_set
+
+    out, suite = shadowed["out"], shadowed["suite"]
+    rows = load_split_rows("synth-mcqa")
+    orders = split_orders(rows, shadowed["cfg"].data.video_root, n_frames=4, cache_dir=Path(suite.cache_dir) / STATS_SUBDIR,
+                          progress=False)
+    q, r = orders.for_rows(rows)
+    shadow = load_shadow_set(shadowed["sets"]["online"])
+    stored = [FeatureCache.from_folder(p) for p in (Path(suite.cache_dir) / "features").iterdir()
+              if json.loads((p / "key.json").read_text())["target_card_sha256"] == shadow.shadow_card_sha256[1]
+              and json.loads((p / "key.json").read_text())["split"] == "synth-mcqa"]
+    (cache,) = stored
+    alone = FeatureCache(out / "alone", replace(cache.key))
+    model = load_model(shadow.shadow_dirs[1])
+    extract_to_cache(model, rows, shadowed["cfg"].data.video_root, q, r, alone, n_frames=4, template="default",
+                     batch_size=4, max_text_tokens=suite.max_text_tokens, settings=QuerySettings(), progress=False)
+    ids = [row["id"] for row in rows]
+    for a, b in zip(cache.read(ids), alone.read(ids)):
+        assert a.token.keys() == b.token.keys()
+        assert all(torch.equal(a.token[s][k], b.token[s][k]) for s in a.token for k in a.token[s])
+        assert a.sequence == b.sequence
+
+
+def load_split_rows(name: str) -> list[dict]:
+    from vidsme.data_splits.registry import load_split
+
+    return load_split(name).rows()
+
+
+def test_shadow_sets_that_do_not_fit_the_target_are_refused(shadowed, world, tmp_path):
+    from dataclasses import replace
+
+    from vidsme.benchmark.config import SuiteTarget
+    from vidsme.benchmark.suite import run_suite
+
+    suite, sets = shadowed["suite"], shadowed["sets"]
+
+    def run(**target):
+        fields = dict(name="t", path=shadowed["out"] / "target", split="synth-mcqa")
+        cfg = replace(suite, output_dir=tmp_path / "r", targets=[SuiteTarget(**{**fields, **target})])
+        return run_suite(cfg, progress=False)
+
+    with pytest.raises(VidsmeError, match="two online sets"):
+        run(shadows=[sets["online"], sets["online"]])
+    with pytest.raises(VidsmeError, match="shares 8 video"):
+        run(shadows=[sets["online"]], population="synth-mcqa")
+    other = _cfg(world, tmp_path / "other", strategy="lora")  # another recipe than the target's (full)
+    plan = plan_shadows(other, 2, output_dir=tmp_path / "other-shadows")
+    train_shadows(other, plan, [0, 1], progress=False)
+    assemble_set(plan)
+    with pytest.raises(VidsmeError, match="another recipe"):
+        run(shadows=[plan.folder])
+    with pytest.raises(VidsmeError, match="not a finished shadow set"):
+        run(shadows=[tmp_path])

@@ -66,14 +66,15 @@ def lira_offline(inputs: CalibrationInputs, variance: str) -> np.ndarray:
     return log_ndtr((s - outside.mean) / np.sqrt(var_out))
 
 
+# Both variances need >= 2 IN (online) and >= 2 OUT shadows per sample: a variance within a sample needs two
+# values (the global one pools these within-sample variances; see lira_variance).
 for _variance in VARIANCES:
     register_calibration(
-        f"lira_online_{_variance}", family="lira", setting="online", min_in=2 if _variance == "per_sample" else 1,
-        min_out=2 if _variance == "per_sample" else 1, params={"variance": _variance}, citation=CITATION,
+        f"lira_online_{_variance}", family="lira", setting="online", min_in=2, min_out=2,
+        params={"variance": _variance}, citation=CITATION,
         summary=f"log N(s; mu_in, var_in) - log N(s; mu_out, var_out), {_variance.replace('_', '-')} variance",
     )(partial(lira_online, variance=_variance))
     register_calibration(
-        f"lira_offline_{_variance}", family="lira", setting="offline", min_out=2 if _variance == "per_sample" else 1,
-        params={"variance": _variance}, citation=CITATION,
-        summary=f"log Phi((s - mu_out) / sigma_out), {_variance.replace('_', '-')} variance",
+        f"lira_offline_{_variance}", family="lira", setting="offline", min_out=2, params={"variance": _variance},
+        citation=CITATION, summary=f"log Phi((s - mu_out) / sigma_out), {_variance.replace('_', '-')} variance",
     )(partial(lira_offline, variance=_variance))
