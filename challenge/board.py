@@ -106,7 +106,10 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True,
     with using_splits_dir(paths.splits):
         for t in cfg.targets:
             verdict = _dev_verdict_of(verdicts, t.name, dev_results)
-            chosen = [e for e in verdict["entries"] if not e["blind"] and not e["submitted"]]
+            # calibrated methods (lira, rmia) need shadow models of the challenge's own targets, which a build
+            # does not train: they stay on the public board
+            chosen = [e for e in verdict["entries"] if not e["blind"] and not e["submitted"]
+                      and e.get("kind") != "calibrated"]
             split, split_rows = target_split_rows(t)
             if not split.test_only:
                 raise VidsmeError(f"challenge split {split.name} is not test-only; rebuild the challenge")

@@ -133,6 +133,13 @@ STUDY_POOLS: dict[str, PoolSpec] = {
                                   video_folder="study-mcqa")
     for mode in ("temporal", "static")
 }
+#: Their populations (unlabelled; the study's calibrated variant: RMIA compares against them): synth-mcqa-population's
+#: scenes (its namespace) with the same questions, in their own shared folder.
+STUDY_POOLS.update({
+    f"{name}-population": replace(p, name=f"{name}-population", namespace=f"{p.namespace}-population",
+                                  video_folder="study-mcqa-population")
+    for name, p in list(STUDY_POOLS.items())
+})
 
 #: A larger public split for the shadows suite (400 + 400 videos, so that its 200 test non-members
 #: resolve TPR at 5% FPR): synth-mcqa's task, rows and title slot on new scenes (its own namespace).

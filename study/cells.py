@@ -21,11 +21,16 @@ from vidsme import __version__
 from vidsme.config import config_hash, config_to_dict
 from vidsme.errors import VidsmeError
 from vidsme.study.config import CellSettings, CellSpec, StudyBase, StudyConfig
-from vidsme.study.splits import PRETRAIN_POOL, content_split
+from vidsme.study.splits import PRETRAIN_POOL, content_split, population_split
 from vidsme.provenance import sha256_file
 
 STUDY_VERSION = 1  # bump when a change alters any cell's numbers (invalidates every cell file)
 SLICES = ["video", "answer"]
+# The calibrated variant's signals (shadows > 0): Vid-SME (both alignments, and the sequence score), the
+# single-order entropy, the other video-slice families, and the answer-slice loss for comparison.
+CALIBRATION_SIGNALS = ("vid_sme_mean", "vid_sme_frame_mean", "vid_sme_min_k30", "vid_sme_sequence",
+                       "max_k_renyi_a1_k100", "loss", "min_k_prob_k30", "min_k_pp_k30", "modified_entropy",
+                       "max_prob_gap")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ def plan_cell(cfg: StudyConfig, spec: CellSpec, where: str = "the study config")
     evaluation = {"frame_counts": list(cfg.frame_counts), "n_bootstrap": cfg.n_bootstrap,
                   "reference_view": cfg.reference_view, "batch_size": cfg.batch_size, "slices": SLICES,
                   "attacks": study_attacks(cfg.reference_view), "selection": "auc on dev, reported on test"}
+    if cfg.shadows:  # only then: the reference-free cells keep their settings hash (and their committed files)
+        evaluation["shadows"] = {"count": cfg.shadows, "setting": "online", "signals": list(CALIBRATION_SIGNALS),
+                                 "population": "the content split's population pool (RMIA)"}
     record = {"study_version": STUDY_VERSION, "cell": config_to_dict(settings), "base": base_record, "data": data,
               "training": training, "evaluation": evaluation, "base_id": base_id, "target_id": target_id}
     return CellPlan(spec=spec, settings=settings, base=base, base_id=base_id, target_id=target_id,
@@ -129,34 +137,58 @@ def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
 def train_target(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: Path,
                  models: Path, progress: bool = True) -> tuple[Path, bool, float]:
     """Fine-tune (or reuse) the cell's target; returns (folder, trained now, seconds)."""
-    from vidsme.train.config import DataConfig, EngineConfig, LoraSettings, OptimConfig, TargetConfig
     from vidsme.train.recipes import train_or_reuse
+
+    tcfg = target_config(cfg, plan, base_dir, video_root, models)
+    start = time.perf_counter()
+    trained = train_or_reuse(tcfg, progress=progress)
+    return tcfg.output_dir, trained, time.perf_counter() - start
+
+
+def target_config(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: Path, models: Path):
+    """The TargetConfig of a cell (its shadows copy it)."""
+    from vidsme.train.config import DataConfig, EngineConfig, LoraSettings, OptimConfig, TargetConfig
 
     s = plan.settings
     out = models / plan.target_id
-    tcfg = TargetConfig(name=plan.target_id, base=base_dir, output_dir=out, strategy=s.strategy,
+    return TargetConfig(name=plan.target_id, base=base_dir, output_dir=out, strategy=s.strategy,
                         data=DataConfig(split=content_split(s.content), video_root=video_root, n_frames=s.train_frames,
                                         max_text_tokens=cfg.max_text_tokens, heldout_nonmembers=cfg.heldout_probe),
                         optim=OptimConfig(lr=s.lr, epochs=s.epochs, micro_batch_size=s.micro_batch_size),
                         lora=LoraSettings(r=s.lora_r, alpha=2 * s.lora_r),
                         engine=EngineConfig(deepspeed=cfg.deepspeed), train_vision_tower=s.train_vision_tower,
                         seed=s.seed)
+
+
+def train_cell_shadows(cfg: StudyConfig, plan: CellPlan, base_dir: Path, video_root: Path, models: Path,
+                       progress: bool = True) -> tuple[Path, float]:
+    """Train (or reuse) the cell's online shadow set of `cfg.shadows` models; returns (its folder, seconds)."""
+    from vidsme.train.shadows import assemble_set, plan_shadows, train_shadows
+
+    tcfg = target_config(cfg, plan, base_dir, video_root, models)
+    shadows = plan_shadows(tcfg, cfg.shadows, output_dir=models / f"{plan.target_id}-shadows-online-{cfg.shadows}")
     start = time.perf_counter()
-    trained = train_or_reuse(tcfg, progress=progress)
-    return out, trained, time.perf_counter() - start
+    train_shadows(tcfg, shadows, list(range(cfg.shadows)), progress=progress)
+    assemble_set(shadows)
+    return shadows.folder, time.perf_counter() - start
 
 
 def benchmark_target(cfg: StudyConfig, plan: CellPlan, target_dir: Path, video_root: Path,
-                     progress: bool) -> tuple[Path, float]:
+                     progress: bool, shadows: Path | None = None) -> tuple[Path, float]:
     """Run the benchmark on the cell's target (a one-target suite, lean: video + answer slices, the
-    study's attacks, no plots); returns (results.json, seconds)."""
+    study's attacks, no plots; with `shadows`, its calibrated attacks too); returns (results.json, seconds)."""
     from vidsme.benchmark.config import SuiteConfig, SuiteTarget
     from vidsme.benchmark.suite import run_suite
 
     work = Path(cfg.work_dir)
-    suite = SuiteConfig(name=plan.target_id, output_dir=work / "bench" / plan.target_id, cache_dir=work / "cache",
-                        targets=[SuiteTarget(name=plan.target_id, path=target_dir,
-                                             split=content_split(plan.settings.content), video_root=video_root)],
+    content = plan.settings.content
+    calibrated = {} if shadows is None else {"shadows": [shadows], "population": population_split(content),
+                                             "population_video_root": video_root}
+    signals = {} if shadows is None else {"calibration_signals": list(CALIBRATION_SIGNALS)}
+    bench = work / "bench" / (plan.target_id + (f"-shadows-{cfg.shadows}" if shadows is not None else ""))
+    suite = SuiteConfig(name=plan.target_id, output_dir=bench, cache_dir=work / "cache",
+                        targets=[SuiteTarget(name=plan.target_id, path=target_dir, split=content_split(content),
+                                             video_root=video_root, **calibrated)], **signals,
                         frame_counts=list(cfg.frame_counts), slices=list(SLICES),
                         reference_view=cfg.reference_view, attacks=plan.record["evaluation"]["attacks"],
                         batch_size=cfg.batch_size, n_bootstrap=cfg.n_bootstrap, primary_metric="auc", plots=False,
@@ -179,7 +211,9 @@ def run_cell(cfg: StudyConfig, plan: CellPlan, data: dict, *, progress: bool = T
     videos, models = work / "videos", work / "models"
     base_dir, base_trained, base_seconds = train_base(cfg, plan, videos, models, progress)
     target_dir, target_trained, target_seconds = train_target(cfg, plan, base_dir, videos, models, progress)
-    results, eval_seconds = benchmark_target(cfg, plan, target_dir, videos, progress)
+    shadows, shadow_seconds = (train_cell_shadows(cfg, plan, base_dir, videos, models, progress) if cfg.shadows
+                               else (None, None))
+    results, eval_seconds = benchmark_target(cfg, plan, target_dir, videos, progress, shadows)
     metrics = cell_metrics(results, plan.settings.train_frames)
     card = _card(target_dir / CARD_FILE)
     base_card = _card(base_dir / BASE_CARD_FILE)
@@ -206,12 +240,13 @@ def run_cell(cfg: StudyConfig, plan: CellPlan, data: dict, *, progress: bool = T
         "seconds": {"base": round(base_seconds, 1) if base_trained else None,
                     "base_card": base_card.get("train_seconds"),
                     "target": round(target_seconds, 1) if target_trained else None,
-                    "target_card": card.get("train_seconds"), "evaluate": round(eval_seconds, 1)},
+                    "target_card": card.get("train_seconds"), "evaluate": round(eval_seconds, 1),
+                    **({"shadows": round(shadow_seconds, 1)} if shadows is not None else {})},
         "provenance": {"git_commit": git_commit(), "vidsme": __version__, "libraries": library_versions(),
                        "base_card_sha256": sha256_file(base_dir / BASE_CARD_FILE),
                        "target_card_sha256": sha256_file(target_dir / CARD_FILE)},
     }
 
 
-__all__ = ["STUDY_VERSION", "CellPlan", "benchmark_target", "is_done", "plan_cell", "run_cell", "study_attacks",
-           "train_base", "train_target"]
+__all__ = ["CALIBRATION_SIGNALS", "STUDY_VERSION", "CellPlan", "benchmark_target", "is_done", "plan_cell", "run_cell",
+           "study_attacks", "target_config", "train_base", "train_cell_shadows", "train_target"]

@@ -85,6 +85,9 @@ class StudyConfig:
     heldout_probe: int = 1000  # member and non-member rows probed for the loss gap (at most the split's)
     max_text_tokens: int = 192  # prompt budget besides the video tokens (training)
     deepspeed: Path = Path("configs/deepspeed/zero2.json")  # ZeRO config of every training run
+    # shadow models per cell (online: each on a random half of the cell's split; LiRA and RMIA over the study's
+    # video-slice signals, RMIA against the split's population pool); 0: reference-free attacks only
+    shadows: int = 0
     only: list[str] = field(default_factory=list)  # run only these cells (empty: all); the report lists all done
     sizes: dict[str, list[str]] = field(default_factory=dict)  # named presets of overrides: --size NAME
 
@@ -134,6 +137,9 @@ def check_study(cfg: StudyConfig, where: str) -> None:
     if cfg.split_videos < 8 or cfg.pretrain_videos < 2:
         raise ConfigError(f"{where}: split_videos must be >= 8 (dev and test each need members and non-members) and "
                           f"pretrain_videos >= 2; got {cfg.split_videos}, {cfg.pretrain_videos}")
+    if cfg.shadows == 1 or cfg.shadows < 0:
+        raise ConfigError(f"{where}: shadows must be 0 (none) or >= 2 (every video IN for half of them), got "
+                          f"{cfg.shadows}; LiRA online needs >= 4")
     if not cfg.frame_counts or len(set(cfg.frame_counts)) != len(cfg.frame_counts) or min(cfg.frame_counts) < 1:
         raise ConfigError(f"{where}: frame_counts must be distinct positive integers, got {cfg.frame_counts}")
 

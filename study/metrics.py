@@ -31,6 +31,21 @@ VIDEO_METHODS: dict[str, str] = {
     "other_video": "best non-Vid-SME video-slice attack",
     "entropy_video": "single-order entropy (Rényi), video slice",
 }
+# The calibrated variant (shadows > 0): each selected on dev over its calibrated candidates (calibration x
+# signal x frame count x level), all on the video slice but the last
+CALIBRATED_METHODS: dict[str, str] = {
+    "calibrated_video": "LiRA or RMIA over any video-slice signal",
+    "lira_video": "LiRA, video slice",
+    "rmia_video": "RMIA, video slice",
+    "calibrated_vid_sme": "LiRA or RMIA over Vid-SME (video slice)",
+    "calibrated_entropy": "LiRA or RMIA over the single-order entropy (video slice)",
+    "calibrated_answer_loss": "LiRA or RMIA over the loss, answer slice",
+}
+CALIBRATED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("calibrated_video", "blind"), ("calibrated_vid_sme", "vid_sme"), ("calibrated_entropy", "entropy_video"),
+    ("calibrated_video", "other_video"), ("calibrated_vid_sme", "calibrated_entropy"),
+    ("calibrated_answer_loss", "answer_loss"),
+)
 PAIRS: tuple[tuple[str, str], ...] = (
     ("vid_sme", "blind"), ("other_video", "blind"), ("vid_sme", "entropy_video"), ("vid_sme", "other_video"),
     ("vid_sme_frame", "vid_sme_position"), ("answer_loss", "blind"),
@@ -45,6 +60,18 @@ def _members(family: Callable[[dict], str | None]) -> dict[str, Callable[[dict],
         "other_video": lambda r: family(r) != "vid_sme",
         "entropy_video": lambda r: family(r) == "renyi",
     }
+
+
+def _calibrated_members(signal_family: Callable[[dict], str | None]) -> dict[str, Callable[[dict], bool]]:
+    video = {
+        "calibrated_video": lambda r: True,
+        "lira_video": lambda r: r["family"] == "lira",
+        "rmia_video": lambda r: r["family"] == "rmia",
+        "calibrated_vid_sme": lambda r: signal_family(r) == "vid_sme",
+        "calibrated_entropy": lambda r: signal_family(r) == "renyi",
+    }
+    return {name: (lambda r, keep=keep: r["slice"] == "video" and keep(r)) for name, keep in video.items()} | {
+        "calibrated_answer_loss": lambda r: r["slice"] == "answer" and r["calibration"]["signal"] == "loss"}
 
 
 def _value(row: dict) -> dict:
@@ -92,6 +119,18 @@ def cell_metrics(results_path: Path, train_frames: int) -> dict:
             if at:
                 chosen, test, n = dev_selected(at, "auc")
                 out["by_frames"][method][str(n_frames)] = _summary(chosen, test, n, family(test))
+    calibrated = [r for r in rows if r["kind"] == "calibrated"]
+    if calibrated:  # the calibrated variant: LiRA / RMIA over the video-slice signals (docs/FINDINGS.md)
+        out["calibrated"] = {}
+        for method, keep in _calibrated_members(lambda r: family({"attack": r["calibration"]["signal"]})).items():
+            candidates = [r for r in calibrated if keep(r)]
+            if candidates:
+                chosen, test, n = dev_selected(candidates, "auc")
+                chosen_rows[method] = test
+                out["calibrated"][method] = {**_summary(chosen, test, n, test["family"]),
+                                             "signal": test["calibration"]["signal"],
+                                             "calibration": test["calibration"]["calibration"],
+                                             "shadows": test["calibration"]["shadows"]["count"]}
     loss = [r for r in rows if r["attack"] == "loss" and r["slice"] == "answer" and r["n_frames"] == train_frames]
     if not loss:
         raise VidsmeError(f"{results_path}: no answer-slice loss rows at {train_frames} frames; the study's "
@@ -109,7 +148,7 @@ def cell_metrics(results_path: Path, train_frames: int) -> dict:
     else:
         out["blind"] = None
     out["paired"] = {}
-    for a, b in PAIRS:
+    for a, b in PAIRS + (CALIBRATED_PAIRS if calibrated else ()):
         if a in chosen_rows and b in chosen_rows:
             out["paired"][f"{a} - {b}"] = paired_test_difference(chosen_rows[a], chosen_rows[b], results_path.parent,
                                                                   n_bootstrap=n_bootstrap, seed=seed)
@@ -119,4 +158,4 @@ def cell_metrics(results_path: Path, train_frames: int) -> dict:
     return out
 
 
-__all__ = ["PAIRS", "VIDEO_METHODS", "cell_metrics"]
+__all__ = ["CALIBRATED_METHODS", "CALIBRATED_PAIRS", "PAIRS", "VIDEO_METHODS", "cell_metrics"]

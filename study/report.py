@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vidsme.atomic import write_bytes_atomic, write_text_atomic
 from vidsme.benchmark.leaderboard_format import fmt_metric
-from vidsme.study.metrics import VIDEO_METHODS
+from vidsme.study.metrics import CALIBRATED_METHODS, VIDEO_METHODS
 
 TABLE_FILE, FIGURE_FILE = "table.md", "figure.png"
 DPI = 100
@@ -75,6 +75,7 @@ def render_table(cells: Sequence[dict], *, missing: Sequence[str] = (), footer: 
     for c in cells:
         lines.append(f"| {c['cell']} | " + " | ".join(
             f"{_chosen(c['methods'][k])} ({c['methods'][k]['n_candidates']})" for k in VIDEO_METHODS) + " |")
+    lines += _calibrated_table(cells)
     frames = sorted({int(n) for c in cells for n in c["by_frames"]["vid_sme"]})
     lines += ["", "By evaluation frame count (each method dev-selected within the frame count; test AUC):", "",
               "| cell | train frames | " + " | ".join(f"Vid-SME @{n}" for n in frames) + " | "
@@ -93,18 +94,43 @@ def render_table(cells: Sequence[dict], *, missing: Sequence[str] = (), footer: 
         lines.append(f"| {c['cell']} | " + " | ".join(_diff(c["paired"].get(k)) for k in pairs) + " |")
     lines += ["", "Cost on this machine (seconds; base and target: training as recorded on their cards, '-' for a "
               "model another cell built; evaluate: the benchmark of the cell, extraction included):", "",
-              "| cell | base | target | evaluate |", "|---|---:|---:|---:|"]
+              "| cell | base | target | " + ("shadows | " if any("shadows" in c["seconds"] for c in cells) else "")
+              + "evaluate |", "|---|---:|---:|" + ("---:|" if any("shadows" in c["seconds"] for c in cells) else "")
+              + "---:|"]
     seen: set[str] = set()
     for c in cells:
         sec, base_id = c["seconds"], c["settings"]["base_id"]
         base = "-" if base_id in seen else _num(sec.get("base_card"), 0)
         seen.add(base_id)
-        lines.append(f"| {c['cell']} | {base} | {_num(sec.get('target_card'), 0)} | {_num(sec.get('evaluate'), 0)} |")
+        shadows = f"{_num(sec.get('shadows'), 0)} | " if any("shadows" in x["seconds"] for x in cells) else ""
+        lines.append(f"| {c['cell']} | {base} | {_num(sec.get('target_card'), 0)} | {shadows}"
+                     f"{_num(sec.get('evaluate'), 0)} |")
     if missing:
         lines += ["", "Not in the table (no results file with the current settings; run the study): "
                   + ", ".join(missing)]
     lines += ["", *footer] if footer else []
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _calibrated_table(cells: Sequence[dict]) -> list[str]:
+    """The calibrated variant's table (cells with shadow models), else nothing."""
+    done = [c for c in cells if c.get("calibrated")]
+    if not done:
+        return []
+    lines = ["", "Calibrated by shadow models (online: each trained like the target on a random half of the split; "
+             "each method chosen on dev over calibration × signal × frame count × level; test AUC [95% CI]):", "",
+             "| cell | shadows | " + " | ".join(CALIBRATED_METHODS.values()) + " | blind | what dev chose (LiRA or RMIA, "
+             "video slice) |", "|---|---:|" + "---|" * (len(CALIBRATED_METHODS) + 2)]
+    for c in done:
+        cal = c["calibrated"]
+        chosen = cal.get("calibrated_video")
+        what = (f"`{chosen['calibration']}` over `{chosen['signal']}` @{chosen['n_frames']} ({chosen['n_candidates']})"
+                if chosen else "n/a")
+        count = next((m["shadows"] for m in cal.values()), None)
+        lines.append(f"| {c['cell']} | {count} | " + " | ".join(fmt_metric((cal.get(k) or {}).get("auc"))
+                                                             for k in CALIBRATED_METHODS)
+                     + f" | {fmt_metric((c.get('blind') or {}).get('auc'))} | {what} |")
+    return lines
 
 
 def _figure(cells: Sequence[dict]):

@@ -104,7 +104,7 @@ def run_study(cfg: StudyConfig, *, where: str = "the study config", progress: bo
             t0 = time.perf_counter()
             data = build_study_data([p.settings.content for p in todo], work / "videos",
                                     split_videos=cfg.split_videos, pretrain_videos=cfg.pretrain_videos,
-                                    seed=cfg.data_seed, progress=progress)
+                                    seed=cfg.data_seed, progress=progress, populations=cfg.shadows > 0)
             sizes = ", ".join(f"{d['name']} {d['counts']['videos']}" for d in data.values())
             log(f"data: {sizes} videos ({time.perf_counter() - t0:.0f} s)")
             for i, plan in enumerate(todo, start=1):

@@ -123,6 +123,33 @@ def test_the_tiny_study_runs_writes_its_outputs_and_resumes(tmp_path: Path):
     assert redone["methods"] == lost["methods"] and redone["loss"] == lost["loss"]
 
 
+def test_the_calibrated_variant_trains_shadows_and_reports_lira_and_rmia(tmp_path: Path):
+    """--size calibrated-tiny: one toy cell with 4 online shadow models; LiRA/RMIA on the video slice, each
+    dev-selected and test-reported beside the reference-free methods, in the cell file and the table."""
+    out, work = tmp_path / "results", tmp_path / "work"
+    overrides = [f"output_dir={out}", f"work_dir={work}", DEEPSPEED]
+    assert main(["study", "video-signal", str(CONFIG), *overrides, "--size", "calibrated-tiny", "--quiet"]) == 0
+    cell = json.loads((out / "center.json").read_text(encoding="utf-8"))
+    assert cell["settings"]["evaluation"]["shadows"]["count"] == 4
+    calibrated = cell["calibrated"]
+    assert {"calibrated_video", "lira_video", "rmia_video", "calibrated_vid_sme", "calibrated_entropy",
+            "calibrated_answer_loss"} <= set(calibrated)
+    for name, m in calibrated.items():
+        assert m["shadows"] == 4 and m["auc"]["ci_low"] <= m["auc"]["value"] <= m["auc"]["ci_high"]
+        assert m["slice"] == ("answer" if name == "calibrated_answer_loss" else "video")
+    assert calibrated["calibrated_vid_sme"]["signal"].startswith("vid_sme")
+    assert calibrated["lira_video"]["family"] == "lira" and calibrated["rmia_video"]["family"] == "rmia"
+    assert "calibrated_vid_sme - vid_sme" in cell["paired"] and cell["seconds"]["shadows"] is not None
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "Calibrated by shadow models" in table and "| center | 4 |" in table
+    # the reference-free cell of the same settings is another file: its settings hash has no shadows
+    plain = load_study(CONFIG, [f"output_dir={out}", f"work_dir={work}", DEEPSPEED, "shadows=0"], size="calibrated-tiny")
+    from vidsme.study.video_signal import plan_study
+
+    assert plan_study(plain)[0].key != cell["settings_sha256"]
+    assert plan_study(plain)[0].target_id == cell["settings"]["target_id"]  # ... and the same trained target
+
+
 def _fake_cell(name: str, factor: str, gap: float, auc: float) -> dict:
     metric = {"value": auc, "ci_low": auc - 0.1, "ci_high": min(1.0, auc + 0.1)}
     method = {"attack": "vid_sme_frame_min_k10", "n_frames": 8, "n_candidates": 105, "auc": metric}

@@ -109,10 +109,13 @@ def evaluated_samples(entry: dict) -> EvalSet:
 
 
 def builtin_families() -> set[str]:
-    """The families vidsme itself ranks (and "blind"): no submission may take their names."""
+    """The families vidsme itself ranks (and "blind", and the calibrations' families: lira, rmia): no submission may
+    take their names."""
+    from vidsme.attack.calibration import list_calibrations
     from vidsme.attack.registry import list_attacks
 
-    return {s.family for s in list_attacks() if s.source.startswith(BUILTIN_MODULES)} | {"blind"}
+    return ({s.family for s in list_attacks() if s.source.startswith(BUILTIN_MODULES)} | {"blind"}
+            | {c.family for c in list_calibrations()})
 
 
 def owner_of(record: object) -> str | None:
