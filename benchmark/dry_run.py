@@ -151,6 +151,8 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
     problems, notes = frame_problems(cfg, t, split, rows, video_root)
     check.problems += problems
     check.lines += notes
+    if t.shadows:
+        _shadow_lines(t, card, split, rows, cfg, check)
     template = t.template or cfg.template
     for n_frames in cfg.frame_counts:
         done = _cached_rows(cfg, target_sha, split, n_frames, template)
@@ -161,6 +163,33 @@ def check_target(t: SuiteTarget, cfg: SuiteConfig) -> DryRunReport:
                            f"({batches} forwards of {2 * cfg.batch_size} inputs"
                            + (f" + {batches} reference forwards)" if cfg.reference_view else ")"))
     return check
+
+
+def _shadow_lines(t: SuiteTarget, card: dict | None, split, rows: list[dict], cfg: SuiteConfig,
+                  check: DryRunReport) -> None:
+    """The target's shadow sets and population: present, finished, fitting the target (benchmark/calibrated.py's
+    checks); their extraction forwards are counted like the target's (every shadow over the rows and the population,
+    the target over the population)."""
+    from vidsme.benchmark.calibrated import calibration_setup
+
+    try:
+        setup = calibration_setup(t, card, split, rows)
+    except VidsmeError as err:
+        check.problems.append(f"shadows: {err}")
+        return
+    for s in setup.sets:
+        check.lines.append(f"shadows: {s.count} {s.setting} shadow models in {s.folder} (on halves of "
+                           f"{s.pool.get('name')}), every one finished and matching the set's card")
+    pop = setup.population
+    check.lines.append(f"population: {pop.name} ({len(pop.rows)} rows) under {pop.video_root}" if pop is not None
+                       else "population: none (RMIA will be skipped; set targets[].population)")
+    models = sum(s.count for s in setup.sets)
+    per_frames = -(-len(rows) // cfg.batch_size) * models
+    if pop is not None:
+        per_frames += -(-len(pop.rows) // cfg.batch_size) * (models + 1)
+    check.figures["forwards"] += per_frames * len(cfg.frame_counts)
+    check.lines.append(f"calibration: {len(cfg.calibration_signals)} signals; at most {per_frames} shadow/population "
+                       f"forwards per frame count (fewer where cached)")
 
 
 def dry_run(cfg: SuiteConfig) -> DryRunReport:

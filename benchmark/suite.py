@@ -292,9 +292,9 @@ class TargetRun:
 
 
 def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], samples: EvalSet,
-           orders: SplitOrders, specs: dict[str, AttackSpec]) -> None:
-    """ROC per slice and level (one curve per family: its variant with the best DEV AUC at this
-    slice, level and frame count, drawn from TEST scores), histograms of each slice's dev-best
+           orders: SplitOrders, specs: dict[str, AttackSpec], calibrated: CalibratedResult | None = None) -> None:
+    """ROC per slice and level (one curve per family, lira and rmia included: its variant with the best DEV AUC
+    at this slice, level and frame count, drawn from TEST scores), histograms of each slice's dev-best
     attack on test, and the q/r histograms (every video: q and r use no labels)."""
     from vidsme.benchmark.plots import Curve, HistPanel, qr_histograms, roc_plot, score_histograms
 
@@ -315,6 +315,8 @@ def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], sa
                 continue
             curves = [Curve(f"{specs[name].family}: {name}", res.level_scores[(name, level)][test], y,
                             specs[name].direction.value) for name in chosen]
+            if calibrated is not None:
+                curves += _calibrated_curves(calibrated, res.slice, level, test, y)
             roc_plot(curves, folder / f"f{n_frames}-{res.slice}-{level}-roc.png",
                      f"{target}: {res.slice} slice, {level} level, {n_frames} frames — "
                      "per family the dev-selected variant, test partition")
@@ -327,6 +329,22 @@ def _plots(out: Path, target: str, n_frames: int, results: list[SliceResult], sa
                              f"{n_frames} frames")
     qr_histograms(orders.orders.q, orders.orders.r, samples.video_labels, folder / f"qr-f{n_frames}.png",
                   f"{target}: Vid-SME orders per video, {n_frames} frames")
+
+
+def _calibrated_curves(calibrated: CalibratedResult, slice_name: str, level: str, test: np.ndarray,
+                       y: np.ndarray) -> list:
+    """ROC curves of the calibrated families (lira, rmia) on one slice and level: each its dev-best candidate."""
+    from vidsme.benchmark.plots import Curve
+
+    best: dict[str, tuple[float, str]] = {}
+    for (name, sl, lv, part), ev in calibrated.evaluations.items():
+        if sl != slice_name or lv != level or part != "dev":
+            continue
+        family = calibrated.meta[name]["family"]
+        if family not in best or (-ev.auc.value, name) < (-best[family][0], best[family][1]):
+            best[family] = (ev.auc.value, name)
+    return [Curve(f"{family}: {name}", calibrated.level_scores[(name, slice_name, level)][test], y, "higher")
+            for family, (_, name) in sorted(best.items())]
 
 
 def _partition_entry(partition: Partition, rows: list[dict]) -> dict:
@@ -483,12 +501,13 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
                 columns[level][column] = res.level_scores[(name, level)]
         for level, view in samples.views.items():
             write_scores_csv(out / scores_path(t.name, n_frames, level), view, columns[level])
+        calibrated = None
         if calibration_caches is not None:
             calibrated = calibrate_frame_count(setup, calibration_caches, cfg, samples, cached, target_name=t.name)
             run.rows += calibrated_rows(t.name, calibrated, samples, n_frames, out, commit)
             run.skipped += [{**item, "n_frames": n_frames} for item in calibrated.skipped]
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
-            _plots(out, t.name, n_frames, results, samples, orders, by_name)
+            _plots(out, t.name, n_frames, results, samples, orders, by_name, calibrated)
     if world.is_main and cfg.blind_baseline:
         run.rows += blind_rows(t.name, rows, samples, video_root, cfg, out, commit)
     return run
