@@ -138,38 +138,55 @@ def _shadow_models(setup: CalibrationSetup, dirs: Sequence[Path], dtype: str, de
     return out
 
 
-def extract_calibration_features(setup: CalibrationSetup, key: CacheKey, models, cfg, rows: list[dict], video_root: Path,
-                                 q: np.ndarray, r: np.ndarray, n_frames: int, *, features_dir: Path, stats_dir: Path,
-                                 world, progress: bool, target_name: str) -> CalibrationCaches:
-    """Extract (all ranks) what calibrating one frame count needs; `key` is the target's own cache key of the
-    evaluated rows (the shadows' keys differ in the model and views, the population's in the split)."""
-    from dataclasses import replace
-
-    from vidsme.benchmark.extract import ExtractionJob, extract_many
+def _population_orders(pop: Population, n_frames: int, cfg, stats_dir: Path):
     from vidsme.benchmark.orders import split_orders
 
+    return split_orders(pop.rows, pop.video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
+                        cache_dir=Path(stats_dir), progress=False)
+
+
+def calibration_caches_of(setup: CalibrationSetup, key: CacheKey, cfg, n_frames: int, *, features_dir: Path,
+                          stats_dir: Path) -> CalibrationCaches:
+    """The caches one frame count's calibration reads: `key` is the target's own cache key of the evaluated rows
+    (a shadow's differs in the model and views, the population's in the split and its Vid-SME orders)."""
+    from dataclasses import replace
+
     root = Path(features_dir)
-    common = dict(n_frames=n_frames, template=key.template, batch_size=cfg.batch_size,
-                  max_text_tokens=cfg.max_text_tokens, settings=models.settings, world=world, progress=progress)
-    shadow_views = ("natural", "reversed")
-    pop = setup.population
-    pop_key, pop_q, pop_r = None, None, None
-    if pop is not None:
-        orders = split_orders(pop.rows, pop.video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
-                              cache_dir=Path(stats_dir), progress=False)
-        pop_q, pop_r = orders.for_rows(pop.rows)
-        pop_key = replace(key, split=pop.name, split_version=pop.version, manifest_sha256=pop.manifest_sha256,
-                          orders_sha256=orders.sha256())
-    caches = CalibrationCaches(
+    shadow_views = ("natural", "reversed")  # the reference view is the target's (the base), joined in when read
+    pop_key = None
+    if setup.population is not None:
+        orders = _population_orders(setup.population, n_frames, cfg, stats_dir)
+        pop_key = replace(key, split=setup.population.name, split_version=setup.population.version,
+                          manifest_sha256=setup.population.manifest_sha256, orders_sha256=orders.sha256())
+    return CalibrationCaches(
         target_population=FeatureCache(root, pop_key) if pop_key is not None else None,
         shadows=[[FeatureCache(root, replace(key, target_card_sha256=sha, views=shadow_views, reference_sha256=None))
                   for sha in s.shadow_card_sha256] for s in setup.sets],
         shadows_population=[[FeatureCache(root, replace(pop_key, target_card_sha256=sha, views=shadow_views,
                                                         reference_sha256=None)) for sha in s.shadow_card_sha256]
                             if pop_key is not None else None for s in setup.sets])
+
+
+def extract_calibration_features(setup: CalibrationSetup, key: CacheKey, models, cfg, rows: list[dict], video_root: Path,
+                                 q: np.ndarray, r: np.ndarray, n_frames: int, *, features_dir: Path, stats_dir: Path,
+                                 world, progress: bool, target_name: str, target_job=None) -> int:
+    """Extract (all ranks) one frame count's features of the evaluated rows under `target_job` (the target and its
+    reference) and every shadow, and of the population under the target and every shadow: every batch of rows is
+    decoded once for all the models of a pass (all of them unless `shadow_models_per_pass` bounds it). Returns the
+    (model, batch) pairs written."""
+    from vidsme.benchmark.extract import ExtractionJob, extract_many
+
+    caches = calibration_caches_of(setup, key, cfg, n_frames, features_dir=features_dir, stats_dir=stats_dir)
+    common = dict(n_frames=n_frames, template=key.template, batch_size=cfg.batch_size,
+                  max_text_tokens=cfg.max_text_tokens, settings=models.settings, world=world, progress=progress)
+    pop = setup.population
+    pop_q = pop_r = None
     if pop is not None:
-        extract_many([ExtractionJob(models.target, caches.target_population, reference=models.reference)], pop.rows,
-                     pop.video_root, pop_q, pop_r, desc=f"{target_name} population {n_frames} frames", **common)
+        pop_q, pop_r = _population_orders(pop, n_frames, cfg, stats_dir).for_rows(pop.rows)
+    written = 0
+    first = [target_job] if target_job is not None else []  # joins the first pass over the rows
+    first_pop = ([ExtractionJob(models.target, caches.target_population, reference=models.reference)]
+                 if pop is not None else [])
     per_pass = cfg.shadow_models_per_pass
     for s, eval_caches, pop_caches in zip(setup.sets, caches.shadows, caches.shadows_population):
         step = per_pass if per_pass > 0 else s.count
@@ -178,16 +195,22 @@ def extract_calibration_features(setup: CalibrationSetup, key: CacheKey, models,
             loaded = _shadow_models(setup, [s.shadow_dirs[k] for k in chunk], models.dtype, models.device)
             for m in loaded:
                 _check_same_processor(models.target, m)
-            label = f"{target_name} {s.setting} shadows {chunk.start + 1}-{chunk.stop}/{s.count} {n_frames} frames"
-            extract_many([ExtractionJob(m, eval_caches[k]) for m, k in zip(loaded, chunk)], rows, video_root, q, r,
-                         desc=label, **common)
+            label = f"{target_name} {n_frames} frames: {s.setting} shadows {chunk.start + 1}-{chunk.stop}/{s.count}"
+            written += extract_many(first + [ExtractionJob(m, eval_caches[k]) for m, k in zip(loaded, chunk)], rows,
+                                    video_root, q, r, desc=label + (" + target" if first else ""), **common)
             if pop_caches is not None:
-                extract_many([ExtractionJob(m, pop_caches[k]) for m, k in zip(loaded, chunk)], pop.rows,
-                             pop.video_root, pop_q, pop_r, desc=f"{label}, population", **common)
+                written += extract_many(first_pop + [ExtractionJob(m, pop_caches[k]) for m, k in zip(loaded, chunk)],
+                                        pop.rows, pop.video_root, pop_q, pop_r, desc=f"{label}, population", **common)
+            first = first_pop = []
             if per_pass > 0:  # a bounded pass frees its models before the next one loads
                 for k in chunk:
                     setup.loaded.pop(s.shadow_dirs[k], None)
-    return caches
+    if first or first_pop:  # no set had shadows to run with (cannot happen for a finished set): the target alone
+        written += extract_many(first, rows, video_root, q, r, desc=f"{target_name} {n_frames} frames", **common)
+        if first_pop:
+            written += extract_many(first_pop, pop.rows, pop.video_root, pop_q, pop_r,
+                                    desc=f"{target_name} {n_frames} frames, population", **common)
+    return written
 
 
 def _check_same_processor(target, shadow) -> None:
@@ -344,5 +367,5 @@ def setup_sha256(setup: CalibrationSetup | None) -> str | None:
 
 
 __all__ = ["CalibratedResult", "CalibrationCaches", "CalibrationSetup", "Population", "calibrate_frame_count",
-           "calibration_setup", "calibration_signals", "chosen_calibrations", "extract_calibration_features",
+           "calibration_caches_of", "calibration_setup", "calibration_signals", "chosen_calibrations", "extract_calibration_features",
            "setup_sha256", "with_reference"]

@@ -32,6 +32,8 @@ from vidsme.benchmark.cache import CacheKey, FeatureCache
 from vidsme.benchmark.calibrated import (
     CalibratedResult,
     calibrate_frame_count,
+    CalibrationSetup,
+    calibration_caches_of,
     calibration_setup,
     calibration_signals,
     chosen_calibrations,
@@ -48,7 +50,7 @@ from vidsme.benchmark.evaluate import (
     slice_inputs,
     video_scores,
 )
-from vidsme.benchmark.extract import World, extract_to_cache, join_world
+from vidsme.benchmark.extract import ExtractionJob, World, extract_to_cache, join_world
 from vidsme.benchmark.frame_checks import check_frame_counts
 from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
@@ -384,10 +386,12 @@ def load_target_models(t: SuiteTarget, cfg: SuiteConfig) -> TargetModels:
 
 
 def extract_features(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, split, rows: list[dict],
-                     video_root: Path, n_frames: int, *, world: World, progress: bool
-                     ) -> tuple[FeatureCache, SplitOrders, int]:
+                     video_root: Path, n_frames: int, *, world: World, progress: bool,
+                     setup: CalibrationSetup | None = None) -> tuple[FeatureCache, SplitOrders, int]:
     """Extract one frame count's features of `rows` into the suite's cache (what this rank owns and the
-    cache lacks); returns (cache, Vid-SME orders over the rows' videos, batches written)."""
+    cache lacks); returns (cache, Vid-SME orders over the rows' videos, batches written). With a calibration
+    `setup`, the shadow models' features of the rows and the population's come too (every batch decoded once
+    for the target, its reference and the shadows): read them back with `calibration_caches`."""
     template = t.template or cfg.template
     orders = split_orders(rows, video_root, n_frames=n_frames, beta1=cfg.beta1, beta2=cfg.beta2,
                           cache_dir=Path(cfg.cache_dir) / STATS_SUBDIR, progress=False)
@@ -398,6 +402,12 @@ def extract_features(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, spl
                    orders_sha256=orders.sha256(), batch_size=cfg.batch_size, dtype=models.dtype,
                    device_type=models.device.type, reference_sha256=models.ref_sha256)
     cache = FeatureCache(Path(cfg.cache_dir) / FEATURES_SUBDIR, key)
+    if setup is not None:
+        written = extract_calibration_features(
+            setup, key, models, cfg, rows, video_root, q, r, n_frames, features_dir=Path(cfg.cache_dir) / FEATURES_SUBDIR,
+            stats_dir=Path(cfg.cache_dir) / STATS_SUBDIR, world=world, progress=progress, target_name=t.name,
+            target_job=ExtractionJob(models.target, cache, reference=models.reference))
+        return cache, orders, written
     written = extract_to_cache(models.target, rows, video_root, q, r, cache, n_frames=n_frames, template=template,
                                batch_size=cfg.batch_size, max_text_tokens=cfg.max_text_tokens,
                                reference=models.reference, settings=models.settings, world=world, progress=progress,
@@ -468,18 +478,13 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
     by_name = {s.name: s for s in specs}
     for n_frames in cfg.frame_counts:
         cache, orders, _ = extract_features(t, cfg, models, split, rows, video_root, n_frames, world=world,
-                                            progress=progress)
+                                            progress=progress, setup=setup)
         world.barrier()
-        calibration_caches = None
-        if setup is not None:
-            q, r = orders.for_rows(rows)
-            calibration_caches = extract_calibration_features(
-                setup, cache.key, models, cfg, rows, video_root, q, r, n_frames,
-                features_dir=Path(cfg.cache_dir) / FEATURES_SUBDIR, stats_dir=Path(cfg.cache_dir) / STATS_SUBDIR,
-                world=world, progress=progress and world.is_main, target_name=t.name)
-            world.barrier()
         if not world.is_main:
             continue
+        calibration_caches = None if setup is None else calibration_caches_of(
+            setup, cache.key, cfg, n_frames, features_dir=Path(cfg.cache_dir) / FEATURES_SUBDIR,
+            stats_dir=Path(cfg.cache_dir) / STATS_SUBDIR)
         run.entry["caches"][str(n_frames)] = str(cache.folder.resolve())
         cached = cache.read(ids)
         hint = ("set reference_view=true (and targets[].reference if the card names no base), then rerun "

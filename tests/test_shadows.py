@@ -240,6 +240,19 @@ def test_shadow_features_are_those_of_the_model_alone(shadowed):
         assert a.token.keys() == b.token.keys()
         assert all(torch.equal(a.token[s][k], b.token[s][k]) for s in a.token for k in a.token[s])
         assert a.sequence == b.sequence
+    # the target, extracted in the same pass as its shadows, stores what its own extraction (with its
+    # reference) stores
+    (target_cache,) = [FeatureCache.from_folder(p) for p in (Path(suite.cache_dir) / "features").iterdir()
+                       if "reference" in json.loads((p / "key.json").read_text())["views"]
+                       and json.loads((p / "key.json").read_text())["split"] == "synth-mcqa"]
+    target_alone = FeatureCache(out / "target-alone", replace(target_cache.key))
+    extract_to_cache(load_model(out / "target"), rows, shadowed["cfg"].data.video_root, q, r, target_alone,
+                     n_frames=4, template="default", batch_size=4, max_text_tokens=suite.max_text_tokens,
+                     reference=load_model(shadowed["cfg"].base), settings=QuerySettings(), progress=False)
+    for a, b in zip(target_cache.read(ids), target_alone.read(ids)):
+        assert "reference.target_logprob" in a.token["answer"]
+        assert all(torch.equal(a.token[s][k], b.token[s][k]) for s in a.token for k in a.token[s])
+        assert a.sequence == b.sequence
 
 
 def load_split_rows(name: str) -> list[dict]:

@@ -181,3 +181,25 @@ def test_scores_files_must_reproduce_results(tmp_path):
     (tmp_path / scores_path("t", 8, "row=video")).unlink()
     with pytest.raises(VidsmeError, match="not found"):
         compute_verdicts(results, tmp_path)
+
+
+def test_the_ceiling_is_chosen_on_dev_never_the_blind_baseline(tmp_path):
+    """The ceiling is the method with the best DEV selection metric, even where another method is better on
+    test; the blind baseline is never it."""
+    samples = _evalset(160, 1)
+    rng = np.random.default_rng(5)
+    dev = np.array([p == "dev" for p in samples.partitions])
+    labels = samples.labels
+    # 'dev_only' separates members on dev and is noise on test; 'steady' is a moderate signal on both
+    dev_only = np.where(dev, 3.0 * labels, 0.0) + rng.normal(size=len(labels))
+    steady = 1.0 * labels + rng.normal(size=len(labels))
+    blind = 5.0 * labels + rng.normal(size=len(labels))  # a leaky split: the blind baseline is best of all
+    results = _results(tmp_path, samples, {"dev_only": ("dev_only", dev_only), "steady": ("steady", steady)},
+                       blind=blind)
+    verdict = compute_verdicts(results, tmp_path)["targets"][0]
+    entries = {e["method"]: e for e in verdict["entries"]}
+    assert entries["dev_only"]["dev"]["auc"]["value"] > entries["steady"]["dev"]["auc"]["value"]
+    assert entries["dev_only"]["auc"]["value"] < entries["steady"]["auc"]["value"]  # worse where it is reported
+    assert verdict["ceiling"]["method"] == "dev_only" and verdict["ceiling"]["selected_on"] == "dev"
+    assert [e["method"] for e in verdict["entries"] if e["ceiling"]] == ["dev_only"]
+    assert entries[BLIND_METHOD]["ceiling"] is False
