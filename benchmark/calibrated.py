@@ -76,6 +76,7 @@ def calibration_setup(target, card: dict | None, split, all_rows: list[dict]) ->
     than the target's card, an online set trained on another pool, a population that shares a video
     with the split."""
     from vidsme.data_splits.registry import load_split
+    from vidsme.data_splits.verify import shared_videos
 
     if not target.shadows:
         return None
@@ -101,9 +102,7 @@ def calibration_setup(target, card: dict | None, split, all_rows: list[dict]) ->
     if name is not None:
         pool = load_split(name)
         rows = pool.rows()
-        paths = {r["video"] for r in all_rows}
-        checksums = {r["video_sha256"] for r in all_rows if r.get("video_sha256")}
-        shared = sorted({r["video"] for r in rows if r["video"] in paths or r.get("video_sha256") in checksums})
+        shared = shared_videos(rows, all_rows)
         if shared:
             raise VidsmeError(f"{where}: population {name!r} shares {len(shared)} video(s) with split {split.name!r} "
                               f"(e.g. {shared[0]}): population samples must be in no training set and not evaluated")

@@ -62,6 +62,14 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def shared_videos(rows: list[dict], other: list[dict]) -> list[str]:
+    """The videos of `rows` that `other` holds too, by path or by checksum (sorted): a population or a shadow
+    pool must share none with the evaluated split."""
+    paths = {r["video"] for r in other}
+    checksums = {r["video_sha256"] for r in other if r.get("video_sha256")}
+    return sorted({r["video"] for r in rows if r["video"] in paths or r.get("video_sha256") in checksums})
+
+
 def _overlaps(rows: list[dict], key: str) -> list[str]:
     """Ids of rows whose `key` value appears under both labels."""
     labels_by_value: dict[str, set[str]] = defaultdict(set)

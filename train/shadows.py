@@ -37,6 +37,7 @@ from vidsme import __version__
 from vidsme.atomic import write_json_atomic
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.registry import load_split
+from vidsme.data_splits.verify import shared_videos
 from vidsme.errors import VidsmeError
 from vidsme.provenance import git_commit, ids_sha256, library_versions, sha256_file
 from vidsme.train.config import TargetConfig
@@ -141,9 +142,7 @@ def plan_shadows(cfg: TargetConfig, count: int, *, offline: bool = False, popula
         pool_split = load_split(population or default_population(target_split.name))
         target_rows = target_split.rows()
         rows = pool_split.rows()
-        paths = {r["video"] for r in target_rows}
-        checksums = {r["video_sha256"] for r in target_rows if r.get("video_sha256")}
-        shared = sorted({r["video"] for r in rows if r["video"] in paths or r.get("video_sha256") in checksums})
+        shared = shared_videos(rows, target_rows)
         if shared:
             raise VidsmeError(f"population {pool_split.name!r} shares {len(shared)} video(s) with split "
                               f"{target_split.name!r} (e.g. {shared[0]}, by path or checksum): offline shadows must never see "
