@@ -2,7 +2,7 @@
 #   make demo     create .venv if missing, install, run the main job on the embedded default
 #   make test     create/update .venv, run the test suite (what CI runs)
 # and one more runs the strongest attacks:
-#   make shadows  the demo's targets + a 400 + 400 one, 16 shadow models each, LiRA/RMIA ceilings (~1 h on 2 cores)
+#   make shadows  the demo's targets + a 400 + 400 one, 16 shadow models each, LiRA/RMIA ceilings (~40 min on 2 cores)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -47,7 +47,7 @@ demo: demo-models
 	$(V) benchmark configs/suites/demo.yaml
 	@echo "== done: results, per-sample scores, plots and the leaderboard under runs/demo/benchmark =="
 	@echo "   open runs/demo/benchmark/leaderboard.html; rerunning make demo reuses every finished stage"
-	@echo "   the strongest attacks with 16 shadow models per target: make shadows (about an hour)"
+	@echo "   the strongest attacks with 16 shadow models per target: make shadows (about 40 min)"
 
 SHADOW_MODELS := runs/shadows/models
 shadows: demo-models
