@@ -67,11 +67,13 @@ def _footer(cells: list[dict]) -> list[str]:
     bases = {c["settings"]["base_id"]: c["seconds"].get("base_card") or 0.0 for c in cells}
     targets = {c["settings"]["target_id"]: c["seconds"].get("target_card") or 0.0 for c in cells}
     evaluate = sum(c["seconds"].get("evaluate") or 0.0 for c in cells)
-    total = sum(bases.values()) + sum(targets.values()) + evaluate
+    shadows = sum(c["seconds"].get("shadows") or 0.0 for c in cells)  # the calibrated variant's shadow sets
+    total = sum(bases.values()) + sum(targets.values()) + shadows + evaluate
+    with_shadows = f", shadow sets {shadows:.0f} s" if any("shadows" in c["seconds"] for c in cells) else ""
     return [f"Recorded compute of these {len(cells)} cells: {len(bases)} base(s) {sum(bases.values()):.0f} s, "
-            f"{len(targets)} target(s) {sum(targets.values()):.0f} s (training only), evaluation {evaluate:.0f} s; "
-            f"{total / 60:.1f} min in all, without data generation and model loading (time the whole command for "
-            "that)."]
+            f"{len(targets)} target(s) {sum(targets.values()):.0f} s (training only){with_shadows}, evaluation "
+            f"{evaluate:.0f} s; {total / 60:.1f} min in all, without data generation and model loading (time the "
+            "whole command for that)."]
 
 
 def report(cfg: StudyConfig, plans: list[CellPlan] | None = None) -> dict[str, Path]:
