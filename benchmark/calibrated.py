@@ -266,18 +266,29 @@ def _video_means(values: np.ndarray, videos: Sequence[str]) -> np.ndarray:
                      for j in range(values.shape[1])], axis=1)
 
 
-def calibrate_frame_count(setup: CalibrationSetup, caches: CalibrationCaches, cfg, samples: EvalSet,
-                          target_features: list[SampleFeatures], *, target_name: str) -> CalibratedResult:
-    """Score every signal under every model, calibrate it with every shadow set's calibrations, evaluate."""
-    result = CalibratedResult()
-    signals = calibration_signals(cfg)
-    calibrations = chosen_calibrations(cfg)
+@dataclass
+class CalibrationCase:
+    """One signal on one slice at one level under one shadow set: what every calibration of the set's
+    setting is given (the signal oriented, higher = member), and the level's samples it is evaluated on."""
+
+    signal: AttackSpec
+    slice: str
+    level: str
+    shadow_set: ShadowSet
+    inputs: CalibrationInputs
+    view: object  # evaluate.LevelView of the level
+
+
+def calibration_cases(setup: CalibrationSetup, caches: CalibrationCaches, samples: EvalSet,
+                      target_features: list[SampleFeatures], *, slices: Sequence[str], signals: Sequence[AttackSpec],
+                      settings: Sequence[str], target_name: str, skipped: list[dict] | None = None):
+    """Yield every CalibrationCase of one frame count: each signal of `signals` that applies to a slice of
+    `slices`, scored under the target and every shadow of each set whose setting is in `settings` (and on the
+    population), at every level of `samples`. A signal whose inputs the caches lack is appended to `skipped`."""
     pop = setup.population
     pop_target = caches.target_population.read(pop.ids) if caches.target_population is not None else None
-    jobs = []
     for s, eval_caches, pop_caches in zip(setup.sets, caches.shadows, caches.shadows_population):
-        usable = [c for c in calibrations if c.setting == s.setting]
-        if not usable:
+        if s.setting not in settings:
             continue
         shadow_eval = [with_reference(c.read(samples.ids), target_features) for c in eval_caches]
         shadow_pop = ([with_reference(c.read(pop.ids), pop_target) for c in pop_caches]
@@ -290,7 +301,7 @@ def calibrate_frame_count(setup: CalibrationSetup, caches: CalibrationCaches, cf
         if pop is not None:  # IN only where an offline set trained on halves of this very pool
             rows_in = s.inclusion_of(pop_videos)
             pop_inclusion = {"row": rows_in, "row=video": rows_in, "video": s.inclusion_of(group_by_video(pop_videos)[0])}
-        for slice_name in cfg.slices:
+        for slice_name in slices:
             t_inputs = slice_inputs(target_features, slice_name)
             sh_inputs = [slice_inputs(f, slice_name) for f in shadow_eval]
             tp_inputs = slice_inputs(pop_target, slice_name) if pop_target is not None else None
@@ -300,8 +311,9 @@ def calibrate_frame_count(setup: CalibrationSetup, caches: CalibrationCaches, cf
                     continue
                 missing = [k for k in spec.needs if k not in t_inputs.available()]
                 if missing:
-                    result.skipped.append({"target": target_name, "attack": f"calibrated({spec.name})",
-                                           "slice": slice_name, "reason": f"the signal needs {', '.join(missing)}"})
+                    if skipped is not None:
+                        skipped.append({"target": target_name, "attack": f"calibrated({spec.name})",
+                                        "slice": slice_name, "reason": f"the signal needs {', '.join(missing)}"})
                     continue
                 orient = spec.direction.orient
                 t_sig = orient(spec.score(t_inputs))
@@ -320,29 +332,50 @@ def calibrate_frame_count(setup: CalibrationSetup, caches: CalibrationCaches, cf
                                     population_inclusion=pop_inclusion[level])
                     inputs = CalibrationInputs(signal=f"{slice_name}/{spec.name}, {level} level", setting=s.setting,
                                                **args)
-                    for cal in usable:
-                        why = cal.unusable(inputs)
-                        if why:
-                            result.skipped.append({"target": target_name, "attack": f"{cal.name}({spec.name})",
-                                                   "slice": slice_name, "reason": why})
-                            continue
-                        name = f"{cal.name}({spec.name})"
-                        scores = cal.calibrate(inputs)
-                        result.level_scores[(name, slice_name, level)] = scores
-                        result.meta[name] = {"calibration": cal.name, "family": cal.family, "version": cal.version,
-                                             "source": cal.source, "signal": spec.name,
-                                             "signal_version": spec.version, "shadows": s.describe()}
-                        jobs += [((name, slice_name, level, part), scores, view) for part in samples.sides]
+                    yield CalibrationCase(spec, slice_name, level, s, inputs, view)
 
+
+def evaluate_calibrated(jobs: Sequence[tuple[tuple, np.ndarray, object]], *, n_bootstrap: int, seed: int,
+                        min_false_positives: int) -> dict[tuple, Evaluation]:
+    """Evaluate calibrated scores (higher = member): jobs of ((attack, slice, level, partition), scores, view),
+    on threads (the bootstrap is numpy; each evaluation seeds its own generator)."""
     def run(job):
         key, scores, view = job
         return key, evaluate_level_scores(scores, view, key[3], direction="higher", attack=key[0],
-                                          n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                                          min_false_positives=cfg.min_false_positives)
+                                          n_bootstrap=n_bootstrap, seed=seed, min_false_positives=min_false_positives)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for key, evaluation in pool.map(run, jobs):
-            result.evaluations[key] = evaluation
+        return dict(pool.map(run, jobs))  # map keeps the order
+
+
+def calibrated_meta(cal: CalibrationSpec, case: CalibrationCase) -> dict:
+    """What a calibrated row records of its calibration, signal and shadow set."""
+    return {"calibration": cal.name, "family": cal.family, "version": cal.version, "source": cal.source,
+            "signal": case.signal.name, "signal_version": case.signal.version, "shadows": case.shadow_set.describe()}
+
+
+def calibrate_frame_count(setup: CalibrationSetup, caches: CalibrationCaches, cfg, samples: EvalSet,
+                          target_features: list[SampleFeatures], *, target_name: str) -> CalibratedResult:
+    """Score every signal under every model, calibrate it with every shadow set's calibrations, evaluate."""
+    result = CalibratedResult()
+    calibrations = chosen_calibrations(cfg)
+    jobs = []
+    for case in calibration_cases(setup, caches, samples, target_features, slices=cfg.slices,
+                                  signals=calibration_signals(cfg), settings={c.setting for c in calibrations},
+                                  target_name=target_name, skipped=result.skipped):
+        for cal in (c for c in calibrations if c.setting == case.shadow_set.setting):
+            why = cal.unusable(case.inputs)
+            if why:
+                result.skipped.append({"target": target_name, "attack": f"{cal.name}({case.signal.name})",
+                                       "slice": case.slice, "reason": why})
+                continue
+            name = f"{cal.name}({case.signal.name})"
+            scores = cal.calibrate(case.inputs)
+            result.level_scores[(name, case.slice, case.level)] = scores
+            result.meta[name] = calibrated_meta(cal, case)
+            jobs += [((name, case.slice, case.level, part), scores, case.view) for part in samples.sides]
+    result.evaluations = evaluate_calibrated(jobs, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                                             min_false_positives=cfg.min_false_positives)
     _dedupe_skipped(result)
     return result
 
@@ -365,6 +398,7 @@ def setup_sha256(setup: CalibrationSetup | None) -> str | None:
                       + ([setup.population.manifest_sha256] if setup.population is not None else []))
 
 
-__all__ = ["CalibratedResult", "CalibrationCaches", "CalibrationSetup", "Population", "calibrate_frame_count",
-           "calibration_caches_of", "calibration_setup", "calibration_signals", "chosen_calibrations", "extract_calibration_features",
+__all__ = ["CalibratedResult", "CalibrationCase", "CalibrationCaches", "CalibrationSetup", "Population",
+           "calibrate_frame_count", "calibrated_meta", "calibration_cases", "calibration_caches_of", "calibration_setup",
+           "evaluate_calibrated", "calibration_signals", "chosen_calibrations", "extract_calibration_features",
            "setup_sha256", "with_reference"]
