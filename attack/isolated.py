@@ -20,20 +20,23 @@ records the results.
 Messages are JSON objects, one per line:
 
   child -> parent (on the stdout it was started with; the submitted code's own prints go to stderr)
-    {"event": "ready", "protocol": 2, "seccomp": [denied system calls], "seccomp_problem": null | why}
-    {"event": "declared", "attacks": [AttackSpec.describe(), ...]}
+    {"event": "ready", "protocol": 3, "seccomp": [denied system calls], "seccomp_problem": null | why}
+    {"event": "declared", "attacks": [AttackSpec.describe(), ...], "calibrations": [CalibrationSpec.describe(), ...]}
     {"event": "refused", "check": ..., "why": ...}         the file failed to import or register
     {"event": "scored", "call": k, "copy": c, "scores": base64 of little-endian float64}
     {"event": "failed", "call": k, "copy": c, "kind": "invalid" | "raised", "text": ..., "last_line": ...}
   parent -> child (stdin)
     {"cmd": "score", "calls": [{"call": k, "attack": name, "input": stem}, ...]}
+    {"cmd": "calibrate", "calls": [{"call": k, "calibration": name, "input": stem}, ...]}
     {"cmd": "exit"}
 
 Inputs of one call (copy c of one slice's features): `<stem>-<c>.safetensors` (mask, token.<key>,
 sequence.<key>, frame_slot: only the inputs the attack declared) and `<stem>-<c>.json` (slice,
 sample ids, texts). The rows of each copy are shuffled independently and the sample ids are
 opaque ("s004711"), drawn afresh per copy, so nothing an attack receives names a sample of a
-public split. No pickle anywhere.
+public split. A calibration's call reads arrays only (`write_calibration_inputs`: the signal
+under the target and the shadows, inclusion bits, the population's; rows shuffled per copy, no
+ids at all). No pickle anywhere.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-PROTOCOL = 2
+PROTOCOL = 3  # 3: calibrations declared and called
 USER_MODULES = "vidsme_user_attacks."  # the package name load_attack_source gives .py files
 SANDBOX_INPUTS = "/vidsme/in"  # where the input folder appears inside the sandbox
 SOURCE_DIR = "source"  # the copy of the submitted file: <inputs>/source/<its name>
@@ -161,6 +164,42 @@ def read_inputs(stem: Path):
                         texts=None if texts is None else tuple(texts), frame_slot=tensors.get("frame_slot"))
 
 
+_CALIBRATION_ARRAYS = ("target", "shadows", "inclusion", "population_target", "population_shadows",
+                       "population_inclusion")
+
+
+def write_calibration_inputs(inputs, order: Sequence[int], population_order: Sequence[int] | None, stem: Path) -> None:
+    """Write a CalibrationInputs with its samples in `order` (and its population in `population_order`):
+    `<stem>.safetensors` (the arrays; inclusion as uint8) + `<stem>.json` (signal, setting)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key in _CALIBRATION_ARRAYS:
+        value = getattr(inputs, key)
+        if value is None:
+            continue
+        rows = order if not key.startswith("population") else population_order
+        array = np.ascontiguousarray(np.asarray(value)[np.asarray(rows, dtype=np.int64)])
+        tensors[key] = torch.from_numpy(array.astype(np.uint8) if array.dtype == bool else array.astype(np.float64))
+    save_file(tensors, str(stem) + ".safetensors")
+    Path(str(stem) + ".json").write_text(json.dumps({"signal": inputs.signal, "setting": inputs.setting}),
+                                         encoding="utf-8")
+
+
+def read_calibration_inputs(stem: Path):
+    """The CalibrationInputs written by `write_calibration_inputs` (fresh arrays on every read)."""
+    from safetensors.torch import load_file
+
+    from vidsme.attack.calibration import CalibrationInputs
+
+    meta = json.loads(Path(str(stem) + ".json").read_text(encoding="utf-8"))
+    tensors = load_file(str(stem) + ".safetensors")
+    arrays = {k: (v.numpy().astype(bool) if "inclusion" in k else v.numpy()) for k, v in tensors.items()}
+    return CalibrationInputs(signal=str(meta["signal"]), setting=str(meta["setting"]), **arrays)
+
+
 def encode_scores(scores) -> str:
     """float64 little-endian bytes, base64: exact, NaN and inf included."""
     import numpy as np
@@ -203,20 +242,23 @@ def apply_limits(memory: int | None, cpu: int | None, processes: int | None, fil
         resource.setrlimit(resource.RLIMIT_CPU, (min(cpu, top), top))
 
 
-def load_submission(path: Path | None, label: str, shown: str | None = None, module: str | None = None) -> list:
+def load_submission(path: Path | None, label: str, shown: str | None = None,
+                    module: str | None = None) -> tuple[list, list]:
     """Import the submitted file as load_attack_source does (built-ins registered first, installed plugins
     not: they are not part of the sandbox), or, without a sandbox, the `module` by name; the AttackSpecs
-    it registered. Raises Refusal.
+    and the CalibrationSpecs it registered. Raises Refusal.
 
     `label` is the source as given, `shown` the file's path outside the sandbox (messages use both).
     """
     import importlib
     import importlib.util
 
-    from vidsme.attack import registry
+    from vidsme.attack import calibration, registry
 
     registry.load_builtins_only()  # plugins live outside the sandbox; the parent checks names against them
+    calibration.list_calibrations()  # the built-in calibrations, before the snapshot
     before = registry.registry_snapshot()
+    calibrations_before = calibration.registry_snapshot()
     try:
         if module is not None:
             importlib.import_module(module)
@@ -237,10 +279,12 @@ def load_submission(path: Path | None, label: str, shown: str | None = None, mod
                     "can be imported")
         raise Refusal(check, why) from err
     specs = [s for n, s in registry.registry_snapshot().items() if before.get(n) is not s]
-    if not specs:
-        raise Refusal("import", f"{label!r} imported but registered no attack; decorate a scoring function with "
-                                "@register_attack(...) from vidsme.attack")
-    return specs
+    calibrations = [s for n, s in calibration.registry_snapshot().items() if calibrations_before.get(n) is not s]
+    if not specs and not calibrations:
+        raise Refusal("import", f"{label!r} imported but registered no attack and no calibration; decorate a scoring "
+                                "function with @register_attack(...) from vidsme.attack, or a calibration with "
+                                "@register_calibration(...) from vidsme.attack.calibration")
+    return specs, calibrations
 
 
 def _clip(text: str, limit: int = 2000) -> str:
@@ -258,27 +302,34 @@ def _serve(args: argparse.Namespace, send, commands, filtered: tuple[list[str], 
     send({"event": "ready", "protocol": PROTOCOL, "seccomp": filtered[0], "seccomp_problem": filtered[1]})
     me = os.getpid()
     try:
-        specs = load_submission(Path(args.source) if args.source else None, args.label, args.shown, args.module)
+        specs, calibrations = load_submission(Path(args.source) if args.source else None, args.label, args.shown,
+                                              args.module)
     except Refusal as refusal:
         send({"event": "refused", "check": refusal.check, "why": _clip(refusal.why)})
         return 0
     finally:
         if os.getpid() != me:  # a process the submitted code forked never speaks for it
             os._exit(0)
-    send({"event": "declared", "attacks": [s.describe() for s in specs]})
+    send({"event": "declared", "attacks": [s.describe() for s in specs],
+          "calibrations": [c.describe() for c in calibrations]})
     by_name = {s.name: s for s in specs}
+    calibration_by_name = {c.name: c for c in calibrations}
     inputs_dir = Path(args.inputs)
     for line in commands:
         command = json.loads(line)
-        if command.get("cmd") != "score":
+        if command.get("cmd") not in ("score", "calibrate"):
             break
+        calibrate = command["cmd"] == "calibrate"
         for call in command["calls"]:
-            spec = by_name[call["attack"]]
+            spec = calibration_by_name[call["calibration"]] if calibrate else by_name[call["attack"]]
             failed = False
             for copy in range(COPIES):
-                inputs = read_inputs(inputs_dir / f"{call['input']}-{copy}")
+                stem = inputs_dir / f"{call['input']}-{copy}"
                 try:
-                    scores = spec.score(inputs)
+                    if calibrate:  # its inputs are checked as the benchmark's own are (CalibrationInputs)
+                        scores = spec.calibrate(read_calibration_inputs(stem))
+                    else:
+                        scores = spec.score(read_inputs(stem))
                 except BaseException as err:  # noqa: BLE001 - SystemExit from an attack is a failure too
                     kind = "invalid" if isinstance(err, InvalidScoresError) else "raised"
                     send({"event": "failed", "call": call["call"], "copy": copy, "kind": kind,

@@ -18,7 +18,7 @@ Each calibrated row records the shadow set (path, card sha256, N, setting) and p
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,12 +145,17 @@ def _population_orders(pop: Population, n_frames: int, cfg, stats_dir: Path):
 
 
 def calibration_caches_of(setup: CalibrationSetup, key: CacheKey, cfg, n_frames: int, *, features_dir: Path,
-                          stats_dir: Path) -> CalibrationCaches:
+                          stats_dir: Path, existing: bool = False) -> CalibrationCaches:
     """The caches one frame count's calibration reads: `key` is the target's own cache key of the evaluated rows
-    (a shadow's differs in the model and views, the population's in the split and its Vid-SME orders)."""
+    (a shadow's differs in the model and views, the population's in the split and its Vid-SME orders).
+    `existing`: open caches a benchmark wrote, for reading only (a missing one is an error naming its folder)."""
     from dataclasses import replace
 
     root = Path(features_dir)
+
+    def cache(k: CacheKey) -> FeatureCache:
+        return FeatureCache.from_folder(root / k.digest()[:20]) if existing else FeatureCache(root, k)
+
     shadow_views = ("natural", "reversed")  # the reference view is the target's (the base), joined in when read
     pop_key = None
     if setup.population is not None:
@@ -158,11 +163,11 @@ def calibration_caches_of(setup: CalibrationSetup, key: CacheKey, cfg, n_frames:
         pop_key = replace(key, split=setup.population.name, split_version=setup.population.version,
                           manifest_sha256=setup.population.manifest_sha256, orders_sha256=orders.sha256())
     return CalibrationCaches(
-        target_population=FeatureCache(root, pop_key) if pop_key is not None else None,
-        shadows=[[FeatureCache(root, replace(key, target_card_sha256=sha, views=shadow_views, reference_sha256=None))
+        target_population=cache(pop_key) if pop_key is not None else None,
+        shadows=[[cache(replace(key, target_card_sha256=sha, views=shadow_views, reference_sha256=None))
                   for sha in s.shadow_card_sha256] for s in setup.sets],
-        shadows_population=[[FeatureCache(root, replace(pop_key, target_card_sha256=sha, views=shadow_views,
-                                                        reference_sha256=None)) for sha in s.shadow_card_sha256]
+        shadows_population=[[cache(replace(pop_key, target_card_sha256=sha, views=shadow_views, reference_sha256=None))
+                             for sha in s.shadow_card_sha256]
                             if pop_key is not None else None for s in setup.sets])
 
 
@@ -279,60 +284,83 @@ class CalibrationCase:
     view: object  # evaluate.LevelView of the level
 
 
+SignalScorer = Callable[[str, list[SampleFeatures], list[tuple[AttackSpec, str]]], list[np.ndarray]]
+
+
+def score_in_process(model: str, features: list[SampleFeatures], calls: list[tuple[AttackSpec, str]]
+                     ) -> list[np.ndarray]:
+    """Raw scores of (signal, slice) `calls` on one model's `features`, computed here (vidsme's own signals;
+    a submitted signal is scored in its sandbox instead). Calls come grouped by slice: one slice's inputs
+    are built at a time."""
+    out, built = [], {}
+    for spec, slice_name in calls:
+        if slice_name not in built:
+            built = {slice_name: slice_inputs(features, slice_name)}
+        out.append(spec.score(built[slice_name]))
+    return out
+
+
 def calibration_cases(setup: CalibrationSetup, caches: CalibrationCaches, samples: EvalSet,
                       target_features: list[SampleFeatures], *, slices: Sequence[str], signals: Sequence[AttackSpec],
-                      settings: Sequence[str], target_name: str, skipped: list[dict] | None = None):
+                      settings: Sequence[str], target_name: str, skipped: list[dict] | None = None,
+                      score: SignalScorer = score_in_process):
     """Yield every CalibrationCase of one frame count: each signal of `signals` that applies to a slice of
     `slices`, scored under the target and every shadow of each set whose setting is in `settings` (and on the
-    population), at every level of `samples`. A signal whose inputs the caches lack is appended to `skipped`."""
+    population), at every level of `samples`. A signal whose inputs the caches lack is appended to `skipped`.
+    `score(model, features, calls)` gives the raw scores of (signal, slice) calls on one model's features."""
     pop = setup.population
     pop_target = caches.target_population.read(pop.ids) if caches.target_population is not None else None
-    for s, eval_caches, pop_caches in zip(setup.sets, caches.shadows, caches.shadows_population):
-        if s.setting not in settings:
-            continue
-        shadow_eval = [with_reference(c.read(samples.ids), target_features) for c in eval_caches]
-        shadow_pop = ([with_reference(c.read(pop.ids), pop_target) for c in pop_caches]
-                      if pop_caches is not None else None)
+    calls = []  # (signal, slice) pairs the target's features can feed, grouped by slice
+    for slice_name in slices:
+        available = slice_inputs(target_features, slice_name).available()
+        for spec in signals:
+            if not spec.applies_to(slice_name):
+                continue
+            missing = [k for k in spec.needs if k not in available]
+            if missing:
+                if skipped is not None:
+                    skipped.append({"target": target_name, "attack": f"calibrated({spec.name})",
+                                    "slice": slice_name, "reason": f"the signal needs {', '.join(missing)}"})
+                continue
+            calls.append((spec, slice_name))
+    sets = [(s, e, p) for s, e, p in zip(setup.sets, caches.shadows, caches.shadows_population) if s.setting in settings]
+    if not calls or not sets:
+        return
+    target_raw = score("the target", target_features, calls)
+    pop_target_raw = score("the target on the population", pop_target, calls) if pop_target is not None else None
+    pop_videos = [r["video"] for r in pop.rows] if pop is not None else []
+    for s, eval_caches, pop_caches in sets:
+        shadow_raw = [score(f"{s.setting} shadow {k + 1}/{s.count}", with_reference(c.read(samples.ids), target_features),
+                            calls) for k, c in enumerate(eval_caches)]
+        pop_shadow_raw = ([score(f"{s.setting} shadow {k + 1}/{s.count} on the population",
+                                 with_reference(c.read(pop.ids), pop_target), calls) for k, c in enumerate(pop_caches)]
+                          if pop_caches is not None else None)
         inclusion = {"row": s.inclusion_of(samples.videos, where=f"target {target_name!r}")}
         inclusion["video"] = s.inclusion_of(samples.video_order, where=f"target {target_name!r}")
         inclusion["row=video"] = inclusion["row"]
-        pop_videos = [r["video"] for r in pop.rows] if pop is not None else []
         pop_inclusion = None
         if pop is not None:  # IN only where an offline set trained on halves of this very pool
             rows_in = s.inclusion_of(pop_videos)
             pop_inclusion = {"row": rows_in, "row=video": rows_in, "video": s.inclusion_of(group_by_video(pop_videos)[0])}
-        for slice_name in slices:
-            t_inputs = slice_inputs(target_features, slice_name)
-            sh_inputs = [slice_inputs(f, slice_name) for f in shadow_eval]
-            tp_inputs = slice_inputs(pop_target, slice_name) if pop_target is not None else None
-            sp_inputs = [slice_inputs(f, slice_name) for f in shadow_pop] if shadow_pop is not None else None
-            for spec in signals:
-                if not spec.applies_to(slice_name):
-                    continue
-                missing = [k for k in spec.needs if k not in t_inputs.available()]
-                if missing:
-                    if skipped is not None:
-                        skipped.append({"target": target_name, "attack": f"calibrated({spec.name})",
-                                        "slice": slice_name, "reason": f"the signal needs {', '.join(missing)}"})
-                    continue
-                orient = spec.direction.orient
-                t_sig = orient(spec.score(t_inputs))
-                sh_sig = np.stack([orient(spec.score(x)) for x in sh_inputs], axis=1)
-                tp_sig = orient(spec.score(tp_inputs)) if tp_inputs is not None else None
-                sp_sig = np.stack([orient(spec.score(x)) for x in sp_inputs], axis=1) if sp_inputs is not None else None
-                for level, view in samples.views.items():
-                    per_video = level == "video"
-                    args = dict(
-                        target=samples.at_level(t_sig, level),
-                        shadows=_video_means(sh_sig, samples.videos) if per_video else sh_sig,
-                        inclusion=inclusion[level])
-                    if tp_sig is not None and sp_sig is not None:
-                        args.update(population_target=_video_means(tp_sig, pop_videos) if per_video else tp_sig,
-                                    population_shadows=_video_means(sp_sig, pop_videos) if per_video else sp_sig,
-                                    population_inclusion=pop_inclusion[level])
-                    inputs = CalibrationInputs(signal=f"{slice_name}/{spec.name}, {level} level", setting=s.setting,
-                                               **args)
-                    yield CalibrationCase(spec, slice_name, level, s, inputs, view)
+        for j, (spec, slice_name) in enumerate(calls):
+            orient = spec.direction.orient
+            t_sig = orient(target_raw[j])
+            sh_sig = np.stack([orient(raw[j]) for raw in shadow_raw], axis=1)
+            tp_sig = orient(pop_target_raw[j]) if pop_target_raw is not None else None
+            sp_sig = np.stack([orient(raw[j]) for raw in pop_shadow_raw], axis=1) if pop_shadow_raw is not None else None
+            for level, view in samples.views.items():
+                per_video = level == "video"
+                args = dict(
+                    target=samples.at_level(t_sig, level),
+                    shadows=_video_means(sh_sig, samples.videos) if per_video else sh_sig,
+                    inclusion=inclusion[level])
+                if tp_sig is not None and sp_sig is not None:
+                    args.update(population_target=_video_means(tp_sig, pop_videos) if per_video else tp_sig,
+                                population_shadows=_video_means(sp_sig, pop_videos) if per_video else sp_sig,
+                                population_inclusion=pop_inclusion[level])
+                inputs = CalibrationInputs(signal=f"{slice_name}/{spec.name}, {level} level", setting=s.setting,
+                                           **args)
+                yield CalibrationCase(spec, slice_name, level, s, inputs, view)
 
 
 def evaluate_calibrated(jobs: Sequence[tuple[tuple, np.ndarray, object]], *, n_bootstrap: int, seed: int,
@@ -401,4 +429,4 @@ def setup_sha256(setup: CalibrationSetup | None) -> str | None:
 __all__ = ["CalibratedResult", "CalibrationCase", "CalibrationCaches", "CalibrationSetup", "Population",
            "calibrate_frame_count", "calibrated_meta", "calibration_cases", "calibration_caches_of", "calibration_setup",
            "evaluate_calibrated", "calibration_signals", "chosen_calibrations", "extract_calibration_features",
-           "setup_sha256", "with_reference"]
+           "score_in_process", "setup_sha256", "with_reference"]

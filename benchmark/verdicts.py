@@ -346,7 +346,8 @@ def _entry(method: str, chosen: dict, test: dict, attacks: dict, n_candidates: i
         "method": method,
         "kind": test["kind"],
         "blind": test["kind"] == "blind",
-        "submitted": test["kind"] == "scores_file" or "submission" in meta,
+        "submitted": (test["kind"] == "scores_file" or "submission" in meta
+                      or "submission" in (test.get("calibration") or {})),
         "attack": test["attack"],
         "slice": test["slice"],
         "level": test["level"],

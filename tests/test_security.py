@@ -219,9 +219,9 @@ def test_the_submission_deadline_stops_it(results, tmp_path):
         def receive(self, timeout_s):
             raise AssertionError("must not wait past the deadline")
 
-    from vidsme.benchmark.submissions.attack_code import _Scorer
+    from vidsme.benchmark.submissions.scorer import SandboxScorer
 
-    scorer = _Scorer(Proc(), 5.0, sandbox.SandboxLimits(deadline_s=60.0))
+    scorer = SandboxScorer(Proc(), 5.0, sandbox.SandboxLimits(deadline_s=60.0))
     with pytest.raises(SubmissionRefused) as info:
         scorer._wait_for("target 't'", None, "a call")
     assert info.value.check == "time budget" and "deadline of 60 s" in info.value.why

@@ -286,3 +286,131 @@ def test_shadow_sets_that_do_not_fit_the_target_are_refused(shadowed, world, tmp
         run(shadows=[plan.folder])
     with pytest.raises(VidsmeError, match="not a finished shadow set"):
         run(shadows=[tmp_path])
+
+
+# ----------------------------------------------------------------------------- submitted calibrations and signals
+SUBMITTED = '''
+import numpy as np
+from vidsme.attack import Direction, register_attack
+from vidsme.attack.aggregate import masked_mean
+from vidsme.attack.calibration import register_calibration
+
+
+@register_attack("mean_logprob", family="mine", direction=Direction.HIGHER, needs=("natural.target_logprob",),
+                 slices=("answer",), citation="a test signal: the loss, negated")
+def mean_logprob(inputs):
+    """Mean log p_y of the answer."""
+    return masked_mean(inputs.tokens("natural.target_logprob"), inputs.mask)
+
+
+@register_calibration("as_is", family="mycal", setting="online", min_in=0, min_out=1,
+                      citation="a test calibration: the target's signal unchanged")
+def as_is(inputs):
+    """The target's signal."""
+    return inputs.target
+
+
+@register_calibration("my_lira", family="mycal", setting="offline", min_out=2,
+                      citation="a test calibration: vidsme's offline LiRA with the global variance, resubmitted")
+def my_lira(inputs):
+    """lira_offline_global, run in the sandbox."""
+    from vidsme.attack.calibrations.lira import lira_offline
+
+    return lira_offline(inputs, "global")
+'''
+
+
+@pytest.fixture
+def shadowed_results(shadowed, tmp_path) -> Path:
+    """A copy of the shadowed suite's results folder (its caches stay where the benchmark wrote them)."""
+    out = tmp_path / "results"
+    shutil.copytree(shadowed["suite"].output_dir, out)
+    return out
+
+
+def _submit(source: str, results: Path, tmp_path: Path, name: str = "mine.py"):
+    from vidsme.benchmark.submissions import sandbox
+    from vidsme.benchmark.submissions.attack_code import submit_attack
+
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    return submit_attack(str(path), results, submitter="tester", sandbox=sandbox.detect_isolation() is not None)
+
+
+def _column(results: Path, row: dict) -> dict[str, float]:
+    import csv
+
+    with (results / row["scores_file"]).open() as fh:
+        return {t["sample_id"]: float(t[row["scores_column"]]) for t in csv.DictReader(fh)}
+
+
+def test_submitted_calibrations_and_signals_go_through_the_shadows(shadowed, shadowed_results, tmp_path):
+    """A submitted calibration runs (sandboxed) on the suite's signals and the submitted one; the suite's
+    calibrations run on the submitted signal as the method lira+mine; shuffled copies map back exactly."""
+    result = _submit(SUBMITTED, shadowed_results, tmp_path)
+    assert result.status == "added" and set(result.attacks) == {"mean_logprob", "as_is", "my_lira"}
+    after = json.loads((shadowed_results / "results.json").read_text())
+    calibrated = [r for r in after["rows"] if r["kind"] == "calibrated" and "submission" in r["calibration"]]
+    families = {r["family"] for r in calibrated}
+    assert {"mycal", "lira+mine", "rmia+mine"} <= families and not families & {"lira", "rmia"}
+    as_is = {r["calibration"]["signal"] for r in calibrated if r["calibration"]["calibration"] == "as_is"}
+    assert as_is == {"loss", "ref_calibration", "vid_sme_mean", "mean_logprob"}
+    assert after["calibrations"]["as_is"]["submission"]["submitter"] == "tester"
+    # the identity calibration gives back the oriented signal, sample by sample: the shuffled copies mapped back
+    row = next(r for r in calibrated if r["attack"] == "as_is(loss)" and r["slice"] == "answer")
+    raw = next(r for r in after["rows"] if r["attack"] == "loss" and r["slice"] == "answer"
+               and r["kind"] == "reproduced")
+    mine, loss = _column(shadowed_results, row), _column(shadowed_results, raw)
+    assert mine.keys() == loss.keys() and all(mine[k] == -loss[k] for k in mine)
+    # vidsme's own offline LiRA, submitted: the same numbers as the suite's (the population and shadows too)
+    for slice_name in ("answer", "video"):  # one row per video here: level row=video
+        row = next(r for r in calibrated if r["attack"] == "my_lira(loss)" and r["slice"] == slice_name)
+        suite = next(r for r in after["rows"] if r["attack"] == "lira_offline_global(loss)"
+                     and r["slice"] == slice_name and r["kind"] == "calibrated")
+        mine, theirs = _column(shadowed_results, row), _column(shadowed_results, suite)
+        assert mine.keys() == theirs.keys() and all(mine[k] == pytest.approx(theirs[k], rel=1e-9) for k in mine)
+    lira_mine = [r for r in calibrated if r["family"] == "lira+mine"]
+    assert lira_mine and all(r["calibration"]["signal"] == "mean_logprob" for r in lira_mine)
+    (verdict,) = after["verdicts"]["targets"]
+    entries = {e["method"]: e for e in verdict["entries"]}
+    assert entries["mycal"]["submitted"] and entries["lira+mine"]["submitted"] and not entries["lira"]["submitted"]
+    # the suite's own calibrated rows are untouched
+    before = json.loads((shadowed["suite"].output_dir / "results.json").read_text())
+    assert [r for r in after["rows"] if r in before["rows"]] == before["rows"]
+    # the same file again changes nothing; a changed one replaces every calibrated row it gave
+    assert _submit(SUBMITTED, shadowed_results, tmp_path).status == "unchanged"
+    again = _submit(SUBMITTED.replace("a test calibration: the target's signal unchanged", "unchanged signal"),
+                    shadowed_results, tmp_path)
+    assert again.status == "replaced"
+    final = json.loads((shadowed_results / "results.json").read_text())
+    assert len(final["rows"]) == len(after["rows"]) and final["history"][-1]["calibration_records"]
+
+
+@pytest.mark.parametrize("body, check", [
+    ("return np.arange(len(inputs.target), dtype=float)", "determinism"),  # depends on the row order
+    ("return np.full(len(inputs.target), 1.0)", "scores"),  # constant
+    ("return inputs.target / 0.0", "scores"),  # inf
+])
+def test_a_submitted_calibration_is_checked_like_an_attack(shadowed_results, tmp_path, body, check):
+    source = ("import numpy as np\nfrom vidsme.attack.calibration import register_calibration\n\n"
+              "@register_calibration('bad', family='badcal', setting='online', citation='a test')\n"
+              f"def bad(inputs):\n    {body}\n")
+    before = (shadowed_results / "results.json").read_bytes()
+    with pytest.raises(VidsmeError) as info:
+        _submit(source, shadowed_results, tmp_path)
+    assert info.value.check == check, info.value
+    assert (shadowed_results / "results.json").read_bytes() == before
+
+
+def test_calibrations_need_shadows_and_keep_off_builtin_families(shadowed_results, tmp_path):
+    source = ("from vidsme.attack.calibration import register_calibration\n\n"
+              "@register_calibration('again', family='lira', setting='online', citation='a test')\n"
+              "def again(inputs):\n    return inputs.target\n")
+    with pytest.raises(VidsmeError, match="family 'lira'"):
+        _submit(source, shadowed_results, tmp_path)
+    data = json.loads((shadowed_results / "results.json").read_text())
+    for entry in data["targets"]:
+        entry.pop("calibration")
+    (shadowed_results / "results.json").write_text(json.dumps(data))
+    with pytest.raises(VidsmeError, match="no target of this suite has shadow models"):
+        _submit(source.replace("'lira'", "'mine2'"), shadowed_results, tmp_path)

@@ -41,11 +41,8 @@ import hashlib
 import importlib
 import importlib.metadata
 import math
-import secrets
 import sys
 import time
-import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,12 +50,12 @@ import numpy as np
 
 from vidsme import __version__
 from vidsme.direction import Direction
-from vidsme.attack.inputs import FRAME_SLOT, SLICES, TEXT, check_input_names
-from vidsme.attack.isolated import COPIES, decode_scores, opaque_ids
+from vidsme.attack.inputs import SLICES, check_input_names
+from vidsme.attack.isolated import COPIES
+from vidsme.attack.calibration import CalibrationSpec
 from vidsme.attack.registry import ENTRY_POINT_GROUP, AttackSpec, list_attacks
 from vidsme.benchmark.submissions import sandbox as sandboxing
-from vidsme.benchmark.cache import FeatureCache
-from vidsme.benchmark.evaluate import LevelView, evaluate_slice, slice_inputs
+from vidsme.benchmark.evaluate import LevelView, evaluate_slice
 from vidsme.benchmark.results_schema import load_results
 from vidsme.benchmark.submissions.common import (
     BUILTIN_MODULES,
@@ -70,13 +67,21 @@ from vidsme.benchmark.submissions.common import (
     check_name,
     commit_results,
     evaluated_samples,
-    ids_preview,
+    open_feature_cache,
     read_results_bytes,
     utc_now,
     verdicts_of,
 )
+from vidsme.benchmark.submissions.calibration_code import (
+    CalibratedPending,
+    calibrate_submission,
+    calibrated_by,
+    check_calibrations,
+    declared_calibrations,
+)
+from vidsme.benchmark.submissions.scorer import SandboxScorer, last_line, one_line, sandbox_refusal
 from vidsme.benchmark.suite import metric_row
-from vidsme.errors import MissingFeatureError, VidsmeError, printable
+from vidsme.errors import MissingFeatureError, VidsmeError
 from vidsme.provenance import git_commit
 from vidsme.provenance import sha256_file
 
@@ -85,34 +90,7 @@ CODE_CHECKS: tuple[str, ...] = ("sandbox", "import", "declaration", "name", "fea
                                 "time budget")
 _USER_MODULES = "vidsme_user_attacks."  # where load_attack_source imports .py files
 MAX_ATTACKS = 256  # per code submission: bounds the sandbox's CPU-time limit
-_WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
 
-
-def _last_line(err: BaseException) -> str:
-    """The last line of a traceback: 'ValueError: bad thing'."""
-    lines = traceback.format_exception_only(type(err), err)
-    return lines[-1].strip() if lines else type(err).__name__
-
-
-def _one_line(text: object, limit: int = _WHY_CHARS) -> str:
-    """Untrusted text (from the sandbox) as one printable line of at most `limit` characters."""
-    text = " ".join(printable(text, keep_newlines=False).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _open_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
-    path = Path(folder)
-    if not path.is_dir():
-        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: feature cache {folder} not found. Paths in "
-                          "results.json are relative to where `vidsme benchmark` ran: run `vidsme submit` from there, "
-                          "or rerun the benchmark to extract the features again")
-    cache = FeatureCache.from_folder(path)
-    key = cache.key
-    if (key.target_card_sha256, key.n_frames, key.manifest_sha256) != (
-            entry.get("card_sha256"), int(n_frames), (entry.get("split") or {}).get("manifest_sha256")):
-        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: cache {folder} was written for another "
-                          "target, frame count or split; rerun `vidsme benchmark SUITE`")
-    return cache
 
 
 # ----------------------------------------------------------------------------- loading the source
@@ -139,8 +117,8 @@ def _resolve(source: str) -> _Source:
     return _Source(source, "module", None, module=source)
 
 
-def _meta(spec: AttackSpec, src: _Source, commit: str | None, sandboxed: bool, submitter: str) -> dict:
-    """The attack's results.json record: describe(), with the submission's own provenance."""
+def _meta(spec: AttackSpec | CalibrationSpec, src: _Source, commit: str | None, sandboxed: bool, submitter: str) -> dict:
+    """The attack's (or calibration's) results.json record: describe(), with the submission's own provenance."""
     meta = spec.describe()
     if spec.source.startswith(_USER_MODULES) and spec.family == spec.source.rsplit(".", 1)[-1]:
         # the file import's module name carries a per-process hash
@@ -246,16 +224,23 @@ def _hidden(results_dir: Path, results: dict) -> list[Path]:
 
 def _cpu_seconds(results: dict, budget: float, limits: sandboxing.SandboxLimits) -> int:
     """RLIMIT_CPU of the sandbox: every thread busy for as long as the most calls a submission can make may take."""
-    units = sum(len(e.get("caches") or {}) for e in results.get("targets") or []) * len(SLICES)
+    units = sum(len(e.get("caches") or {}) * _models(e) for e in results.get("targets") or []) * len(SLICES)
     calls = COPIES * max(units, 1) * MAX_ATTACKS
     return int(math.ceil(limits.thread_count() * (limits.startup_s + calls * (budget + limits.grace_s))))
+
+
+def _models(entry: dict) -> int:
+    """Feature sets a submitted signal is scored on for one target: the target's, and with shadow sets every
+    shadow's on the rows and on the population, and the target's on the population."""
+    sets = (entry.get("calibration") or {}).get("sets") or []
+    return 1 + sum(2 * int(s.get("count", 0)) for s in sets) + (1 if sets else 0)
 
 
 def _sandboxed_before(results: dict, sha: str) -> list[str]:
     """The attacks results.json holds from a sandboxed run of the file with this sha256 (then the same
     bytes need not run again), else []."""
     names = []
-    for name, meta in (results.get("attacks") or {}).items():
+    for name, meta in {**(results.get("attacks") or {}), **(results.get("calibrations") or {})}.items():
         submission = meta.get("submission") if isinstance(meta, dict) else None
         if (isinstance(submission, dict) and submission.get("kind") == "reproduced" and meta.get("file_sha256") == sha
                 and submission.get("sandboxed") is True):
@@ -270,10 +255,11 @@ def _in_the_sandbox(inputs):  # the stand-in scoring function of a sandboxed att
 _TEXT_FIELDS = ("name", "family", "citation", "summary", "source", "direction")
 
 
-def _declared_specs(items: object) -> list[AttackSpec]:
+def _declared_specs(items: object, calibrations: bool) -> list[AttackSpec]:
     """AttackSpecs from the declarations the sandbox reported, checked here again as register_attack would
-    (nothing the sandbox says is trusted); their scoring runs in the sandbox only."""
-    if not isinstance(items, list) or not items:
+    (nothing the sandbox says is trusted); their scoring runs in the sandbox only. None is fine only when
+    the file registered `calibrations`."""
+    if not isinstance(items, list) or not (items or calibrations):
         raise SubmissionRefused("sandbox", "the sandboxed process reported no attack declarations")
     if len(items) > MAX_ATTACKS:
         raise SubmissionRefused("declaration", f"the source registers {len(items)} attacks; at most {MAX_ATTACKS} "
@@ -286,18 +272,18 @@ def _declared_specs(items: object) -> list[AttackSpec]:
                         for k in ("needs", "slices"))
                 and isinstance(item.get("version"), int) and not isinstance(item.get("version"), bool)):
             raise SubmissionRefused("sandbox", f"the sandboxed process reported a malformed declaration: "
-                                               f"{_one_line(item, 300)}")
+                                               f"{one_line(item, 300)}")
         name = item["name"]
         why = ("(direction must be 'higher' or 'lower', slices among " + ", ".join(SLICES) + ")")
         try:
             direction = Direction(item["direction"])
         except ValueError as err:
-            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(err)} "
+            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {last_line(err)} "
                                                    f"{why}") from None
         bad = [x for x in item["slices"] if x not in SLICES]
         if bad:
             err = VidsmeError(f"attack {name!r}: unknown slices {bad}; slices are {SLICES}")
-            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {_last_line(err)} {why}")
+            raise SubmissionRefused("declaration", f"register_attack rejected the declaration: {last_line(err)} {why}")
         try:
             check_input_names(item["needs"], f"attack {name!r}")
         except MissingFeatureError as err:
@@ -312,21 +298,14 @@ def _declared_specs(items: object) -> list[AttackSpec]:
     return specs
 
 
-def _sandbox_refusal(err: sandboxing.SandboxError, what: str) -> SubmissionRefused:
-    """A failure of the sandbox machinery or protocol, as a 'sandbox' refusal."""
-    hint = ""
-    if "MemoryError" in err.output or "allocate" in err.output:
-        hint = " (if it ran out of memory, raise --memory-limit)"
-    return SubmissionRefused("sandbox", _one_line(f"{what}: {err}{hint}"))
-
-
 def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandboxing.SandboxLimits
-                   ) -> list[AttackSpec]:
-    """Start the sandbox and read what the file registered (import, declaration, name, features refusals)."""
+                   ) -> tuple[list[AttackSpec], list[CalibrationSpec]]:
+    """Start the sandbox and read the attacks and calibrations the file registered (import, declaration, name,
+    features refusals)."""
     try:
         proc.start()
     except sandboxing.SandboxError as err:
-        raise _sandbox_refusal(err, "the sandbox did not start") from None
+        raise sandbox_refusal(err, "the sandbox did not start") from None
     left = max(1.0, limits.startup_s - (time.monotonic() - proc.started_at))
     try:
         message = proc.receive(left)
@@ -335,19 +314,20 @@ def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandbo
             raise SubmissionRefused("import", f"importing {src.label!r} did not finish within {limits.startup_s:g} s "
                                               "in the sandbox (Python, torch and the file's own imports)") from None
         if err.kind == "died":
-            raise SubmissionRefused("import", _one_line(f"importing {src.label!r} in the sandbox failed: the process "
+            raise SubmissionRefused("import", one_line(f"importing {src.label!r} in the sandbox failed: the process "
                                                         f"{err}")) from None
-        raise _sandbox_refusal(err, "while importing the file") from None
+        raise sandbox_refusal(err, "while importing the file") from None
     event = message.get("event")
     if event == "refused":
         check = message.get("check")
         if check not in ("import", "declaration", "name", "features"):
             raise SubmissionRefused("sandbox", f"the sandboxed process refused with an unknown check {check!r}")
-        raise SubmissionRefused(check, _one_line(message.get("why")))
+        raise SubmissionRefused(check, one_line(message.get("why")))
     if event != "declared":
-        raise SubmissionRefused("sandbox", f"the sandboxed process said {_one_line(message, 200)} instead of "
+        raise SubmissionRefused("sandbox", f"the sandboxed process said {one_line(message, 200)} instead of "
                                            "declaring its attacks")
-    return _declared_specs(message.get("attacks"))
+    calibrations = declared_calibrations(message.get("calibrations"))
+    return _declared_specs(message.get("attacks"), bool(calibrations)), calibrations
 
 
 def _check_families(metas: dict[str, dict], results: dict, submitter: str) -> None:
@@ -365,187 +345,6 @@ class _Pending:
 
     rows: list[dict] = field(default_factory=list)
     csvs: list[tuple[Path, LevelView, dict[str, np.ndarray]]] = field(default_factory=list)
-
-
-def _missing_hint(key: str, target: str, n_frames: str, slice_name: str) -> str:
-    if key.startswith("reference."):
-        return ("the suite ran without the reference view: set reference_view=true in the suite config (and "
-                "targets[].reference when the target's card names no base model), rerun `vidsme benchmark SUITE` "
-                "to extract it, then submit again")
-    if key == TEXT:
-        return "the text exists on the instruction and answer slices only: declare slices=(\"instruction\", \"answer\")"
-    if key == FRAME_SLOT:
-        return "frame slots exist on the video slice only: declare slices=(\"video\",)"
-    return (f"the cache of target {target!r} ({n_frames} frames) has no {key!r} on slice {slice_name!r}; rerun "
-            "`vidsme benchmark SUITE` with this vidsme to extract it")
-
-
-def _features_refusal(spec: AttackSpec, inputs, unit: str, target: str, n_frames: str,
-                      slice_name: str) -> SubmissionRefused | None:
-    missing = [k for k in spec.needs if k not in inputs.available()]
-    if not missing:
-        return None
-    return SubmissionRefused("features", f"attack {spec.name!r} needs {', '.join(missing)}, which the cached "
-                                         f"features of {unit} lack; "
-                                         f"{_missing_hint(missing[0], target, n_frames, slice_name)}")
-
-
-def _unit(target: str, n_frames: str, slice_name: str) -> str:
-    return f"target {target!r}, {n_frames} frames, slice {slice_name!r}"
-
-
-def _non_finite(first: np.ndarray, ids: Sequence[str], unit: str, name: str) -> None:
-    bad = ~np.isfinite(first)
-    if bad.any():
-        nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
-        inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]
-        parts = ([f"NaN for {ids_preview(nan)}"] if nan else []) + ([f"inf for {ids_preview(inf)}"] if inf else [])
-        raise SubmissionRefused("scores", f"{unit}: {int(bad.sum())} of {len(first)} scores of attack {name!r} "
-                                          f"are not finite ({'; '.join(parts)}); every sample needs a finite score")
-
-
-def _over_budget(slowest: float, budget: float, unit: str, name: str) -> None:
-    if slowest > budget:
-        raise SubmissionRefused("time budget", f"{unit}: one call of attack {name!r} took {slowest:.3g} s, over "
-                                               f"the budget of {budget:g} s per (target, frame count, slice) on the "
-                                               "cached features (--time-budget)")
-
-
-class _Scorer:
-    """Scores calls in the attack's child process: per (slice, declared inputs) two independently shuffled
-    copies with opaque ids, one batch per (target, frame count); results validated in call order as they
-    arrive. Call times are measured here, from when each result reaches this process (the child could
-    lie about its own); refusals name the opaque ids of the first copy, never a sample id."""
-
-    def __init__(self, proc: sandboxing.SandboxProcess, budget: float, limits: sandboxing.SandboxLimits) -> None:
-        self.proc, self.budget, self.limits = proc, budget, limits
-        self.rng = np.random.default_rng(secrets.randbits(128))  # unpredictable: an order must not be guessable
-        self.slowest = 0.0  # the longest call, as measured here
-        self._since = 0.0  # arrival of the previous message (or the command's sending)
-
-    def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str):
-        """(scores, inputs) per call, in order; SubmissionRefused at the first failing check."""
-        built: dict[str, object] = {}
-        sets: dict[tuple, tuple[str, list[np.ndarray], list[str]]] = {}
-        plan, stop = [], None
-        for k, (spec, slice_name) in enumerate(calls):
-            if slice_name not in built:  # real order, all features; each copy takes the rows and keys it needs
-                built[slice_name] = slice_inputs(samples, slice_name)
-            inputs = built[slice_name]
-            unit = _unit(target, n_frames, slice_name)
-            stop = _features_refusal(spec, inputs, unit, target, n_frames, slice_name)
-            if stop is not None:  # the calls before it are still checked first
-                break
-            key = (slice_name, tuple(sorted(set(spec.needs))))
-            if key not in sets:
-                stem, orders, shown = f"u{len(sets)}", [], []
-                for copy in range(COPIES):
-                    order, ids = self.rng.permutation(inputs.n), opaque_ids(inputs.n, self.rng)
-                    self.proc.write_inputs(inputs, key[1], order, ids, f"{stem}-{copy}")
-                    orders.append(order)
-                    shown = shown or ids  # the first copy's ids name samples in refusals
-                sets[key] = (stem, orders, shown)
-            plan.append((k, spec, unit, inputs, *sets[key]))
-        out = []
-        try:
-            if plan:
-                self._send({"cmd": "score", "calls": [{"call": k, "attack": spec.name, "input": stem}
-                                                      for k, spec, _, _, stem, _, _ in plan]})
-            for k, spec, unit, inputs, _, orders, shown in plan:
-                first, took = self._result(k, 0, spec, unit, orders[0])
-                _non_finite(first[orders[0]], shown, unit, spec.name)
-                second, took_again = self._result(k, 1, spec, unit, orders[1])
-                if first.tobytes() != second.tobytes():
-                    position = np.argsort(orders[0])  # sample i sat at row position[i] of the first copy
-                    differ = [shown[position[i]] for i in np.flatnonzero(first != second)]
-                    raise SubmissionRefused(
-                        "determinism", f"{unit}: a second call gave different scores for {len(differ)} of "
-                                       f"{len(first)} samples ({ids_preview(differ)} of the first call; largest "
-                                       f"difference {float(np.nanmax(np.abs(first - second))):.3g}); scores must be "
-                                       "bit-identical on a rerun with the samples in another order (seed any "
-                                       "randomness, let no sample's score depend on the order of the others, avoid "
-                                       "order-dependent parallel reductions)")
-                _over_budget(max(took, took_again), self.budget, unit, spec.name)
-                self.slowest = max(self.slowest, took, took_again)
-                out.append((first, inputs))
-        finally:
-            for path in self.proc.inputs.glob("u*-*.*"):
-                path.unlink(missing_ok=True)
-        if stop is not None:
-            raise stop
-        return out
-
-    def _send(self, message: dict) -> None:
-        try:
-            self.proc.send(message)
-        except sandboxing.SandboxError as err:
-            raise _sandbox_refusal(err, "the sandbox stopped taking commands") from None
-        self._since = time.monotonic()
-
-    def _wait_for(self, unit: str, spec: AttackSpec, which: str) -> dict:
-        """The next message, within the call's budget + grace and the submission's deadline."""
-        budget, grace, deadline = self.budget, self.limits.grace_s, self.limits.deadline_s
-        left = deadline - (time.monotonic() - self.proc.started_at)
-        if left <= 0:
-            raise SubmissionRefused("time budget", f"the submission ran past its deadline of {deadline:g} s (every "
-                                                   "call of every attack together); the sandbox was stopped")
-        try:
-            return self.proc.receive(min(budget + grace, left))
-        except sandboxing.SandboxError as err:
-            if err.kind == "timeout" and left < budget + grace:
-                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} ran past the "
-                                                       f"submission's deadline of {deadline:g} s; the sandbox was "
-                                                       "stopped") from None
-            if err.kind == "timeout":
-                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} did not return within "
-                                                       f"{budget + grace:g} s (the budget of {budget:g} s plus "
-                                                       f"{grace:g} s to load its inputs); the sandbox was stopped "
-                                                       "(--time-budget)") from None
-            if err.kind == "died" and err.signal_name == "SIGXCPU":
-                raise SubmissionRefused("time budget", f"{unit}: {which} of attack {spec.name!r} used up the "
-                                                       "sandbox's CPU-time limit") from None
-            if err.kind == "died":
-                limits = (f"limits: {self.limits.memory_bytes / sandboxing.GIB:g} GiB of memory, "
-                          f"{self.limits.processes()} processes")
-                check = "scores" if which == "a call" else "determinism"
-                raise SubmissionRefused(check, _one_line(f"{unit}: the sandboxed process {err.detail} during {which} "
-                                                         f"of attack {spec.name!r} ({limits})"
-                                                         + (f"; its last output: {err.output}" if err.output else "")
-                                                         )) from None
-            raise _sandbox_refusal(err, f"{unit}, attack {spec.name!r}") from None
-
-    def _result(self, k: int, copy: int, spec: AttackSpec, unit: str, order: np.ndarray) -> tuple[np.ndarray, float]:
-        """One call's scores, mapped back to the real sample order, and its time (measured here: from the
-        previous message's arrival to this one's); refusals name the check."""
-        check = "scores" if copy == 0 else "determinism"
-        which = "a call" if copy == 0 else "the second call"
-        message = self._wait_for(unit, spec, which)
-        took, self._since = max(0.0, self.proc.arrived_at - self._since), self.proc.arrived_at
-        if message.get("call") != k or message.get("copy") != copy or message.get("event") not in ("scored", "failed"):
-            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process said {_one_line(message, 200)} instead "
-                                               f"of the result of call {k}, copy {copy}")
-        if message["event"] == "failed":
-            if copy == 1:
-                raise SubmissionRefused(check, f"{unit}: the second call raised {_one_line(message.get('last_line'))}")
-            if message.get("kind") == "invalid":
-                raise SubmissionRefused(check, f"{unit}: {_one_line(message.get('text'))}; return one score per "
-                                               "sample, in inputs.sample_ids order")
-            raise SubmissionRefused(check, f"{unit}: attack {spec.name!r} raised {_one_line(message.get('last_line'))}")
-        try:
-            scores = decode_scores(message.get("scores"))
-        except (ValueError, TypeError, AttributeError) as err:
-            raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process sent unreadable scores "
-                                               f"({_one_line(err, 200)})") from None
-        if len(scores) != len(order):
-            if copy == 1:
-                raise SubmissionRefused(check, f"{unit}: the second call returned {len(scores)} scores for "
-                                               f"{len(order)} samples")
-            raise SubmissionRefused(check, f"{unit}: attack {spec.name!r} returned shape ({len(scores)},), expected "
-                                           f"one score per sample ({len(order)},); return one score per sample, in "
-                                           "inputs.sample_ids order")
-        real = np.empty(len(order), dtype=np.float64)
-        real[order] = scores  # row j of the copy is sample order[j]
-        return real, took
 
 
 def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dict, scorer,
@@ -568,7 +367,7 @@ def _evaluate_code(specs: list[AttackSpec], metas: dict[str, dict], results: dic
                               "`vidsme benchmark SUITE` with this vidsme")
         samples_of = evaluated_samples(entry)
         for n_frames, folder in sorted(caches.items(), key=lambda kv: int(kv[0])):
-            cache = _open_cache(entry, n_frames, folder)
+            cache = open_feature_cache(entry, n_frames, folder)
             samples = cache.read(samples_of.ids)
             cache_slices.update(cache.key.slices)
             columns: dict[str, dict[str, dict[str, np.ndarray]]] = {level: {} for level in samples_of.levels}
@@ -679,9 +478,9 @@ def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget
             isolation, limits, source=data, file_name=file.name if file is not None else "module.py",
             label=src.label, shown=str(file or src.label), hide=_hidden(results_dir, results),
             cpu_seconds=_cpu_seconds(results, time_budget_s, limits), module=module))
-        specs = _start_sandbox(proc, src, limits)
+        specs, calibrations = _start_sandbox(proc, src, limits)
         protections = proc.protections()
-        scorer = _Scorer(proc, time_budget_s, limits)
+        scorer = SandboxScorer(proc, time_budget_s, limits)
         for spec in specs:
             if spec.source.startswith(BUILTIN_MODULES):
                 raise SubmissionRefused("name", f"{spec.name!r} is a built-in attack ({spec.source}); the benchmark "
@@ -689,15 +488,21 @@ def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget
             if not spec.citation.strip():
                 raise SubmissionRefused("declaration", f"attack {spec.name!r} has an empty citation: say which paper "
                                                        "(and equation) it implements, or describe it if it is new")
+        if fixed is not None and calibrations:
+            raise SubmissionRefused("declaration", f"calibration(s) {', '.join(c.name for c in calibrations)}: a "
+                                                   "sealed challenge has no shadow models to calibrate with; submit "
+                                                   "calibrations to a suite with targets[].shadows")
         metas = {s.name: _meta(s, src, commit, sandbox, submitter) for s in specs}
+        cal_metas = {c.name: _meta(c, src, commit, sandbox, submitter) for c in calibrations}
         _check_families(metas, results, submitter)
         previous = {s.name: check_name(s.name, results, "reproduced", submitter) for s in specs}
-        names = sorted(metas)
+        previous.update(check_calibrations(calibrations, cal_metas, set(metas), results, submitter))
+        names = sorted(metas) + sorted(cal_metas)
         # the same file again changes nothing, unless it ran unsandboxed before and now runs sandboxed
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None
                 and p.get("file_sha256") == src.file_sha256
                 and ((p.get("submission") or {}).get("sandboxed") is True or not sandbox)]
-        if len(same) == len(specs):
+        if len(same) == len(specs) + len(calibrations):
             return SubmissionResult("unchanged", names, f"{', '.join(names)}: already on the leaderboard (same file "
                                                         f"sha256 {src.file_sha256[:12]}...); nothing changed",
                                     sandboxed=sandbox, isolation=protections)
@@ -706,24 +511,34 @@ def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget
             metas = {s.name: metas[s.name] for s in specs}
             names = sorted(metas)
         pending = _evaluate_code(specs, metas, results, scorer, commit, sandbox, fixed)
+        calibrated = (calibrate_submission(calibrations, specs, {**metas, **cal_metas}, results, scorer, commit, sandbox)
+                      if fixed is None else CalibratedPending())
     replaced = sorted(n for n, p in previous.items() if p is not None)
-    kept, moves = archive(results, set(metas), submitter)
+    submitted = set(metas) | set(cal_metas)
+    old_calibrated = {r["attack"] for r in results["rows"] if calibrated_by(r, submitted)}
+    kept, moves = archive(results, set(metas) | old_calibrated, submitter)
     new = dict(results)
-    new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas] + pending.rows
+    new["rows"] = [r for r in results["rows"] if r.get("attack") not in metas and not calibrated_by(r, submitted)]
+    new["rows"] += pending.rows + calibrated.rows
     if kept is not None:
+        kept["calibration_records"] = {n: r for n, r in (results.get("calibrations") or {}).items() if n in cal_metas}
         new["history"] = [*(results.get("history") or []), kept]
     new["attacks"] = {**(results.get("attacks") or {}), **metas}
+    if cal_metas:
+        new["calibrations"] = {**(results.get("calibrations") or {}), **cal_metas}
     new["submissions"] = list(results.get("submissions") or []) + [{
-        "kind": "reproduced", "attacks": names, "source": src.label, "source_kind": src.kind,
+        "kind": "reproduced", "attacks": sorted(metas), "calibrations": sorted(cal_metas), "source": src.label, "source_kind": src.kind,
         "file_sha256": src.file_sha256, "git_commit": commit, "vidsme": __version__, "sandboxed": sandbox,
         "submitter": submitter, "isolation": protections, "status": "replaced" if replaced else "added", "created": utc_now(),
         "command": command}]
-    board = commit_results(results_dir, original, new, pending.csvs, moves, leaderboard_dir)
+    board = commit_results(results_dir, original, new, pending.csvs + calibrated.csvs, moves, leaderboard_dir)
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
-    return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({len(pending.rows)} rows, kind reproduced)",
-                            pending.rows, board, verdicts_of(new, {m["family"] for m in metas.values()}), sandbox,
-                            protections)
+    counts = ", ".join(f"{n} rows, kind {k}" for n, k in ((len(pending.rows), "reproduced"),
+                                                          (len(calibrated.rows), "calibrated")) if n or k == "reproduced")
+    families = {m["family"] for m in metas.values()} | {r["family"] for r in calibrated.rows}
+    return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({counts})", pending.rows + calibrated.rows,
+                            board, verdicts_of(new, families), sandbox, protections)
 
 
 __all__ = ["CODE_CHECKS", "DEFAULT_TIME_BUDGET_S", "MAX_ATTACKS", "submit_attack"]

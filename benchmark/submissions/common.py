@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.atomic import write_bytes_atomic, write_json_atomic
+from vidsme.benchmark.cache import FeatureCache
 from vidsme.benchmark.evaluate import EvalSet
 from vidsme.benchmark.leaderboard import write_leaderboard
 from vidsme.benchmark.results_schema import RESULTS_FILE
@@ -30,6 +31,7 @@ from vidsme.errors import VidsmeError, printable
 from vidsme.provenance import ids_sha256
 
 SUBMISSIONS_DIR = "submissions"
+CALIBRATED_DIR = "calibrated"  # scores/<target>/submissions/calibrated/: calibrated methods' files
 HISTORY_DIR = "history"  # scores/<target>/submissions/history/<entry>/: files of replaced submissions
 BUILTIN_MODULES = "vidsme.attack.attacks."  # where vidsme's own attack families live
 LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
@@ -106,6 +108,23 @@ def evaluated_samples(entry: dict) -> EvalSet:
                    labels=np.array([r["label"] == "member" for r in rows], dtype=int),
                    partitions=split.sides(rows))
 
+
+
+def open_feature_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
+    """The feature cache a results.json target recorded for `n_frames`, checked to be that target's, split's and
+    frame count's."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: feature cache {folder} not found. Paths in "
+                          "results.json are relative to where `vidsme benchmark` ran: run `vidsme submit` from there, "
+                          "or rerun the benchmark to extract the features again")
+    cache = FeatureCache.from_folder(path)
+    key = cache.key
+    if (key.target_card_sha256, key.n_frames, key.manifest_sha256) != (
+            entry.get("card_sha256"), int(n_frames), (entry.get("split") or {}).get("manifest_sha256")):
+        raise VidsmeError(f"target {entry['name']!r}, {n_frames} frames: cache {folder} was written for another "
+                          "target, frame count or split; rerun `vidsme benchmark SUITE`")
+    return cache
 
 
 def builtin_families() -> set[str]:
@@ -208,7 +227,9 @@ def is_submission_file(rel: object) -> bool:
     if not isinstance(rel, str):
         return False
     parts = Path(rel).parts
-    return len(parts) == 4 and parts[0] == "scores" and parts[2] == SUBMISSIONS_DIR and ".." not in parts
+    if ".." in parts or len(parts) < 4 or parts[0] != "scores" or parts[2] != SUBMISSIONS_DIR:
+        return False
+    return len(parts) == 4 or (len(parts) == 5 and parts[3] == CALIBRATED_DIR)
 
 
 def utc_now() -> str:
@@ -311,7 +332,7 @@ def format_result(result: SubmissionResult) -> str:
 
 
 
-__all__ = ["BUILTIN_MODULES", "HISTORY_DIR", "LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused",
+__all__ = ["BUILTIN_MODULES", "CALIBRATED_DIR", "HISTORY_DIR", "LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused",
            "SubmissionResult", "archive", "builtin_families", "check_family", "check_name", "commit_results",
-           "owner_of", "evaluated_samples", "format_result", "ids_preview",
+           "owner_of", "evaluated_samples", "open_feature_cache", "format_result", "ids_preview",
            "is_submission_file", "read_results_bytes", "utc_now", "verdicts_of"]

@@ -67,7 +67,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidsme.attack.isolated import PROTOCOL, SANDBOX_INPUTS, SOURCE_DIR, write_inputs
+from vidsme.attack.isolated import PROTOCOL, SANDBOX_INPUTS, SOURCE_DIR, write_calibration_inputs, write_inputs
 from vidsme.errors import VidsmeError
 
 GIB = 1024 ** 3
@@ -668,6 +668,14 @@ class SandboxProcess:
         write_inputs(inputs, needs, order, ids, stem)
         for suffix in (".safetensors", ".json"):
             os.chmod(str(stem) + suffix, 0o644)  # safetensors writes 0600; the work folder keeps others out
+
+    def write_calibration_inputs(self, inputs, order: Sequence[int], population_order: Sequence[int] | None,
+                                 name: str) -> None:
+        """Write one shuffled copy of a CalibrationInputs (arrays only, no ids) as `<name>.*` in the input folder."""
+        stem = self.inputs / name
+        write_calibration_inputs(inputs, order, population_order, stem)
+        for suffix in (".safetensors", ".json"):
+            os.chmod(str(stem) + suffix, 0o644)
 
     # -- life cycle
     def start(self) -> None:
