@@ -414,3 +414,18 @@ def test_calibrations_need_shadows_and_keep_off_builtin_families(shadowed_result
     (shadowed_results / "results.json").write_text(json.dumps(data))
     with pytest.raises(VidsmeError, match="no target of this suite has shadow models"):
         _submit(source.replace("'lira'", "'mine2'"), shadowed_results, tmp_path)
+
+
+def test_the_docs_calibration_example_goes_on_the_leaderboard(shadowed_results):
+    from vidsme.benchmark.submissions import sandbox
+    from vidsme.benchmark.submissions.attack_code import submit_attack
+
+    example = REPO / "docs" / "examples" / "robust_out_calibration.py"
+    result = submit_attack(str(example), shadowed_results, submitter="tester",
+                           sandbox=sandbox.detect_isolation() is not None)
+    assert result.status == "added" and result.attacks == ["robust_out_z"]
+    after = json.loads((shadowed_results / "results.json").read_text())
+    rows = [r for r in after["rows"] if r["family"] == "robust_out"]
+    assert rows and {r["calibration"]["shadows"]["setting"] for r in rows} == {"offline"}
+    (verdict,) = after["verdicts"]["targets"]
+    assert "robust_out" in {e["method"] for e in verdict["entries"]}

@@ -306,12 +306,18 @@ def format_result(result: SubmissionResult) -> str:
     """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
     lines = [result.message]
     dev_rows = [r for r in result.rows if r.get("partition") == "dev"]  # dev numbers choose; test ones are read
+    calibrated = [r for r in dev_rows if r.get("kind") == "calibrated"]
+    dev_rows = [r for r in dev_rows if r.get("kind") != "calibrated"]
     for r in dev_rows:
         frames = "-" if r["n_frames"] is None else str(r["n_frames"])
         lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
                      f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
     if dev_rows:
         lines.append("  (dev-partition numbers, where configurations are chosen)")
+    if calibrated:  # signal x slice x level x calibration: too many to list; each method's dev choice follows
+        methods = sorted({r["family"] for r in calibrated})
+        lines.append(f"  {len(calibrated)} calibrated dev rows (methods {', '.join(methods)}; every row in "
+                     "results.json)")
     for e in result.verdicts:
         metric = e["primary_metric"]
         value = e[metric]
