@@ -14,6 +14,7 @@ EPILOG = """examples:
   vidsme attacks --load my_attack.py     # include attacks from a file (or module path)
   vidsme attacks --json > attacks.json   # machine-readable metadata
   vidsme attacks --calibrations          # the shadow-model calibrations (LiRA, RMIA) any attack's score can go through
+  vidsme attacks --load docs/examples/robust_out_calibration.py --calibrations robust_out_z   # a file's calibration
 """
 
 
@@ -39,14 +40,14 @@ def run(args: argparse.Namespace) -> int:
         load_attack_source,
     )
 
+    for source in args.load:  # a file may register attacks, calibrations or both
+        load_attack_source(source)
     if args.calibrations:
         from vidsme.attack.calibration import format_calibration_table, get_calibration, list_calibrations
 
         specs = [get_calibration(n) for n in args.names] if args.names else list_calibrations()
         print(json.dumps([s.describe() for s in specs], indent=2) if args.json else format_calibration_table(specs))
         return 0
-    for source in args.load:
-        load_attack_source(source)
     specs = [get_attack(n) for n in args.names] if args.names else list_attacks(args.family)
     if args.json:
         json.dump([s.describe() for s in specs], sys.stdout, indent=2)

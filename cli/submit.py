@@ -15,11 +15,15 @@ EPILOG = """examples:
   vidsme submit my_attack --submitter ada --results runs/demo/benchmark   # an entry point (group vidsme.attacks)
   vidsme submit --scores scores.csv --target mcqa-full --attack-name my_blackbox --direction higher \\
       --submitter ada --results runs/demo/benchmark [--level row|video] [--slice answer] [--n-frames 16]
+  vidsme submit docs/examples/robust_out_calibration.py --submitter ada --results runs/demo/benchmark  # a
+      # calibration (@register_calibration): run on the shadow models' signals (suites with targets[].shadows)
   vidsme submit docs/examples/frame_contrast_attack.py --submitter ada --challenge runs/challenge-1  # a sealed
       # challenge, after the same file went on the public results (its configuration is chosen on their dev part)
 Checks, in order: submitter, sandbox, import, declaration, name, features, scores, determinism, time budget
 (scores files: submitter, format, target, name, ids, finite). A refused submission changes nothing. A name
 (attack, family, scores file) is its first submitter's; replacing your own entry keeps the old one in history.
+Where targets have shadow models, submitted attacks are also scored under every shadow (in the sandbox) and
+calibrated by the suite's LiRA/RMIA (methods lira+FAMILY, rmia+FAMILY).
 Code runs in a sandbox (bubblewrap, else unshare): no network, no data, limited memory/CPU/processes;
 --no-sandbox runs it in-process for local development only (rows marked "sandboxed": false).
 results.json records the command line as given: rerun it to evaluate the same submission with the same limits.
