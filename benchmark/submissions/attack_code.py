@@ -535,7 +535,7 @@ def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget
     status = "replaced" if replaced else "added"
     what = f"replaced the earlier rows of {', '.join(replaced)}" if replaced else "added"
     counts = ", ".join(f"{n} rows, kind {k}" for n, k in ((len(pending.rows), "reproduced"),
-                                                          (len(calibrated.rows), "calibrated")) if n or k == "reproduced")
+                                                          (len(calibrated.rows), "calibrated")) if n) or "no rows"
     families = {m["family"] for m in metas.values()} | {r["family"] for r in calibrated.rows}
     return SubmissionResult(status, names, f"{', '.join(names)}: {what} ({counts})", pending.rows + calibrated.rows,
                             board, verdicts_of(new, families), sandbox, protections)
