@@ -12,7 +12,7 @@ the first failure:
 
   sandbox       isolation is available (else: how to get it) and the sandboxed process keeps to
                 its protocol (this can fail at any step)
-  import        the source imports cleanly and registers at least one attack
+  import        the source imports cleanly and registers at least one attack or calibration
   declaration   registration accepted its direction and slices; it cites what it implements
   name          a safe name that clashes with no registered attack and no suite attack
   features      then, for every target x frame count x applicable slice, on the cached features:
@@ -31,7 +31,9 @@ Submitting again under the same name replaces the earlier rows when the submitte
 (sha256) or ran unsandboxed before and runs sandboxed now, and otherwise changes nothing.
 Refusals name the opaque ids the attack saw, never a sample id.
 
-Scores files computed elsewhere: submit_scores.py.
+Where the suite's targets have shadow models, the attacks are also scored under every shadow and
+calibrated, and the calibrations the file registers run too: calibration_code.py. The calls to the
+child and the checks on what comes back: scorer.py. Scores files computed elsewhere: scores_file.py.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ benchmark evaluated (checked against what results.json recorded), the name rules
 Writing comes last and is atomic: every check passes and every number is computed before
 `commit_results` touches a file; it then writes the scores CSVs, results.json (with verdicts
 recomputed) and the leaderboard under a lock on the results folder, and puts every file back
-if any write fails. Code submissions live in submit.py, scores files in submit_scores.py.
+if any write fails. Code submissions live in attack_code.py (calibrations: calibration_code.py), scores files in scores_file.py.
 """
 from __future__ import annotations
 
