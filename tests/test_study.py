@@ -185,7 +185,7 @@ def test_the_report_is_a_table_and_a_deterministic_figure(tmp_path: Path):
     assert "No cell" in write_report(tmp_path / "empty", [])["table"].read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("size", [None, "replication", "calibrated"])
+@pytest.mark.parametrize("size", [None, "replication", "calibrated", "calibrated-400"])
 def test_the_committed_findings_are_what_the_report_writes(tmp_path: Path, size):
     """docs/findings/ (and its copy in docs/FINDINGS.md) is generated from the committed cell files,
     one per cell of the grid: nothing in the table is typed by hand."""
@@ -204,7 +204,7 @@ def test_the_committed_findings_are_what_the_report_writes(tmp_path: Path, size)
     assert table == (folder / "table.md").read_text(encoding="utf-8")
     findings = (REPO / "docs" / "FINDINGS.md").read_text(encoding="utf-8")
     body = table.split("\n", 2)[2].split("\n\n")[0]  # the main table, without the generated-file comment
-    if size == "calibrated":  # FINDINGS.md copies the calibrated section's table
+    if size in ("calibrated", "calibrated-400"):  # FINDINGS.md copies the calibrated sections' tables
         body = table[table.index("| cell | shadows |"):].split("\n\n")[0]
         assert all(record.get("calibrated") for record in cells)
     assert body in findings
