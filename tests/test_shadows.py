@@ -429,3 +429,16 @@ def test_the_docs_calibration_example_goes_on_the_leaderboard(shadowed_results):
     assert rows and {r["calibration"]["shadows"]["setting"] for r in rows} == {"offline"}
     (verdict,) = after["verdicts"]["targets"]
     assert "robust_out" in {e["method"] for e in verdict["entries"]}
+
+
+def test_a_sealed_challenge_takes_no_calibration(shadowed_results, tmp_path):
+    """A challenge's targets have no shadow models: a file that registers a calibration is refused there."""
+    from vidsme.benchmark.submissions import sandbox
+    from vidsme.benchmark.submissions.attack_code import submit_attack
+
+    path = tmp_path / "mine.py"
+    path.write_text(SUBMITTED, encoding="utf-8")
+    with pytest.raises(VidsmeError) as info:
+        submit_attack(str(path), shadowed_results, submitter="tester", fixed={},
+                      sandbox=sandbox.detect_isolation() is not None)
+    assert info.value.check == "declaration" and "sealed challenge has no shadow models" in info.value.why
