@@ -220,12 +220,6 @@ def registry_snapshot() -> dict[str, CalibrationSpec]:
     return dict(_REGISTRY)
 
 
-def restore_registry(snapshot: dict[str, CalibrationSpec]) -> None:
-    """Put the registry back to `snapshot`: a submitted file's calibrations leave no trace."""
-    _REGISTRY.clear()
-    _REGISTRY.update(snapshot)
-
-
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
@@ -295,4 +289,4 @@ def masked_moments(values: np.ndarray, mask: np.ndarray) -> MaskedMoments:
 
 __all__ = ["DEFAULT_SIGNALS", "SETTINGS", "CalibrationInputs", "CalibrationSpec", "MaskedMoments",
            "format_calibration_table", "get_calibration", "list_calibrations", "masked_moments",
-           "register_calibration", "registry_snapshot", "restore_registry"]
+           "register_calibration", "registry_snapshot"]

@@ -442,3 +442,20 @@ def test_a_sealed_challenge_takes_no_calibration(shadowed_results, tmp_path):
         submit_attack(str(path), shadowed_results, submitter="tester", fixed={},
                       sandbox=sandbox.detect_isolation() is not None)
     assert info.value.check == "declaration" and "sealed challenge has no shadow models" in info.value.why
+
+
+@pytest.mark.parametrize("name, extra, check, why", [
+    ("needs_many", "min_out=99", "features", "ran on no shadow set of this suite: needs >= 0 IN and >= 99 OUT"),
+    ("loss", "", "name", "calibration name 'loss' is also an attack's name"),
+])
+def test_a_calibration_that_cannot_run_or_takes_an_attack_name_is_refused(shadowed_results, tmp_path, name, extra,
+                                                                         check, why):
+    source = ("from vidsme.attack.calibration import register_calibration\n\n"
+              f"@register_calibration({name!r}, family='fine', setting='online', citation='a test'"
+              f"{', ' + extra if extra else ''})\n"
+              "def cal(inputs):\n    return inputs.target\n")
+    before = (shadowed_results / "results.json").read_bytes()
+    with pytest.raises(VidsmeError) as info:
+        _submit(source, shadowed_results, tmp_path)
+    assert info.value.check == check and why in info.value.why, info.value
+    assert (shadowed_results / "results.json").read_bytes() == before

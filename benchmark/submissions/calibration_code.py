@@ -28,6 +28,7 @@ from vidsme.attack.calibration import SETTINGS, CalibrationSpec, get_calibration
 from vidsme.attack.registry import AttackSpec, get_attack
 from vidsme.benchmark.calibrated import (
     CalibrationCase,
+    CalibrationSetup,
     calibration_cases,
     calibration_caches_of,
     calibration_setup,
@@ -146,9 +147,9 @@ def suite_config(results: dict) -> SuiteConfig:
     return config_from_dict(SuiteConfig, data, where="results.json suite.config")
 
 
-def _setup_of(cfg: SuiteConfig, entry: dict):
-    """(the suite target, its CalibrationSetup) for a results.json target, checked to be the shadow sets and
-    population the benchmark used."""
+def _setup_of(cfg: SuiteConfig, entry: dict) -> CalibrationSetup:
+    """The CalibrationSetup of a results.json target, checked to be the shadow sets and population the
+    benchmark used."""
     target = next((t for t in cfg.targets if t.name == entry["name"]), None)
     if target is None:
         raise VidsmeError(f"results.json target {entry['name']!r} is not in its recorded suite config; rerun the "
@@ -168,7 +169,6 @@ class CalibratedPending:
 
     rows: list[dict] = field(default_factory=list)
     csvs: list[tuple[Path, LevelView, dict[str, np.ndarray]]] = field(default_factory=list)
-    unusable: dict[str, str] = field(default_factory=dict)  # calibration -> why it ran nowhere
 
 
 def _signal_scorer(scorer: SandboxScorer, submitted: set[str], target: str, n_frames: str):
@@ -268,7 +268,6 @@ def calibrate_submission(calibrations: Sequence[CalibrationSpec], signals: Seque
         if cal.name not in ran:
             raise SubmissionRefused("features", f"calibration {cal.name!r} ran on no shadow set of this suite: "
                                                 f"{why_not.get(cal.name, f'no {cal.setting} shadow set')}")
-    pending.unusable = {n: w for n, w in why_not.items() if n not in ran}
     return pending
 
 
