@@ -1,7 +1,7 @@
 """The process that runs a submitted attack inside the sandbox, and the files and messages it exchanges.
 
 `vidsme submit` (vidsme.benchmark.submissions.sandbox) starts this module as
-`python -I -B -m vidsme.attack.isolated --source FILE --label LABEL --inputs DIR ...` in a sandbox
+`python -I -B -m vidsme.attack.isolated --source FILE --about FILE --inputs DIR ...` in a sandbox
 that sees the Python environment, vidsme's `vidsme/` and `attack/` code, a copy of the submitted
 file and DIR (its inputs), all read-only, a private /tmp, and nothing else: no network, no
 split manifests, no results, no caches, no home.
@@ -302,7 +302,8 @@ def _serve(args: argparse.Namespace, send, commands, filtered: tuple[list[str], 
     send({"event": "ready", "protocol": PROTOCOL, "seccomp": filtered[0], "seccomp_problem": filtered[1]})
     me = os.getpid()
     try:
-        specs, calibrations = load_submission(Path(args.source) if args.source else None, args.label, args.shown,
+        about = json.loads(Path(args.about).read_text(encoding="utf-8"))
+        specs, calibrations = load_submission(Path(args.source) if args.source else None, about["label"], about["shown"],
                                               args.module)
     except Refusal as refusal:
         send({"event": "refused", "check": refusal.check, "why": _clip(refusal.why)})
@@ -351,8 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--source", help="the copy of the submitted file")
     source.add_argument("--module", help="without a sandbox: a module path to import by name")
-    parser.add_argument("--label", required=True, help="the source as the submitter gave it (for messages)")
-    parser.add_argument("--shown", default=None, help="the file's path outside the sandbox (for messages)")
+    # a file, not words: the command line is visible in /proc to everything in the sandbox
+    parser.add_argument("--about", required=True, help="JSON file: {label: the source as the submitter gave it, "
+                        "shown: the file's path outside the sandbox} (for messages)")
     parser.add_argument("--inputs", default=SANDBOX_INPUTS, help="folder the parent writes the inputs to")
     parser.add_argument("--memory", type=int, default=None, help="RLIMIT_AS, bytes")
     parser.add_argument("--cpu", type=int, default=None, help="RLIMIT_CPU, seconds")

@@ -5,7 +5,11 @@ Denied (the call fails with EPERM; every other system call is allowed): the kern
 submission to the next), `ptrace` and the cross-process memory calls, `perf_event_open`, `bpf`,
 `userfaultfd`, `io_uring_*`, mounting and namespace changes (`mount`, `umount2`, `pivot_root`,
 `unshare`, `setns`, and `clone` with a namespace flag), kernel modules, kexec, swap, reboot,
-`syslog`, file handles (`open_by_handle_at`) and setting the clock. `clone3` answers ENOSYS, so
+`syslog`, file handles (`open_by_handle_at`), setting the clock, `modify_ldt` (custom segments: a
+classic kernel attack surface) and `personality` (it would switch off address randomisation for
+anything the child execs; nothing a scoring run uses asks for it). Sockets: only AF_UNIX (`socket` and `socketpair` of
+any other family answer EPERM) — a scoring run needs no network, and some families ignore the
+network namespace (AF_VSOCK reaches the hypervisor's services). `clone3` answers ENOSYS, so
 that the C library falls back to `clone`, whose flags the filter can read.
 
 The filter is inherited by every thread and process the child makes and cannot be removed;
@@ -25,14 +29,16 @@ DENIED: tuple[str, ...] = (
     "mount", "umount2", "pivot_root", "unshare", "setns", "move_mount", "open_tree", "fsopen", "fsmount",
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
     "swapon", "swapoff", "reboot", "syslog", "acct", "open_by_handle_at", "name_to_handle_at",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "modify_ldt", "personality", "socketcall",
 )
+AF_UNIX = 1  # the one socket family allowed (local pipes between a submission's own processes)
 # clone(2) flags that make a new namespace (linux/sched.h)
 NAMESPACE_FLAGS = {"CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CLONE_NEWUTS": 0x04000000,
                    "CLONE_NEWIPC": 0x08000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
                    "CLONE_NEWNET": 0x40000000, "CLONE_NEWTIME": 0x00000080}
 
 _ACT_ALLOW = 0x7FFF0000
+_CMP_NE = 1
 _CMP_MASKED_EQ = 7
 _ATTR_CTL_TSYNC = 4
 
@@ -90,6 +96,16 @@ def install_filter() -> tuple[list[str], str | None]:
             if lib.seccomp_rule_add_array(ctx, _errno_action(errno.EPERM), clone, 1, arg) != 0:
                 return [], f"seccomp_rule_add failed for clone with {flag}"
         denied.append("clone(" + "|".join(NAMESPACE_FLAGS) + ")")
+        for name, arg, keep, shown in (("socket", 0, AF_UNIX, "socket(not AF_UNIX)"),
+                                       ("socketpair", 0, AF_UNIX, "socketpair(not AF_UNIX)")):
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number < 0:
+                continue
+            # the 64-bit argument != AF_UNIX -> EPERM (a value whose low 32 bits are AF_UNIX but others set is refused)
+            rule = (_ArgCmp * 1)(_ArgCmp(arg, _CMP_NE, keep, 0))
+            if lib.seccomp_rule_add_array(ctx, _errno_action(errno.EPERM), number, 1, rule) != 0:
+                return [], f"seccomp_rule_add failed for {shown}"
+            denied.append(shown)
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 >= 0:
             if lib.seccomp_rule_add_array(ctx, _errno_action(errno.ENOSYS), clone3, 0, None) != 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidsme.text_formats import html_text
 from vidsme.benchmark.leaderboard_format import (
     CEILING,
     ceiling_note,
@@ -143,7 +144,7 @@ _JS = """document.querySelectorAll("table.sortable th").forEach(function (th) {
 
 
 def _h(value: object) -> str:
-    return html.escape(str(value))
+    return html_text(value)  # one line, entities: a name cannot close a tag or an attribute
 
 
 def _cell2(metric: dict | None, fmt_value: str, fmt_ci: str) -> str:

@@ -1,7 +1,6 @@
 """leaderboard.md: the leaderboard (`build_leaderboard`'s board) as markdown."""
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
 
 from vidsme.benchmark.leaderboard_format import (
@@ -24,11 +23,11 @@ from vidsme.benchmark.leaderboard_format import (
 )
 from vidsme.benchmark.results_schema import METRICS
 from vidsme.benchmark.verdicts import BLIND_METHOD, NOT_ABOVE_BLIND
+from vidsme.text_formats import markdown_text
 
 def _md_text(value: object) -> str:
-    # a "|" or a newline from a name would break the table; "<", "&" would become markup
-    text = html.escape(str(value), quote=False).replace("\\", "\\\\")
-    return text.replace("|", "\\|").replace("\n", " ")
+    # a "|", a newline or a carriage return from a name would add a row or a heading; "<", "&" would be markup
+    return markdown_text(value)
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -26,8 +26,8 @@ import numpy as np
 from vidsme import __version__
 from vidsme.atomic import write_json_atomic
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
-from vidsme.benchmark.submissions.common import SubmissionRefused, SubmissionResult, owner_of
-from vidsme.challenge.feedback import HOST, reset_feedback, update_feedback, write_public_board
+from vidsme.benchmark.submissions.common import SubmissionRefused, SubmissionResult, locked, owner_of
+from vidsme.challenge.feedback import reset_feedback, update_feedback, write_public_board
 from vidsme.errors import VidsmeError
 from vidsme.provenance import sha256_file
 
@@ -182,9 +182,9 @@ def evaluate_challenge(out: Path, dev_results: Path, *, progress: bool = True,
 
 
 def _submitters(results: dict) -> dict[str, str]:
-    """Method (family) -> its submitter on a challenge's results (built-in families: the host)."""
-    return {meta["family"]: owner_of(meta) or HOST for meta in (results.get("attacks") or {}).values()
-            if isinstance(meta, dict) and "family" in meta}
+    """Submitted method (family) -> its submitter on a challenge's results."""
+    return {meta["family"]: owner_of(meta) for meta in (results.get("attacks") or {}).values()
+            if isinstance(meta, dict) and "family" in meta and owner_of(meta)}
 
 
 def fixed_configurations(out: Path, source_sha256: str, submitter: str) -> tuple[dict[str, dict[tuple, dict]], Path]:
@@ -228,13 +228,55 @@ def fixed_configurations(out: Path, source_sha256: str, submitter: str) -> tuple
     return fixed, results_dir
 
 
+ATTEMPTS_FILE = "attempts.json"  # private/results/: every challenge submission that ran, and how it ended
+COUNTED = ("running", "refused", "error")  # attempts that count toward the limit beyond results.json's own
+
+
+def _attempts(results_dir: Path) -> list[dict]:
+    path = Path(results_dir) / ATTEMPTS_FILE
+    return json.loads(path.read_text(encoding="utf-8"))["attempts"] if path.is_file() else []
+
+
+def _record_attempt(results_dir: Path, record: dict) -> int:
+    """Add (or, with its "n", update) one attempt in private/results/attempts.json; its number."""
+    with locked(results_dir):
+        attempts = _attempts(results_dir)
+        if "n" not in record:
+            record = {**record, "n": len(attempts)}
+            attempts.append(record)
+        else:
+            attempts[record["n"]] = record
+        write_json_atomic(Path(results_dir) / ATTEMPTS_FILE, {"version": 1, "attempts": attempts})
+    return record["n"]
+
+
+def _used(results_dir: Path, results: dict, submitter: str) -> int:
+    """How many of the round's submissions `submitter` has used: those on the results, and every other one that
+    reached the sandbox (refused, failed, or still running when it was stopped)."""
+    done = [s for s in results.get("submissions") or [] if s.get("submitter") == submitter
+            and s.get("status") in ("added", "replaced")]
+    other = [a for a in _attempts(results_dir) if a.get("submitter") == submitter and a.get("status") in COUNTED
+             and a.get("evaluation") == _evaluation(results)]
+    return len(done) + len(other)
+
+
+def _evaluation(results: dict) -> str | None:
+    """Which `vidsme challenge evaluate` the results are (a rerun starts the round's submissions anew)."""
+    return (results.get("provenance") or {}).get("created")
+
+
 def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: str, time_budget_s: float,
                         command: str | None = None, limits=None):
     """`vidsme submit FILE --challenge DIR`: the file's public dev-chosen configurations, run sandboxed
     once on the challenge's features; rows go to the private results, the leaderboard to public/.
-    `submitter` must be one of the challenge's (private/submitters.json), with its `key`."""
+    `submitter` must be one of the challenge's (private/submitters.json), with its `key`.
+
+    Every submission that reaches the sandbox counts toward the round's limit, refused or not, and a refusal
+    says only which check failed: its reason (which may quote what the attack wrote, e.g. an exception
+    message built from the challenge's texts or scores) stays in private/results/attempts.json."""
     from vidsme.paths import using_splits_dir
     from vidsme.benchmark.submissions.attack_code import submit_attack
+    from vidsme.benchmark.submissions.common import utc_now
     from vidsme.benchmark.submissions.submitters import authenticate
 
     path = Path(source)
@@ -245,18 +287,35 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     sha = sha256_file(path)
     fixed, results_dir = fixed_configurations(out, sha, submitter)
     rules = _read_rules(paths)
-    done = [s for s in json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8")).get("submissions") or []
-            if s.get("submitter") == submitter and s.get("status") in ("added", "replaced")]
-    if len(done) >= rules["submissions_per_submitter"]:
-        raise SubmissionRefused("submitter", f"submitter {submitter!r} has made {len(done)} submission(s) to this "
-                                             f"round, its limit ({rules['submissions_per_submitter']})")
+    evaluated = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+    used = _used(results_dir, evaluated, submitter)
+    limit = rules["submissions_per_submitter"]
+    if used >= limit:
+        raise SubmissionRefused("submitter", f"submitter {submitter!r} has made {used} submission(s) to this "
+                                             f"round, its limit ({limit})")
     families = {key[0] for chosen in fixed.values() for key in chosen}
     if len(families) > rules["families_per_file"]:
         raise SubmissionRefused("declaration", f"the file enters {len(families)} attacks here; a file may enter at "
                                                f"most {rules['families_per_file']} per round")
-    with using_splits_dir(paths.splits):
-        result = submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s,
-                               command=command, sandbox=True, limits=limits, fixed=fixed)
+    attempt = {"submitter": submitter, "file_sha256": sha, "status": "running", "started": utc_now(),
+               "evaluation": _evaluation(evaluated)}
+    attempt["n"] = _record_attempt(results_dir, attempt)
+    try:
+        with using_splits_dir(paths.splits):
+            result = submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s,
+                                   command=command, sandbox=True, limits=limits, fixed=fixed)
+    except SubmissionRefused as err:
+        _record_attempt(results_dir, {**attempt, "status": "refused", "check": err.check, "why": err.why,
+                                      "ended": utc_now()})
+        raise SubmissionRefused(err.check, f"on a challenge a refusal names only the check that failed: its reason "
+                                           "stays with the organiser until the reveal (what an attack writes must "
+                                           "not carry the challenge's data out); this submission counts toward your "
+                                           f"limit ({used + 1} of {limit} used). Check the file on the public "
+                                           "results, which say why") from None
+    except BaseException as err:
+        _record_attempt(results_dir, {**attempt, "status": "error", "why": str(err), "ended": utc_now()})
+        raise
+    _record_attempt(results_dir, {**attempt, "status": result.status, "ended": utc_now()})
     results = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))
     added = update_feedback(results_dir, results, submitters=_submitters(results))
     board = write_public_board(results_dir, paths.public, paths.root.name)

@@ -16,7 +16,6 @@ what was released. Public: public/leaderboard.{json,md,html}, from the released 
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 from pathlib import Path
@@ -24,13 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.atomic import write_json_atomic, write_text_atomic
+from vidsme.benchmark.submissions.names import HOST_NAME
 from vidsme.data_splits.partition import FEEDBACK
 from vidsme.errors import VidsmeError
 from vidsme.metrics import evaluate_scores, tpr_key
+from vidsme.text_formats import html_text, markdown_text
 
 RESOLUTION = 0.01
 FEEDBACK_FILE = "feedback.json"
-HOST = "vidsme"  # the submitter of the built-in families (the host's own entries)
+HOST = HOST_NAME  # how the board names the host's entries; no submitter may be named like it
 BOARD_VERSION = 1
 
 
@@ -67,30 +68,45 @@ def reset_feedback(results_dir: Path) -> None:
     (Path(results_dir) / FEEDBACK_FILE).unlink(missing_ok=True)
 
 
+def _canonical(entry: dict, who: str, host: bool) -> tuple:
+    """The order new entries are taken in and shown: by target, host first, submitter, method, attack — names
+    only. Verdict entries come sorted by the FINAL part's metric: taking them in that order would publish the
+    final-part ranking through the order of the board, and through which of a file's entries the Ladder
+    releases."""
+    return (not host, who, entry["method"], entry["attack"])
+
+
 def update_feedback(results_dir: Path, results: dict, *, submitters: dict[str, str]) -> list[dict]:
-    """Add the verdict entries of `results` not yet on the feedback board, in order, applying the Ladder;
-    `submitters` maps a method to its submitter (built-in methods: HOST). Returns the new board entries."""
+    """Add the verdict entries of `results` not yet on the feedback board, in name order (never in the verdicts'
+    final-part order), applying the Ladder; `submitters` maps a submitted method to its submitter. The host's
+    entries are the methods nobody submitted (built-in families, the blind baseline): fixed beforehand, each is
+    shown; every submitted entry needs the Ladder, compared with the submitter's best released number on that
+    target including the ones released earlier in the same update. Returns the new board entries."""
     state = _read_state(results_dir)
     config = results["suite"].get("config") or {}
     min_fp = int(config.get("min_false_positives", 10))
     known = {(e["target"], e["method"], e["attack"], e["scores_sha"]) for e in state["entries"]}
-    added = []
+    update = 1 + max((int(e.get("update", 0)) for e in state["entries"]), default=0)
+    new = []
     for verdict in results["verdicts"]["targets"]:
         for entry in verdict["entries"]:
-            who = HOST if entry.get("blind") else submitters.get(entry["method"], HOST)
+            host = not entry.get("submitted")  # the structure says who is the host, never a name
+            who = HOST if host else submitters.get(entry["method"], "unknown")
             key = (verdict["target"], entry["method"], entry["attack"], _column_sha(results_dir, entry))
-            if key in known:
-                continue
-            metric, value = feedback_value(results_dir, entry, verdict["primary_metric"], min_fp)
-            best = max((e["released"] for e in state["entries"] if e["submitter"] == who
-                        and e["target"] == verdict["target"] and e["released"] is not None), default=-math.inf)
-            rounded = round(round(value / RESOLUTION) * RESOLUTION, 10)
-            # the host's entries are fixed beforehand, not adaptive: each is shown; a submitter's need the Ladder
-            released = rounded if who == HOST or rounded > best + RESOLUTION * 1.5 else None
-            added.append({"target": verdict["target"], "method": entry["method"], "attack": entry["attack"],
-                          "submitter": who, "metric": metric, "value": value, "released": released,
-                          "best_before": None if best == -math.inf else best, "scores_sha": key[3]})
-            known.add(key)
+            if key not in known:
+                known.add(key)
+                new.append((verdict["target"], _canonical(entry, who, host), verdict, entry, who, host, key))
+    added = []
+    for target, _, verdict, entry, who, host, key in sorted(new, key=lambda item: item[:2]):
+        metric, value = feedback_value(results_dir, entry, verdict["primary_metric"], min_fp)
+        best = max((e["released"] for e in [*state["entries"], *added] if not e.get("host", e["submitter"] == HOST)
+                    and e["submitter"] == who and e["target"] == target and e["released"] is not None),
+                   default=-math.inf)
+        rounded = round(round(value / RESOLUTION) * RESOLUTION, 10)
+        released = rounded if host or rounded > best + RESOLUTION * 1.5 else None
+        added.append({"target": target, "method": entry["method"], "attack": entry["attack"], "submitter": who,
+                      "host": host, "metric": metric, "value": value, "released": released,
+                      "best_before": None if best == -math.inf else best, "scores_sha": key[3], "update": update})
     state["entries"] += added
     write_json_atomic(Path(results_dir) / FEEDBACK_FILE, state)
     return added
@@ -109,12 +125,16 @@ def public_board(results_dir: Path, challenge_name: str) -> dict:
     """The public feedback board: released numbers only, and the rule that releases them."""
     state = _read_state(results_dir)
     rows = []
-    for e in state["entries"]:
+    # by target, then arrival (each submission is a public event), then names: nothing of the final part
+    for e in sorted(state["entries"], key=lambda e: (e["target"], int(e.get("update", 0)),
+                                                      not e.get("host", e["submitter"] == HOST), e["submitter"],
+                                                      e["method"], e["attack"])):
         shown = ({"metric": e["metric"], "value": f"{e['released']:.2f}"} if e["released"] is not None
                  else {"metric": e["metric"], "value": None,
                        "note": f"no improvement over this submitter's best released number ({e['best_before']:.2f}) "
                                f"by more than {RESOLUTION:g}"})
-        rows.append({"target": e["target"], "method": e["method"], "submitter": e["submitter"], **shown})
+        rows.append({"target": e["target"], "method": e["method"], "submitter": e["submitter"],
+                     "host": bool(e.get("host", e["submitter"] == HOST)), **shown})
     return {"board_version": BOARD_VERSION, "challenge": challenge_name, "kind": "challenge feedback (before the reveal)",
             "resolution": RESOLUTION,
             "rule": ("Per entry one number: its primary metric on the feedback part of the test rows (AUC where "
@@ -125,18 +145,25 @@ def public_board(results_dir: Path, challenge_name: str) -> dict:
             "entries": rows}
 
 
+def _shown_submitter(e: dict) -> str:
+    return f"{HOST} (host)" if e.get("host") else e["submitter"]
+
+
 def render_markdown(board: dict) -> str:
-    lines = [f"# vidsme challenge {board['challenge']}: feedback board (before the reveal)", "",
-             f"- {board['rule']}", "", "| target | method | submitter | feedback |", "|---|---|---|---|"]
+    """The feedback board as markdown; every name escaped (a `|` or a line break in one adds no row)."""
+    md = markdown_text
+    lines = [f"# vidsme challenge {md(board['challenge'])}: feedback board (before the reveal)", "",
+             f"- {md(board['rule'])}", "", "| target | method | submitter | feedback |", "|---|---|---|---|"]
     for e in board["entries"]:
-        value = f"{e['metric']} {e['value']}" if e["value"] is not None else f"— ({e['note']})"
-        lines.append(f"| {e['target']} | {e['method']} | {e['submitter']} | {value} |")
+        value = f"{md(e['metric'])} {md(e['value'])}" if e["value"] is not None else f"— ({md(e['note'])})"
+        lines.append(f"| {md(e['target'])} | {md(e['method'])} | {md(_shown_submitter(e))} | {value} |")
     return "\n".join(lines) + "\n"
 
 
 def render_html(board: dict) -> str:
-    h = html.escape
-    rows = "".join(f"<tr><td>{h(e['target'])}<td>{h(e['method'])}<td>{h(e['submitter'])}<td>"
+    """The feedback board as a page; every name escaped."""
+    h = html_text
+    rows = "".join(f"<tr><td>{h(e['target'])}<td>{h(e['method'])}<td>{h(_shown_submitter(e))}<td>"
                    + (f"{h(e['metric'])} {h(e['value'])}" if e["value"] is not None else f"— <small>{h(e['note'])}"
                       "</small>") for e in board["entries"])
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vidsme challenge "

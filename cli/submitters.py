@@ -8,6 +8,7 @@ from vidsme.cli.arguments import add_command
 
 EPILOG = """examples:
   vidsme submitters add ada --results runs/demo/benchmark     # prints ada's key once: hand it to ada
+  vidsme submitters add ada --results runs/demo/benchmark --key-out ada.key   # the key in a new file, mode 600
   vidsme submitters add ada --challenge runs/challenge-1      # a challenge has submitters of its own
   vidsme submitters list --results runs/demo/benchmark
 Keys are stored hashed (sha256) in RESULTS_DIR/submitters.json (a challenge: DIR/private/submitters.json).
@@ -21,8 +22,11 @@ def add_parser(subparsers) -> None:
                          "gives its key; what it names (attacks, families) is then its own.", epilog=EPILOG)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = add_command(actions, "add", help="issue a new submitter's name and key (shown once)")
-    add.add_argument("name", metavar="NAME", help="the submitter's name (letters, digits, _ . + -)")
+    add.add_argument("name", metavar="NAME", help="the submitter's name (ASCII letters, digits, _ . -; not 'vidsme', "
+                     "the host's)")
     _board(add)
+    add.add_argument("--key-out", type=Path, default=None, metavar="FILE",
+                     help="write the key to FILE (a new file, mode 600) instead of printing it")
     add.set_defaults(run=run_add)
     listing = add_command(actions, "list", help="the board's submitters and when they were added (never keys)")
     _board(listing)
@@ -44,11 +48,21 @@ def _folder(args: argparse.Namespace) -> Path:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from vidsme.benchmark.submissions.submitters import KEY_ENV, SUBMITTERS_FILE, add_submitter
+    from vidsme.benchmark.submissions.submitters import KEY_ENV, SUBMITTERS_FILE, add_submitter, write_key_file
+    from vidsme.errors import VidsmeError
 
+    if args.key_out is not None and args.key_out.exists():
+        raise VidsmeError(f"--key-out {args.key_out} exists; a key is written to a new file only")
     key = add_submitter(_folder(args), args.name)
-    print(f"submitter {args.name!r} added to {_folder(args) / SUBMITTERS_FILE}; their key (shown once, stored "
-          f"hashed):\n{key}\nThey submit with --submitter {args.name} and the key in a --key-file or ${KEY_ENV}.")
+    where = f"{_folder(args) / SUBMITTERS_FILE}"
+    if args.key_out is not None:
+        write_key_file(args.key_out, key)
+        print(f"submitter {args.name!r} added to {where}; their key (stored hashed) is in {args.key_out} (mode 600): "
+              f"hand it to them. They submit with --submitter {args.name} --key-file FILE.")
+        return 0
+    print(f"submitter {args.name!r} added to {where}; their key (shown once, stored "
+          f"hashed):\n{key}\nThey submit with --submitter {args.name} and the key in a --key-file (mode 600) or "
+          f"${KEY_ENV}.")
     return 0
 
 

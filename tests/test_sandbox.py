@@ -121,7 +121,7 @@ def test_a_socket_to_localhost_is_refused(results, tmp_path, capsys):
         stop.set()
         thread.join()
         server.close()
-    assert "the 'scores' check failed" in err and re.search(r"raised (ConnectionRefusedError|OSError)", err), err
+    assert "the 'scores' check failed" in err and re.search(r"raised (ConnectionRefusedError|OSError|PermissionError)", err), err
     assert not accepted
 
 
@@ -240,7 +240,7 @@ def test_the_sandbox_shows_no_data_no_network_no_privilege(tool, results, tmp_pa
     source = _attack(tmp_path, """
         facts = {"uid": os.getuid(), "root": sorted(os.listdir("/")), "env": sorted(os.environ),
                  "exists": {k: os.path.exists(p) for k, p in PATHS.items()},
-                 "interfaces": [name for _, name in socket.if_nameindex()],
+                 "interfaces": [line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]],
                  "repo_listing": sorted(os.listdir(PATHS["repo"])) if os.path.isdir(PATHS["repo"]) else []}
         raise RuntimeError("FACTS " + json.dumps(facts))
         """, extra=f"PATHS = {paths!r}\n")

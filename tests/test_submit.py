@@ -248,7 +248,7 @@ BROKEN = {
                          family="loss")
         def attack(inputs):
             return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
-        """), "would be ranked as family 'loss', a family vidsme itself ranks"),
+        """), "family 'loss' is vidsme's family 'loss': the board's own names are reserved"),
 }
 
 

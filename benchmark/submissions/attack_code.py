@@ -65,8 +65,6 @@ from vidsme.benchmark.submissions.common import (
     SubmissionRefused,
     SubmissionResult,
     archive,
-    check_family,
-    check_name,
     commit_results,
     evaluated_samples,
     open_feature_cache,
@@ -78,9 +76,11 @@ from vidsme.benchmark.submissions.calibration_code import (
     CalibratedPending,
     calibrate_submission,
     calibrated_by,
+    calibrated_names,
     check_calibrations,
     declared_calibrations,
 )
+from vidsme.benchmark.submissions.names import check_claims, previous_record
 from vidsme.benchmark.submissions.scorer import SandboxScorer, last_line, one_line, sandbox_refusal
 from vidsme.benchmark.suite import metric_row
 from vidsme.errors import MissingFeatureError, VidsmeError
@@ -332,12 +332,10 @@ def _start_sandbox(proc: sandboxing.SandboxProcess, src: _Source, limits: sandbo
     return _declared_specs(message.get("attacks"), bool(calibrations)), calibrations
 
 
-def _check_families(metas: dict[str, dict], results: dict, submitter: str) -> None:
-    """A submitted family is a method of its own on the leaderboard, chosen among its own variants: not a
-    built-in family, and not another submitter's."""
-    for name, meta in metas.items():
-        check_family(meta["family"], name, {"attacks": {n: m for n, m in (results.get("attacks") or {}).items()
-                                                        if n not in metas}}, submitter)
+def _claimed(metas: dict[str, dict], cal_metas: dict[str, dict]) -> list[tuple[str, str]]:
+    """Every plain name a code submission puts on the board: its attacks, calibrations and their families."""
+    return ([(n, "attack name") for n in metas] + [(n, "calibration name") for n in cal_metas]
+            + [(m["family"], "family") for m in {**metas, **cal_metas}.values()])
 
 
 # ----------------------------------------------------------------------------- code submissions
@@ -496,9 +494,12 @@ def submit_attack(source: str, results_dir: Path, *, submitter: str, time_budget
                                                    "calibrations to a suite with targets[].shadows")
         metas = {s.name: _meta(s, src, commit, sandbox, submitter) for s in specs}
         cal_metas = {c.name: _meta(c, src, commit, sandbox, submitter) for c in calibrations}
-        _check_families(metas, results, submitter)
-        previous = {s.name: check_name(s.name, results, "reproduced", submitter) for s in specs}
-        previous.update(check_calibrations(calibrations, cal_metas, set(metas), results, submitter))
+        cal_previous = check_calibrations(calibrations, set(metas), results, submitter)
+        # one namespace: attack, family, calibration and calibrated names, whoever took them first
+        check_claims(_claimed(metas, cal_metas), results, submitter,
+                     derived=calibrated_names(metas, cal_metas, results))
+        previous = {s.name: previous_record(s.name, results, "reproduced", submitter) for s in specs}
+        previous.update(cal_previous)
         names = sorted(metas) + sorted(cal_metas)
         # the same file again changes nothing, unless it ran unsandboxed before and now runs sandboxed
         same = [n for n, p in previous.items() if p is not None and src.file_sha256 is not None

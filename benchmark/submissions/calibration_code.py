@@ -39,10 +39,8 @@ from vidsme.benchmark.config import SuiteConfig
 from vidsme.benchmark.evaluate import LevelView
 from vidsme.benchmark.submissions.common import (
     CALIBRATED_DIR,
-    NAME_PATTERN,
     SUBMISSIONS_DIR,
     SubmissionRefused,
-    builtin_families,
     evaluated_samples,
     open_feature_cache,
     owner_of,
@@ -97,30 +95,19 @@ def declared_calibrations(items: object) -> list[CalibrationSpec]:
     return specs
 
 
-def check_calibrations(specs: Sequence[CalibrationSpec], metas: Mapping[str, dict], attack_names: set[str],
-                       results: dict, submitter: str) -> dict[str, dict | None]:
-    """Citation, name and family rules of submitted calibrations (as attacks'); each one's earlier record by
-    the same submitter (to be replaced), or None."""
+def check_calibrations(specs: Sequence[CalibrationSpec], attack_names: set[str], results: dict,
+                       submitter: str) -> dict[str, dict | None]:
+    """Citation and name rules of submitted calibrations (their spelling and ownership: names.check_claims);
+    each one's earlier record by the same submitter (to be replaced), or None."""
     previous: dict[str, dict | None] = {}
     recorded = results.get("calibrations") or {}
     for spec in specs:
-        name, family = spec.name, metas[spec.name]["family"]
+        name = spec.name
         if not spec.citation.strip():
             raise SubmissionRefused("declaration", f"calibration {name!r} has an empty citation: say which paper (and "
                                                    "equation) it implements, or describe it if it is new")
-        if not NAME_PATTERN.match(name) or not NAME_PATTERN.match(family):
-            raise SubmissionRefused("name", f"calibration {name!r} (family {family!r}): names must be 1-100 letters, "
-                                            "digits or _ . + - (starting with a letter or digit): they name files")
         if name in attack_names or name in (results.get("attacks") or {}):
             raise SubmissionRefused("name", f"calibration name {name!r} is also an attack's name; choose another")
-        if family in builtin_families():
-            raise SubmissionRefused("name", f"calibration {name!r} would be ranked as family {family!r}, a family "
-                                            "vidsme itself ranks; pass family='<a new name>' to register_calibration")
-        for other, record in {**(results.get("attacks") or {}), **recorded}.items():
-            if (other not in metas and isinstance(record, dict) and record.get("family") == family
-                    and owner_of(record) != submitter):
-                raise SubmissionRefused("name", f"family {family!r} belongs to another submitter (or the suite): "
-                                                f"{other!r}; choose another")
         before = recorded.get(name)
         if before is not None and owner_of(before) != submitter:
             raise SubmissionRefused("name", f"calibration name {name!r} belongs to "
@@ -128,6 +115,20 @@ def check_calibrations(specs: Sequence[CalibrationSpec], metas: Mapping[str, dic
                                             "; choose another")
         previous[name] = before
     return previous
+
+
+def calibrated_names(attack_metas: Mapping[str, dict], calibration_metas: Mapping[str, dict], results: dict
+                     ) -> list[str]:
+    """The names a submission's calibrated rows would carry: `<calibration>(<signal>)` for every submitted
+    calibration over the suite's calibration signals and the submitted attacks, and for the suite's
+    calibrations over the submitted attacks, whose methods are `<calibration family>+<family>`."""
+    config = (results.get("suite") or {}).get("config") or {}
+    signals = [*(config.get("calibration_signals") or []), *attack_metas]
+    suite = [c for c in list_calibrations() if c.name not in calibration_metas]
+    names = [f"{c}({s})" for c in calibration_metas for s in signals]
+    names += [f"{c.name}({a})" for c in suite for a in attack_metas]
+    names += sorted({f"{c.family}+{m['family']}" for c in suite for m in attack_metas.values()})
+    return names
 
 
 def calibrated_by(row: dict, names: set[str]) -> bool:
@@ -286,5 +287,5 @@ def _scores_path(target: str, owner: str, n_frames: str, level: str) -> str:
     return f"scores/{target}/{SUBMISSIONS_DIR}/{CALIBRATED_DIR}/{owner}-f{n_frames}-{level}.csv"
 
 
-__all__ = ["MAX_CALIBRATIONS", "CalibratedPending", "calibrate_submission", "calibrated_by",
+__all__ = ["MAX_CALIBRATIONS", "CalibratedPending", "calibrate_submission", "calibrated_by", "calibrated_names",
            "check_calibrations", "declared_calibrations", "suite_config"]

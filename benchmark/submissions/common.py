@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,6 @@ CALIBRATED_DIR = "calibrated"  # scores/<target>/submissions/calibrated/: calibr
 HISTORY_DIR = "history"  # scores/<target>/submissions/history/<entry>/: files of replaced submissions
 BUILTIN_MODULES = "vidsme.attack.attacks."  # where vidsme's own attack families live
 LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
-# attack names become file names: no separators, no leading dot
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 _IDS_SHOWN = 5
 
 
@@ -127,63 +124,10 @@ def open_feature_cache(entry: dict, n_frames: str, folder: str) -> FeatureCache:
     return cache
 
 
-def builtin_families() -> set[str]:
-    """The families vidsme itself ranks (and "blind", and the calibrations' families: lira, rmia): no submission may
-    take their names."""
-    from vidsme.attack.calibration import list_calibrations
-    from vidsme.attack.registry import list_attacks
-
-    return ({s.family for s in list_attacks() if s.source.startswith(BUILTIN_MODULES)} | {"blind"}
-            | {c.family for c in list_calibrations()})
-
-
 def owner_of(record: object) -> str | None:
     """Who submitted the attack of a results.json `attacks` record (None: the suite's own, or no one recorded)."""
     submission = record.get("submission") if isinstance(record, dict) else None
     return submission.get("submitter") if isinstance(submission, dict) else None
-
-
-def check_family(family: str, name: str, results: dict, submitter: str) -> None:
-    """A family is a method of its own on the leaderboard: not a built-in family's name, and not another
-    submitter's."""
-    if family in builtin_families():
-        raise SubmissionRefused("name", f"{name!r} would be ranked as family {family!r}, a family vidsme itself "
-                                        "ranks: the leaderboard chooses each family's representative among its own "
-                                        "variants; choose another name (code: pass family='<a new name>' to "
-                                        "register_attack)")
-    for other, record in (results.get("attacks") or {}).items():
-        if isinstance(record, dict) and record.get("family") == family and owner_of(record) != submitter:
-            raise SubmissionRefused("name", f"family {family!r} belongs to {_who(record)} (attack {other!r}): a name "
-                                            "belongs to its first submitter; choose another")
-
-
-def _who(record: dict) -> str:
-    owner = owner_of(record)
-    return f"submitter {owner!r}" if owner else "the suite (or a submission from before submitters existed)"
-
-
-def check_name(name: str, results: dict, kind: str, submitter: str) -> dict | None:
-    """Refuse unsafe names, clashes with the suite's attacks and names of another submitter; the earlier
-    submission's record, if any (then it is `submitter`'s own, to be replaced)."""
-    if not NAME_PATTERN.match(name):
-        raise SubmissionRefused("name", f"attack name {name!r} must be 1-100 letters, digits or _ . + - "
-                                        "(starting with a letter or digit): it names files")
-    previous = (results.get("attacks") or {}).get(name)
-    if previous is None:
-        if any(r.get("attack") == name for r in results["rows"]):
-            raise SubmissionRefused("name", f"attack name {name!r} already has rows in results.json; choose another")
-        return None
-    submission = previous.get("submission") if isinstance(previous, dict) else None
-    if not isinstance(submission, dict):
-        raise SubmissionRefused("name", f"attack name {name!r} clashes with the suite's attack {name!r} "
-                                        f"(source {previous.get('source')!r}); rename yours")
-    if owner_of(previous) != submitter:
-        raise SubmissionRefused("name", f"attack name {name!r} belongs to {_who(previous)}: a name belongs to its "
-                                        "first submitter; choose another")
-    if submission.get("kind") != kind:
-        raise SubmissionRefused("name", f"attack name {name!r} is already on the leaderboard as a "
-                                        f"{submission.get('kind')} submission; choose another name")
-    return previous
 
 
 def archive(results: dict, names: set[str], submitter: str) -> tuple[dict | None, dict[Path, Path]]:
@@ -247,7 +191,7 @@ def read_results_bytes(results_dir: Path) -> bytes:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on the results folder while it is rewritten (POSIX; a no-op elsewhere)."""
     try:
         import fcntl
@@ -275,7 +219,7 @@ def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: 
     """Move replaced scores files to their history places (`archive`), write the new scores CSVs,
     results.json and the leaderboard; on any failure put every file back."""
     results_path = results_dir / RESULTS_FILE
-    with _locked(results_dir):
+    with locked(results_dir):
         if results_path.read_bytes() != original:
             raise VidsmeError(f"{results_path} changed while the submission was being validated (another submission "
                               "or benchmark run?); submit again")
@@ -338,7 +282,7 @@ def format_result(result: SubmissionResult) -> str:
 
 
 
-__all__ = ["BUILTIN_MODULES", "CALIBRATED_DIR", "HISTORY_DIR", "LEADERBOARD_FILES", "NAME_PATTERN", "SUBMISSIONS_DIR", "SubmissionRefused",
-           "SubmissionResult", "archive", "builtin_families", "check_family", "check_name", "commit_results",
-           "owner_of", "evaluated_samples", "open_feature_cache", "format_result", "ids_preview",
+__all__ = ["BUILTIN_MODULES", "CALIBRATED_DIR", "HISTORY_DIR", "LEADERBOARD_FILES", "SUBMISSIONS_DIR", "SubmissionRefused",
+           "SubmissionResult", "archive", "commit_results",
+           "locked", "owner_of", "evaluated_samples", "open_feature_cache", "format_result", "ids_preview",
            "is_submission_file", "read_results_bytes", "utc_now", "verdicts_of"]

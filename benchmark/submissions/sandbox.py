@@ -85,6 +85,10 @@ MAX_DEPTH = 8  # nesting of a control message (they are flat: a list of declarat
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_EXTRA_PIDS = 8  # the tool, setpriv and sh count as tasks of the cgroup too
 _KEEP_OUTPUT = 64 * 1024
+ABOUT_FILE = "about.json"  # <inputs>/about.json: the source's label and host path, for the child's messages
+# never handed to a submission's child, even without isolation (--no-sandbox keeps the rest of the environment)
+SUBMITTER_KEY_ENV = "VIDSME_SUBMITTER_KEY"
+PRIVATE_ENV: tuple[str, ...] = (SUBMITTER_KEY_ENV,)
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`; "
                 "scripts/install.sh does it when run as root) and allow user namespaces (sysctl "
                 "kernel.unprivileged_userns_clone=1; on Ubuntu 24.04+ also kernel.apparmor_restrict_unprivileged_userns=0; "
@@ -501,6 +505,8 @@ class Cgroup:
             folders, caps = [root / name], {"memory.max": memory_bytes, "memory.swap.max": 0, "pids.max": pids}
         elif _writable(root / "memory") and _writable(root / "pids"):
             folders = [root / "memory" / name, root / "pids" / name]
+            if _writable(root / "cpuacct") and (root / "cpuacct" / "cpuacct.usage").is_file():
+                folders.append(root / "cpuacct" / name)  # the CPU time of the whole tree (SandboxProcess.cpu_seconds)
             # memsw (memory + swap) where the kernel accounts swap: no swapping around the cap
             caps = {"memory.limit_in_bytes": memory_bytes, "memory.memsw.limit_in_bytes": memory_bytes,
                     "pids.max": pids}
@@ -530,6 +536,21 @@ class Cgroup:
         joins = " && ".join(f'echo $$ > "${i}/cgroup.procs"' for i in range(1, len(self.folders) + 1))
         return ["/bin/sh", "-c", f'{joins} && shift {len(self.folders)} && exec "$@"', "vidsme-cgroup",
                 *map(str, self.folders)]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) every process that was ever in the cgroup has used, or None where the
+        cgroup does not account it."""
+        try:
+            if self.version == 2:
+                for line in (self.folders[0] / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            usage = next((f / "cpuacct.usage" for f in self.folders if (f / "cpuacct.usage").is_file()), None)
+            return None if usage is None else int(usage.read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
 
     def pids_inside(self) -> list[int]:
         out: set[int] = set()
@@ -573,6 +594,52 @@ class Cgroup:
 
 
 # ----------------------------------------------------------------------------- the running child
+def tree_cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system, with that of their waited-for children) of `root_pid` and every live process
+    below it, read from /proc: what the child tree has used, where no cgroup accounts it."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    total, stack = 0.0, [root_pid]
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack += children.get(pid, [])
+    return total
+
+
+def _out_of_sight(isolation: Isolation, command: list[str], work: Path) -> tuple[list[str], Path | None]:
+    """`command` with the isolation tool's own arguments moved out of its command line, which the sandboxed
+    process could read in /proc/1/cmdline (bubblewrap's reaper, or unshare's shell, is PID 1 there) and
+    which names the host's paths; and the file bubblewrap reads them from (`--args FD`), if any."""
+    if isolation.tool == "bwrap":  # its options from a file; the command itself must stay on the line
+        at = command.index(isolation.executable)
+        end = command.index("--", at + 1)  # bwrap's own separator (an option's value is never "--")
+        args = work / "bwrap.args"
+        args.write_bytes(b"".join(a.encode() + b"\0" for a in command[at + 1:end]))
+        return [*command[: at + 1], "--args", "{fd}", *command[end:]], args
+    if isolation.tool == "unshare" and command[-3:-1] == ["/bin/sh", "-c"]:
+        script = work / "sandbox.sh"
+        script.write_text(command[-1], encoding="utf-8")
+        os.chmod(script, 0o755)
+        return [*command[:-2], str(script)], None
+    return command, None
+
+
 def _exit_detail(rc: int | None) -> tuple[str, str | None]:
     """How a process ended: words, and the signal's name if a signal ended it."""
     if rc is None:
@@ -687,7 +754,11 @@ class SandboxProcess:
         else:  # no isolation: the caller's environment and folders, the module importable by name
             where = ["-B", "-m", "vidsme.attack.isolated", "--inputs", str(self.inputs),
                      *(["--module", self.module] if self.module else ["--source", str(self.source_path)])]
-        argv = [sys.executable, *where, "--label", self._label, "--shown", self._shown,
+        about = self.inputs / ABOUT_FILE
+        about.write_text(json.dumps({"label": self._label, "shown": self._shown}), encoding="utf-8")
+        os.chmod(about, 0o644)
+        inside = self.inputs if not self.isolation.isolated else Path(SANDBOX_INPUTS)
+        argv = [sys.executable, *where, "--about", str(inside / ABOUT_FILE),
                 "--memory", str(self.limits.memory_bytes), "--processes", str(self.limits.processes()),
                 "--file-size", str(self.limits.file_bytes)]
         if self._cpu is not None:
@@ -699,15 +770,24 @@ class SandboxProcess:
             self.cgroup_problem = group
         else:
             self.cgroup = group
-        command = build_command(self.isolation, plan)
+        command, args_file = _out_of_sight(self.isolation, build_command(self.isolation, plan), self.work)
         if self.cgroup is not None:
             command = [*self.cgroup.join_prefix(), *command]
+        # without isolation the child inherits this environment, less the submitter's key
+        env = None if self.isolation.isolated else {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         self.started_at = time.monotonic()
+        args_fd = os.open(args_file, os.O_RDONLY) if args_file is not None else None
         try:
+            if args_fd is not None:
+                command = [str(args_fd) if a == "{fd}" else a for a in command]
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
+                                          stderr=subprocess.PIPE, close_fds=True, start_new_session=True, env=env,
+                                          pass_fds=() if args_fd is None else (args_fd,))
         except OSError as err:
             raise SandboxError("start", f"could not run {command[0]}: {err}") from None
+        finally:
+            if args_fd is not None:
+                os.close(args_fd)
         os.set_blocking(self._proc.stdout.fileno(), False)
         os.set_blocking(self._proc.stdin.fileno(), False)
         self._drain = threading.Thread(target=self._drain_output, daemon=True)
@@ -727,6 +807,14 @@ class SandboxProcess:
         denied, problem = message.get("seccomp"), message.get("seccomp_problem")
         self.seccomp = [str(x) for x in denied] if isinstance(denied, list) else []
         self.seccomp_problem = None if self.seccomp else str(problem or "the child loaded no filter")
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the child's whole process tree has used so far (its cgroup's account, else /proc's), or
+        None before it started."""
+        if self._proc is None:
+            return None
+        used = self.cgroup.cpu_seconds() if self.cgroup is not None else None
+        return used if used is not None else tree_cpu_seconds(self._proc.pid)
 
     def protections(self) -> dict:
         """What isolates this run, as recorded with the submission: tool, uid, namespaces, seccomp,
@@ -884,7 +972,7 @@ class SandboxProcess:
         return SandboxError("died", detail, self.output(), sig)
 
 
-__all__ = ["GIB", "INSTALL_HINT", "MODES", "NO_SANDBOX", "SANDBOX_UIDS", "TOOLS", "Cgroup", "Isolation", "SandboxError",
+__all__ = ["GIB", "INSTALL_HINT", "MODES", "NO_SANDBOX", "PRIVATE_ENV", "SANDBOX_UIDS", "SUBMITTER_KEY_ENV", "TOOLS", "Cgroup", "Isolation", "SandboxError",
            "SandboxLimits", "describe_protections", "fresh_uid",
            "SandboxProcess", "build_command", "bwrap_command", "detect_isolation", "isolation_problems",
-           "no_isolation_message", "probe", "unshare_command", "unshare_script"]
+           "no_isolation_message", "probe", "tree_cpu_seconds", "unshare_command", "unshare_script"]

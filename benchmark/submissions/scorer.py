@@ -26,6 +26,7 @@ from vidsme.errors import printable
 
 WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
 POOLED_RTOL = 1e-9  # how closely a calibration's two shuffled calls must agree
+CPU_SLACK_S = 0.1  # clock-tick rounding of the kernel's CPU accounting
 
 
 def last_line(err: BaseException) -> str:
@@ -112,6 +113,10 @@ class SandboxScorer:
         self.rng = np.random.default_rng(secrets.randbits(128))  # unpredictable: an order must not be guessable
         self.slowest = 0.0  # the longest call, as measured here
         self._since = 0.0  # arrival of the previous message (or the command's sending)
+        # CPU time of the child's whole tree at the previous result (here: after it declared, imports done). Work
+        # between two results — in a thread or process started at an earlier call, while this side evaluated —
+        # counts toward the call whose result ends the interval: a call's budget is budget x threads of CPU
+        self._cpu_since = proc.cpu_seconds()
 
     def run(self, calls: list[tuple[AttackSpec, str]], samples, target: str, n_frames: str, model: str | None = None):
         """(scores, inputs) per call, in order; SubmissionRefused at the first failing check. `model` names
@@ -201,6 +206,21 @@ class SandboxScorer:
         self.slowest = max(self.slowest, took, took_again)
         return first
 
+    def _cpu_check(self, unit: str, spec: AttackSpec | CalibrationSpec) -> None:
+        """Refuse a result whose interval (since the previous result) used more CPU time than one call may:
+        budget x threads. Wall time per call alone lets work started earlier in the background through."""
+        used = self.proc.cpu_seconds()
+        if used is None or self._cpu_since is None:
+            return
+        spent, self._cpu_since = used - self._cpu_since, used
+        threads = self.limits.thread_count()
+        if spent > self.budget * threads + CPU_SLACK_S:
+            raise SubmissionRefused("time budget", f"{unit}: the sandboxed process used {spent:.3g} s of CPU time for "
+                                                   f"one result of {_noun(spec)} {spec.name!r}, over the budget of "
+                                                   f"{self.budget:g} s x {threads} thread(s) per call: work done "
+                                                   "between calls, in a thread or process started earlier, counts "
+                                                   "toward the call it returns in (--time-budget)")
+
     def _send(self, message: dict) -> None:
         try:
             self.proc.send(message)
@@ -248,6 +268,7 @@ class SandboxScorer:
         which = "a call" if copy == 0 else "the second call"
         message = self._wait_for(unit, spec, which)
         took, self._since = max(0.0, self.proc.arrived_at - self._since), self.proc.arrived_at
+        self._cpu_check(unit, spec)
         if message.get("call") != k or message.get("copy") != copy or message.get("event") not in ("scored", "failed"):
             raise SubmissionRefused("sandbox", f"{unit}: the sandboxed process said {one_line(message, 200)} instead "
                                                f"of the result of call {k}, copy {copy}")
@@ -276,4 +297,4 @@ class SandboxScorer:
         return real, took
 
 
-__all__ = ["POOLED_RTOL", "WHY_CHARS", "SandboxScorer", "last_line", "one_line", "sandbox_refusal"]
+__all__ = ["CPU_SLACK_S", "POOLED_RTOL", "WHY_CHARS", "SandboxScorer", "last_line", "one_line", "sandbox_refusal"]

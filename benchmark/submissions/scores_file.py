@@ -21,8 +21,6 @@ from vidsme.benchmark.submissions.common import (
     SubmissionRefused,
     SubmissionResult,
     archive,
-    check_family,
-    check_name,
     commit_results,
     evaluated_samples,
     ids_preview,
@@ -30,42 +28,76 @@ from vidsme.benchmark.submissions.common import (
     utc_now,
     verdicts_of,
 )
+from vidsme.benchmark.submissions.names import check_claims, previous_record
 from vidsme.benchmark.suite import metric_row
 from vidsme.provenance import sha256_file
 from vidsme.names import did_you_mean
+from vidsme.text_formats import one_line
 from vidsme.provenance import git_commit
 
 SCORES_FILE_CHECKS: tuple[str, ...] = ("format", "target", "name", "ids", "finite")
 
 
-def _read_scores_csv(path: Path) -> tuple[list[str], list[str]]:
-    """(ids, raw score strings) of a `sample_id,score` CSV; "format" refusals name the line."""
+MAX_SCORES_FILE_BYTES = 64 * 1024 ** 2  # a million rows of a long id and a score fit in a tenth of it
+MAX_FIELD_CHARS = 1024  # an id or a score is never longer
+
+
+def _read_scores_csv(path: Path, max_rows: int) -> tuple[list[str], list[str]]:
+    """(ids, raw score strings) of a `sample_id,score` CSV, read line by line; "format" refusals name the line
+    and the cap: at most MAX_SCORES_FILE_BYTES, `max_rows` data rows and MAX_FIELD_CHARS per field."""
     import csv
 
     if not path.is_file():
         raise SubmissionRefused("format", f"scores file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise SubmissionRefused("format", f"{path} is not UTF-8 text ({err})") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise SubmissionRefused("format", f"{path} is empty; expected a header line `sample_id,score`")
-    header = [h.strip() for h in rows[0]]
-    if "sample_id" not in header or "score" not in header:
-        raise SubmissionRefused("format", f"{path}: the header {rows[0]} must name the columns sample_id and score")
-    i_id, i_score = header.index("sample_id"), header.index("score")
+    size = path.stat().st_size
+    if size > MAX_SCORES_FILE_BYTES:
+        raise SubmissionRefused("format", f"{path} is {size:,} bytes; a scores file may have at most "
+                                          f"{MAX_SCORES_FILE_BYTES:,} (one line per evaluated sample)")
     ids, scores = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) <= max(i_id, i_score):
-            raise SubmissionRefused("format", f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-        ids.append(row[i_id].strip())
-        scores.append(row[i_score].strip())
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(_bounded_lines(fh, path))
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise SubmissionRefused("format", f"{path} is empty; expected a header line `sample_id,score`")
+            header = [h.strip() for h in header]
+            if "sample_id" not in header or "score" not in header:
+                raise SubmissionRefused("format", f"{path}: the header {one_line(header)} must name the columns "
+                                                  "sample_id and score")
+            i_id, i_score = header.index("sample_id"), header.index("score")
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) <= max(i_id, i_score):
+                    raise SubmissionRefused("format", f"{path}, line {reader.line_num}: {len(row)} fields, the "
+                                                      f"header has {len(header)}")
+                if len(ids) >= max_rows:
+                    raise SubmissionRefused("format", f"{path}, line {reader.line_num}: more than {max_rows:,} rows, "
+                                                      "the most a scores file of this target may have (twice its "
+                                                      "evaluated samples, and 1,000); give each sample once")
+                ids.append(row[i_id].strip())
+                scores.append(row[i_score].strip())
+        except csv.Error as err:
+            raise SubmissionRefused("format", f"{path}, line {reader.line_num}: not CSV ({one_line(err)})") from None
+        except UnicodeDecodeError as err:
+            raise SubmissionRefused("format", f"{path} is not UTF-8 text ({err})") from None
     if not ids:
         raise SubmissionRefused("format", f"{path} has a header but no scores")
     return ids, scores
+
+
+def _bounded_lines(fh, path: Path):
+    """The file's lines, refusing one longer than a row can be (a field over MAX_FIELD_CHARS, quoted or not)."""
+    limit = 4 * MAX_FIELD_CHARS
+    for number, line in enumerate(iter(lambda: fh.readline(limit + 1), ""), start=1):
+        if len(line) > limit:
+            raise SubmissionRefused("format", f"{path}, line {number}: longer than {limit:,} characters; a row is "
+                                              "a sample id and a score")
+        for field in line.split(","):
+            if len(field) > MAX_FIELD_CHARS:
+                raise SubmissionRefused("format", f"{path}, line {number}: a field of {len(field):,} characters, over "
+                                                  f"the {MAX_FIELD_CHARS:,} an id or a score may have")
+        yield line
 
 
 def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, target: str, attack_name: str,
@@ -90,7 +122,6 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, 
                                           f"{did_you_mean(slice_name, SLICES)}")
     if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
         raise SubmissionRefused("format", f"--n-frames must be a positive integer, got {n_frames!r}")
-    ids, raw = _read_scores_csv(scores_file)
     entries = {t["name"]: t for t in results["targets"]}
     if target not in entries:
         raise SubmissionRefused("target", f"unknown target {target!r}.{did_you_mean(target, entries)} The suite's "
@@ -99,13 +130,14 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, 
     if attack_name in registered:
         raise SubmissionRefused("name", f"attack name {attack_name!r} clashes with the registered attack of that "
                                         f"name ({registered[attack_name].source}); choose another")
-    previous = check_name(attack_name, results, "scores_file", submitter)
-    check_family(attack_name, attack_name, {"attacks": {n: m for n, m in (results.get("attacks") or {}).items()
-                                                        if n != attack_name}}, submitter)
+    check_claims([(attack_name, "scores-file name")], results, submitter)  # its name is its family: a method
+    previous = previous_record(attack_name, results, "scores_file", submitter)
     if previous is not None and previous.get("direction") != direction:
         raise SubmissionRefused("name", f"{attack_name!r} was submitted with direction {previous.get('direction')!r}; "
                                         "use the same direction or another name")
     samples = evaluated_samples(entries[target])
+    # far more rows than samples is never a scores file (duplicates and unknown ids are named further down)
+    ids, raw = _read_scores_csv(scores_file, max_rows=2 * len(samples.ids) + 1000)
     if ROW_IS_VIDEO in samples.levels:  # one row per video: both levels are the same numbers
         if level == "video":  # the ids given are videos: name them by their one row
             by_video = dict(zip(samples.videos, samples.ids))
@@ -191,4 +223,4 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, 
                             verdicts_of(new, {attack_name}))
 
 
-__all__ = ["SCORES_FILE_CHECKS", "submit_scores_file"]
+__all__ = ["MAX_FIELD_CHARS", "MAX_SCORES_FILE_BYTES", "SCORES_FILE_CHECKS", "submit_scores_file"]
