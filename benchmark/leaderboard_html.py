@@ -3,7 +3,6 @@ sorting, inline SVG ROC thumbnails drawn from the test-partition scores under th
 from __future__ import annotations
 
 import csv
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,8 +95,8 @@ def _roc_svg(fpr: np.ndarray, tpr: np.ndarray, label: str) -> str:
         fpr, tpr = fpr[keep], tpr[keep]
     points = " ".join(f"{100 * x:.1f},{100 * (1 - y):.1f}" for x, y in zip(fpr, tpr))
     return (f'<svg class="roc" viewBox="0 0 100 100" width="56" height="56" role="img" '
-            f'aria-label="ROC {html.escape(label)}"><title>ROC on the test partition (linear axes): '
-            f'{html.escape(label)}</title><rect width="100" height="100"></rect>'
+            f'aria-label="ROC {html_text(label)}"><title>ROC on the test partition (linear axes): '
+            f'{html_text(label)}</title><rect width="100" height="100"></rect>'
             f'<line x1="0" y1="100" x2="100" y2="0"></line><polyline points="{points}"></polyline></svg>')
 
 

@@ -30,6 +30,7 @@ from vidsme.benchmark.submissions.common import SubmissionRefused, SubmissionRes
 from vidsme.challenge.feedback import reset_feedback, update_feedback, write_public_board
 from vidsme.errors import VidsmeError
 from vidsme.provenance import sha256_file
+from vidsme.text_formats import one_line
 
 RESULTS_SUBDIR = "results"
 
@@ -320,7 +321,7 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     added = update_feedback(results_dir, results, submitters=_submitters(results))
     board = write_public_board(results_dir, paths.public, paths.root.name)
     # what the submitter sees is what the public sees: no final-part number, rank or curve
-    lines = [f"  feedback {e['target']}: {e['method']} "
+    lines = [f"  feedback {one_line(e['target'])}: {one_line(e['method'])} "
              + (f"{e['metric']} {e['released']:.2f} (feedback part, rounded)" if e["released"] is not None
                 else "no improvement over your best released number by more than the resolution") for e in added]
     return SubmissionResult(result.status, result.attacks, "\n".join([result.message, *lines]), [], board, [],

@@ -19,7 +19,7 @@ from vidsme.benchmark.submissions.sandbox import detect_isolation
 from vidsme.benchmark.suite import metric_row, scores_path, write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.cli import main
-from vidsme.data_splits.partition import draw_partition
+from vidsme.data_splits.partition import FEEDBACK, draw_partition
 from tiny_configs import CHALLENGE_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +49,9 @@ def built(tmp_path_factory):
     mp.undo()
 
 
-def _public_results(folder: Path, with_submission: bool = False) -> Path:
-    """A public suite's results.json with verdicts whose dev choices are CHOICES (and, optionally, the docs
-    example submitted sandboxed and chosen at the video slice, 4 frames)."""
+def _public_results(folder: Path, with_submission: bool = False, source: Path = EXAMPLE) -> Path:
+    """A public suite's results.json with verdicts whose dev choices are CHOICES (and, optionally, `source` — the
+    docs example — submitted sandboxed as attack frame_contrast and chosen at the video slice, 4 frames)."""
     rng = np.random.default_rng(0)
     split_rows = [{"id": f"v{v:02d}", "video": f"v{v:02d}.mp4", "label": "member" if v % 2 else "nonmember"}
                   for v in range(40)]
@@ -60,7 +60,7 @@ def _public_results(folder: Path, with_submission: bool = False) -> Path:
                       np.array([r["label"] == "member" for r in split_rows], dtype=int), part.of_rows(split_rows))
     view = samples.views["row=video"]
     rows, targets, attacks = [], [], {}
-    sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
     for target, choices in CHOICES.items():
         configs = [(m, a, s, lvl) for m, a, s, lvl in choices]
         if with_submission:
@@ -219,3 +219,156 @@ def test_a_submitter_has_a_limited_number_of_submissions_per_round(built, tmp_pa
     assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 2
     assert "has made 3 submission(s) to this round, its limit (3)" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before
+
+
+# ----------------------------------------------------------------------------- nothing public reads the final part
+def _rescore(results_dir: Path, scores: dict[str, object], part: str = "test",
+             submitter: str | None = None) -> dict:
+    """Give each method in `scores` new scores on the rows of `part` of its verdict entries' scores files —
+    scores(labels) -> member-high scores — recompute those test rows of results.json and the verdicts, exactly as
+    if the attacks had scored so; with `submitter`, those methods are that submitter's submissions. Returns the
+    new results."""
+    import csv
+
+    from vidsme.metrics import evaluate_scores
+
+    results = json.loads((results_dir / "results.json").read_text())
+    config = results["suite"]["config"]
+    for verdict in results["verdicts"]["targets"]:
+        for e in (e for e in verdict["entries"] if e["method"] in scores):
+            path = results_dir / e["scores_file"]
+            with path.open(newline="") as fh:
+                table = list(csv.DictReader(fh))
+            chosen = [r for r in table if r["partition"] == part]
+            labels = np.array([int(r["label"]) for r in chosen])
+            new = np.asarray(scores[e["method"]](labels), dtype=float) * (1 if e["direction"] == "higher" else -1)
+            for r, v in zip(chosen, new):
+                r[e["scores_column"]] = repr(float(v))
+            with path.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
+            if part != "test":
+                continue
+            test = [r for r in table if r["partition"] == "test"]
+            ev = evaluate_scores(np.array([float(r[e["scores_column"]]) for r in test]),
+                                 np.array([int(r["label"]) for r in test]), direction=e["direction"],
+                                 attack=e["attack"], sample_ids=[r["sample_id"] for r in test],
+                                 n_bootstrap=int(config["n_bootstrap"]), seed=int(config["seed"]),
+                                 clusters=[r["video"] for r in test],
+                                 min_false_positives=int(config["min_false_positives"])).to_dict()
+            (row,) = [r for r in results["rows"] if (r["target"], r["attack"], r["slice"], r["level"], r["n_frames"],
+                                                     r["partition"]) == (verdict["target"], e["attack"], e["slice"],
+                                                                         e["level"], e["n_frames"], "test")]
+            row.update({k: v for k, v in ev.items() if k in row})
+    if submitter is not None:
+        for meta in results["attacks"].values():
+            if meta["family"] in scores:
+                meta["submission"] = {"kind": "reproduced", "submitter": submitter, "sandboxed": True}
+    results["verdicts"] = compute_verdicts(results, results_dir)
+    (results_dir / "results.json").write_text(json.dumps(results))
+    return results
+
+
+def _public_bytes(results_dir: Path, results: dict, public: Path) -> dict[str, bytes]:
+    """Start the feedback board anew from `results` and write it: every public file's bytes."""
+    from vidsme.challenge.board import _submitters
+    from vidsme.challenge.feedback import reset_feedback, update_feedback, write_public_board
+
+    reset_feedback(results_dir)
+    update_feedback(results_dir, results, submitters=_submitters(results))
+    public.mkdir()
+    return {ext: p.read_bytes() for ext, p in write_public_board(results_dir, public, "dir").items()}
+
+
+def PERFECT(labels):  # noqa: N802 - a score function: the labels, ties broken
+    return labels + 1e-3 * np.arange(len(labels))
+
+
+def WORST(labels):  # noqa: N802 - the opposite of the labels
+    return -labels + 1e-3 * np.arange(len(labels))
+
+
+@pytest.mark.parametrize("submitter", [None, "ada"])
+def test_no_public_byte_depends_on_the_final_part_not_even_the_order(built, tmp_path, submitter):
+    """The final part re-scored two opposite ways, results rows and verdicts recomputed: the final ranks flip, the
+    public files (order included) do not — for the host's entries and for a submitter's two-attack file."""
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
+    pages, firsts = {}, {}
+    for world, scores in (("loss wins", {"loss": PERFECT, "vid_sme": WORST}),
+                          ("vid_sme wins", {"loss": WORST, "vid_sme": PERFECT})):
+        results_dir = tmp_path / world
+        shutil.copytree(out / "private" / "results", results_dir)
+        results = _rescore(results_dir, scores, submitter=submitter)
+        (verdict,) = [v for v in results["verdicts"]["targets"] if v["target"] == "mcqa-full"]
+        firsts[world] = verdict["entries"][0]["method"]
+        pages[world] = _public_bytes(results_dir, results, tmp_path / f"public-{world}")
+    assert firsts == {"loss wins": "loss", "vid_sme wins": "vid_sme"}  # the private, final-part ranks did move
+    assert pages["loss wins"] == pages["vid_sme wins"]
+
+
+@pytest.mark.parametrize("submitter", ["ada", "vidsme"])
+def test_the_ladder_compares_a_files_entries_with_each_other(built, tmp_path, submitter):
+    """Two entries of one file on one target: only one that beats the other by more than the resolution is
+    released, whoever the submitter says it is (a submitter named like the host included)."""
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public"), progress=False)
+    results_dir = out / "private" / "results"
+    _rescore(results_dir, {"loss": PERFECT, "vid_sme": WORST}, part=FEEDBACK)  # feedback AUCs 1.00 and 0.00
+    results = _rescore(results_dir, {"loss": PERFECT, "vid_sme": WORST}, submitter=submitter)
+    board = json.loads(_public_bytes(results_dir, results, tmp_path / "board")["json"])
+    mine = {e["method"]: e for e in board["entries"] if e["target"] == "mcqa-full" and not e["host"]}
+    assert set(mine) == {"loss", "vid_sme"}
+    assert mine["loss"]["value"] == "1.00" and mine["vid_sme"]["value"] is None, mine
+    host = [e for e in board["entries"] if e["host"]]
+    assert host and all(e["method"] not in mine for e in host if e["target"] == "mcqa-full")
+
+
+def test_the_feedback_board_escapes_every_name():
+    from vidsme.challenge.feedback import render_html, render_markdown
+
+    forged = "x\n| zlib_v2 | vidsme (host) | auc 0.99 |\r# forged\u2028[link](http://x)"
+    board = {"challenge": "c", "rule": "r", "entries": [
+        {"target": "t", "method": forged, "submitter": "ada", "host": False, "metric": "auc", "value": "0.50"},
+        {"target": "t", "method": "<script>alert(1)</script>", "submitter": forged, "host": False, "metric": "auc",
+         "value": None, "note": forged}]}
+    md = render_markdown(board)
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(board["entries"]), md  # header, rule, one line per entry: nothing added
+    assert not any(line.startswith(("| zlib_v2", "# forged")) for line in md.splitlines()), md
+    assert "](http" not in md.replace("\\]", "") and "\r" not in md and "\u2028" not in md, md
+    page = render_html(board)
+    assert "<script>" not in page and "\r" not in page and "&lt;script&gt;" in page
+
+
+# ----------------------------------------------------------------------------- refusals carry nothing out
+LEAKY = """
+from vidsme.attack import Direction, register_attack
+
+
+@register_attack("frame_contrast", direction=Direction.HIGHER, needs=("natural.entropy",), slices=("video",),
+                 family="frame_contrast", citation="a test: the challenge's data out through an exception")
+def leak(inputs):
+    values = inputs.tokens("natural.entropy")[:, :4].flatten().tolist()
+    raise RuntimeError("LEAK " + " ".join(f"{v:.6f}" for v in values[:200]))
+"""
+
+
+@pytest.mark.skipif(detect_isolation() is None, reason="no sandbox (bubblewrap or user namespaces) on this machine")
+def test_a_refusal_on_a_challenge_says_only_the_check_and_counts(built, tmp_path, capsys):
+    out = _copy(built, tmp_path)
+    leaky = tmp_path / "leaky.py"
+    leaky.write_text(LEAKY)
+    evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True, source=leaky), progress=False)
+    before = {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()}
+    for n in (1, 2, 3):
+        assert main(["submit", "--submitter", WHO, str(leaky), "--challenge", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "the 'scores' check failed" in err and f"({n} of 3 used)" in err, err
+        assert "LEAK" not in err and "RuntimeError" not in err and not re.search(r"\d\.\d{6}", err), err
+    assert main(["submit", "--submitter", WHO, str(leaky), "--challenge", str(out)]) == 2
+    assert "has made 3 submission(s) to this round, its limit (3)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before
+    attempts = json.loads((out / "private" / "results" / "attempts.json").read_text())["attempts"]
+    assert [a["status"] for a in attempts] == ["refused"] * 3 and "LEAK" in attempts[0]["why"]  # the organiser's

@@ -720,3 +720,26 @@ def test_the_public_board_says_it_is_an_honour_board(results_dir: Path) -> None:
     assert board["board"] == {"kind": "honour board", "note": HONOUR_BOARD}
     assert "labels are public" in HONOUR_BOARD and "docs/CHALLENGE.md" in HONOUR_BOARD
     assert "**honour board**" in paths["md"].read_text() and "honour board.</b>" in paths["html"].read_text()
+
+
+FORGED = "x\r## forged heading\n| forged | row |\u2028[link](http://evil.example)\x1b[2J"
+
+
+def test_a_name_cannot_forge_a_heading_a_row_or_a_link(results_dir: Path) -> None:
+    """A family recorded by an older vidsme (or written into results.json by hand) with line breaks, table
+    pipes and a link: the pages show it as text."""
+    from vidsme.benchmark.verdicts import compute_verdicts
+
+    data = json.loads((results_dir / "results.json").read_text())
+    (attack,) = [n for n, m in data["attacks"].items() if m.get("family") == "evil<i>&"]
+    data["attacks"][attack]["family"] = FORGED
+    data["verdicts"] = compute_verdicts(data, results_dir)
+    (results_dir / "results.json").write_text(json.dumps(data))
+    paths = write_leaderboard(results_dir)
+    md = paths["md"].read_text(encoding="utf-8")
+    lines = md.splitlines()  # splitlines() breaks at \r and \u2028 too, as renderers may
+    assert not any(line.lstrip().startswith(("## forged", "| forged")) for line in lines), md
+    assert not re.search(r"(?<!\\)\]\(http", md) and "\x1b" not in md, md  # an escaped "]" opens no link
+    assert "x ## forged heading \\| forged \\| row \\| \\[link\\](http://evil.example)?\\[2J" in md, md
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "\r" not in page and "\x1b" not in page and "<a href=\"http://evil" not in page

@@ -295,3 +295,132 @@ def test_another_submitter_cannot_take_a_name_the_owner_keeps_a_history(results,
     assert all("/history/0/" in f for f in kept)
     assert sorted((results / f).read_bytes() for f in kept) == sorted(old_files.values())  # nothing deleted
     assert {r["family"] for r in data["rows"] if r["attack"] == "mine"} == {"mine_v2"}
+
+
+# ----------------------------------------------------------------------------- CPU time, not only wall time
+SPINNER = """
+if os.fork() == 0:  # at import: a process of its own (no GIL to share) that works while the host is busy
+    start = time.process_time()
+    while time.process_time() - start < 8:
+        pass
+    os._exit(0)
+"""
+
+
+@needs_sandbox
+def test_work_done_between_calls_counts_toward_the_call(results, tmp_path, monkeypatch):
+    import vidsme.benchmark.submissions.attack_code as attack_code
+
+    read = attack_code.open_feature_cache
+
+    def busy_host(*args, **kwargs):  # the host takes 3 s before the first call: the spinner has a core meanwhile
+        time.sleep(3.0)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(attack_code, "open_feature_cache", busy_host)
+    source = _attack(tmp_path, "return masked_mean(inputs.tokens('natural.entropy'), inputs.mask)", extra=SPINNER)
+    err = _refusal(results, source, time_budget_s=2.0, limits=sandbox.SandboxLimits(threads=1))
+    assert err.check == "time budget" and "s of CPU time for one result" in err.why, err.why
+
+
+def test_the_cpu_time_of_a_process_tree_is_read_from_proc():
+    import subprocess
+    import sys
+
+    code = ("import os, time\nif os.fork() == 0:\n    t = time.process_time()\n    while time.process_time() - t < 1.0:\n"
+            "        pass\n    time.sleep(30)\n    os._exit(0)\ntime.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while sandbox.tree_cpu_seconds(proc.pid) < 0.9 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sandbox.tree_cpu_seconds(proc.pid) >= 0.9  # the grandchild's spin counts for the tree
+    finally:
+        subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the grandchild
+        proc.kill()
+        proc.wait()
+
+
+# ----------------------------------------------------------------------------- sockets, old system calls, /proc
+PROBE = """
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for name, family, kind in (("vsock", 40, socket.SOCK_STREAM), ("inet", socket.AF_INET, socket.SOCK_DGRAM),
+                           ("inet6", socket.AF_INET6, socket.SOCK_DGRAM), ("netlink", 16, socket.SOCK_DGRAM),
+                           ("unix", socket.AF_UNIX, socket.SOCK_STREAM)):
+    try:
+        socket.socket(family, kind).close()
+        out[name] = 0
+    except OSError as err:
+        out[name] = err.errno
+try:
+    for end in socket.socketpair(socket.AF_UNIX):
+        end.close()
+    out["socketpair_unix"] = 0
+except OSError as err:
+    out["socketpair_unix"] = err.errno
+out["modify_ldt"] = [libc.syscall(154, 0, None, 0), ctypes.get_errno()]  # x86_64 numbers
+out["personality"] = [libc.syscall(135, 0x0040000), ctypes.get_errno()]  # ADDR_NO_RANDOMIZE
+out["cmdlines"] = [open(f"/proc/{p}/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace")
+                   for p in os.listdir("/proc") if p.isdigit()]
+raise RuntimeError("CALLS " + json.dumps(out))
+"""
+
+
+@needs_sandbox
+@needs_seccomp
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 system call numbers")
+@pytest.mark.parametrize("tool", sandbox_tests._tools(), indirect=True)
+def test_only_local_sockets_no_ldt_no_personality_and_no_host_paths_in_proc(tool, results, tmp_path):
+    probe = _attack(tmp_path, PROBE, extra="import socket\n")
+    found = json.loads(_refusal(results, probe).why.split("CALLS ", 1)[1])
+    assert all(found[n] == errno.EPERM for n in ("vsock", "inet", "inet6", "netlink")), found
+    assert found["unix"] == 0 and found["socketpair_unix"] == 0, found  # a submission's own pipes still work
+    assert found["modify_ldt"] == [-1, errno.EPERM] and found["personality"] == [-1, errno.EPERM], found
+    # PID 1 (bubblewrap's reaper, or unshare's shell) and every other process: no binds, no mounts, no host folders
+    text = " ".join(found["cmdlines"])
+    assert found["cmdlines"] and "--ro-bind" not in text and "mount " not in text and "--tmpfs" not in text, text
+    assert str(results) not in text and str(sandbox_tests.splits_dir()) not in text, text
+
+
+tool = sandbox_tests.tool
+
+
+# ----------------------------------------------------------------------------- keys
+def test_a_key_file_other_users_can_read_is_refused(results, tmp_path, capsys):
+    from vidsme.benchmark.submissions.submitters import KEY_ENV
+
+    key = tmp_path / "me.key"
+    key.write_text(os.environ[KEY_ENV] + "\n")
+    os.chmod(key, 0o644)
+    before = base._tree(results)
+    argv = ["submit", "--submitter", WHO, str(base.EXAMPLE), "--key-file", str(key), "--results", str(results),
+            *base.MODE]
+    assert main(argv) == 2
+    assert "other users can read or change it (mode 644)" in capsys.readouterr().err
+    assert base._tree(results) == before
+    os.chmod(key, 0o600)
+    assert main(argv) == 0
+
+
+def test_submitters_add_can_write_the_key_to_a_private_file(results, tmp_path, capsys, monkeypatch):
+    from vidsme.benchmark.submissions.submitters import KEY_ENV
+
+    out = tmp_path / "ada.key"
+    assert main(["submitters", "add", "ada", "--results", str(results), "--key-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    key = out.read_text().strip()
+    assert os.stat(out).st_mode & 0o777 == 0o600 and key and key not in printed
+    monkeypatch.delenv(KEY_ENV)
+    assert main(["submit", "--submitter", "ada", str(base.EXAMPLE), "--key-file", str(out), "--results", str(results),
+                 *base.MODE]) == 0
+
+
+def test_a_no_sandbox_child_does_not_get_the_submitters_key(results, tmp_path):
+    seen = tmp_path / "seen.txt"
+    spy = _attack(tmp_path, f"""
+        open({str(seen)!r}, "w").write(repr(os.environ.get("VIDSME_SUBMITTER_KEY")))
+        return masked_mean(inputs.tokens("natural.entropy"), inputs.mask)
+        """)
+    submit_attack(str(spy), results, submitter=WHO, sandbox=False)
+    assert seen.read_text() == "None"

@@ -468,3 +468,34 @@ def test_scores_file_names_and_targets_are_checked(results, tmp_path, capsys):
     assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--scores", str(path), "--results", str(results), *MODE]) == 2
     assert "not both" in capsys.readouterr().err
     assert _tree(results) == before
+
+
+SIZES = {  # (file contents, what the one-line refusal says); each once ended in a traceback or a huge allocation
+    "a field over 128 KiB": (lambda ids: "sample_id,score\n" + "x" * 200_000 + ",1\n", r"line 2: longer than 4,096 characters"),
+    "a quoted field over many lines": (lambda ids: 'sample_id,score\n"' + "y\n" * 80_000 + '",1\n', r"not CSV"),
+    "more rows than samples": (lambda ids: "sample_id,score\n" + "".join(f"{i},0.5\n" for i in ids * 3) + "z,1\n" * 1000,
+                               r"more than 1,0\d\d rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIZES))
+def test_an_oversized_scores_file_is_a_one_line_refusal(case, results, tmp_path, capsys):
+    contents, why = SIZES[case]
+    path = tmp_path / "scores.csv"
+    path.write_text(contents([t["sample_id"] for t in _evaluated(results)]))
+    before = _tree(results)
+    assert _submit_scores(results, path) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "_csv.Error" not in err, err
+    assert "the 'format' check failed" in err and __import__("re").search(why, err), err
+    assert _tree(results) == before
+
+
+def test_a_scores_file_over_the_size_cap_is_refused_unread(results, tmp_path, capsys):
+    from vidsme.benchmark.submissions.scores_file import MAX_SCORES_FILE_BYTES
+
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_SCORES_FILE_BYTES + 1)  # sparse: nothing to read, if anything read it
+    assert _submit_scores(results, path) == 2
+    assert f"may have at most {MAX_SCORES_FILE_BYTES:,}" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from vidsme.data_splits.partition import PARTITIONS
 from vidsme.benchmark.submissions.sandbox import describe_protections
 from vidsme.errors import VidsmeError, printable
 from vidsme.provenance import ids_sha256
+from vidsme.text_formats import one_line
 
 SUBMISSIONS_DIR = "submissions"
 CALIBRATED_DIR = "calibrated"  # scores/<target>/submissions/calibrated/: calibrated methods' files
@@ -247,28 +248,30 @@ def commit_results(results_dir: Path, original: bytes, new_results: dict, csvs: 
 
 
 def format_result(result: SubmissionResult) -> str:
-    """Lines for the terminal: what happened, the rows added, where the leaderboard is."""
+    """Lines for the terminal: what happened, the rows added, where the leaderboard is. Every name is put on one
+    line (a line break in a name recorded by an older vidsme cannot print a line of its own)."""
+    t = one_line
     lines = [result.message]
     dev_rows = [r for r in result.rows if r.get("partition") == "dev"]  # dev numbers choose; test ones are read
     calibrated = [r for r in dev_rows if r.get("kind") == "calibrated"]
     dev_rows = [r for r in dev_rows if r.get("kind") != "calibrated"]
     for r in dev_rows:
         frames = "-" if r["n_frames"] is None else str(r["n_frames"])
-        lines.append(f"  {r['target']:<20} {r['attack']:<24} {r['slice']:<11} {r['level']:<9} frames {frames:<3} "
-                     f"dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
+        lines.append(f"  {t(r['target']):<20} {t(r['attack']):<24} {t(r['slice']):<11} {t(r['level']):<9} frames "
+                     f"{frames:<3} dev AUC {r['auc']['value']:.3f} [{r['auc']['ci_low']:.3f}, {r['auc']['ci_high']:.3f}]")
     if dev_rows:
         lines.append("  (dev-partition numbers, where configurations are chosen)")
     if calibrated:  # signal x slice x level x calibration: too many to list; each method's dev choice follows
-        methods = sorted({r["family"] for r in calibrated})
+        methods = sorted({t(r["family"]) for r in calibrated})
         lines.append(f"  {len(calibrated)} calibrated dev rows (methods {', '.join(methods)}; every row in "
                      "results.json)")
     for e in result.verdicts:
         metric = e["primary_metric"]
         value = e[metric]
         vs = e.get("vs_blind")
-        lines.append(f"  leaderboard {e['target']}: {e['method']} rank {e['rank_band']}, test {metric} "
+        lines.append(f"  leaderboard {t(e['target'])}: {t(e['method'])} rank {e['rank_band']}, test {metric} "
                      f"{value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}] "
-                     f"({e['slice']}, {e['attack']}, {e['n_frames']} frames, {e['level']}: chosen on dev)"
+                     f"({t(e['slice'])}, {t(e['attack'])}, {e['n_frames']} frames, {t(e['level'])}: chosen on dev)"
                      + ("" if vs is None else f", vs blind {vs['value']:+.3f} [{vs['ci_low']:+.3f}, "
                         f"{vs['ci_high']:+.3f}]" + ("" if e["above_blind"] else " — not above blind")))
     if result.isolation is not None:
