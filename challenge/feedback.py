@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsme.atomic import write_json_atomic, write_text_atomic
-from vidsme.benchmark.submissions.names import HOST_NAME
+from vidsme.benchmark.submissions.namespace import HOST_NAME
 from vidsme.data_splits.partition import FEEDBACK
 from vidsme.errors import VidsmeError
 from vidsme.metrics import evaluate_scores, tpr_key

@@ -1,6 +1,6 @@
 """Text from submitters, made safe for each format it lands in: terminal, markdown, HTML, CSV.
 
-Names on a board follow a strict pattern (benchmark/submissions/names.py), but boards also print
+Names on a board follow a strict pattern (benchmark/submissions/namespace.py), but boards also print
 texts written before that pattern, free text (summaries, reasons) and whatever an older vidsme
 recorded. Each writer passes every such text through the function for its format, so that a
 newline, a `|`, a carriage return or a `<script>` in it stays text: it can neither add a row, a

@@ -80,7 +80,7 @@ from vidsme.benchmark.submissions.calibration_code import (
     check_calibrations,
     declared_calibrations,
 )
-from vidsme.benchmark.submissions.names import check_claims, previous_record
+from vidsme.benchmark.submissions.namespace import check_claims, previous_record
 from vidsme.benchmark.submissions.scorer import SandboxScorer, last_line, one_line, sandbox_refusal
 from vidsme.benchmark.suite import metric_row
 from vidsme.errors import MissingFeatureError, VidsmeError

@@ -97,7 +97,7 @@ def declared_calibrations(items: object) -> list[CalibrationSpec]:
 
 def check_calibrations(specs: Sequence[CalibrationSpec], attack_names: set[str], results: dict,
                        submitter: str) -> dict[str, dict | None]:
-    """Citation and name rules of submitted calibrations (their spelling and ownership: names.check_claims);
+    """Citation and name rules of submitted calibrations (their spelling and ownership: namespace.check_claims);
     each one's earlier record by the same submitter (to be replaced), or None."""
     previous: dict[str, dict | None] = {}
     recorded = results.get("calibrations") or {}

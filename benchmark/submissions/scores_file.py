@@ -28,7 +28,7 @@ from vidsme.benchmark.submissions.common import (
     utc_now,
     verdicts_of,
 )
-from vidsme.benchmark.submissions.names import check_claims, previous_record
+from vidsme.benchmark.submissions.namespace import check_claims, previous_record
 from vidsme.benchmark.suite import metric_row
 from vidsme.provenance import sha256_file
 from vidsme.names import did_you_mean

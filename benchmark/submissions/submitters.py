@@ -8,7 +8,7 @@ Keys are 256 random bits shown once, when issued; only their sha256 is stored (a
 needs no slow hash), and they are compared in constant time. Every submission names its
 submitter and gives the key (a file, or $VIDSME_SUBMITTER_KEY: never a command-line word, since
 the command line is recorded). What a submitter's submissions name — attack names, families,
-scores-file names — belongs to them from then on (names.py: one namespace for all of them).
+scores-file names — belongs to them from then on (namespace.py: one namespace for all of them).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from vidsme.atomic import write_json_atomic
 from vidsme.benchmark.submissions.common import SubmissionRefused, utc_now
 from vidsme.benchmark.submissions.sandbox import SUBMITTER_KEY_ENV
-from vidsme.benchmark.submissions.names import RESERVED, check_submitter_name, name_key, printable_name
+from vidsme.benchmark.submissions.namespace import RESERVED, check_submitter_name, name_key, printable_name
 from vidsme.errors import VidsmeError
 
 SUBMITTERS_FILE = "submitters.json"

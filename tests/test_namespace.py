@@ -12,7 +12,6 @@ import pytest
 import test_submit as base  # the module's tiny benchmark fixture and helpers
 
 from vidsme.benchmark.submissions.common import SubmissionRefused
-from vidsme.benchmark.submissions.names import check_claims, name_key
 from vidsme.benchmark.submissions.submitters import KEY_ENV, add_submitter
 from vidsme.cli import main
 
@@ -69,6 +68,8 @@ def test_a_scores_file_cannot_join_another_submitters_calibrated_method(results,
 
 def test_names_collide_across_kinds_whoever_took_them_first():
     """Unit: every kind of name a board shows against every other, by a second submitter."""
+    from vidsme.benchmark.submissions.namespace import check_claims
+
     results = {"attacks": {"alice_attack": {"family": "alice_fam", "submission": {"submitter": "alice"}}},
                "calibrations": {"alice_cal": {"family": "alice_calfam", "submission": {"submitter": "alice"}}},
                "rows": [{"kind": "calibrated", "attack": "lira_online_global(alice_attack)", "family": "lira+alice_fam",
@@ -129,6 +130,8 @@ def test_a_scores_file_that_reads_like_a_taken_name_is_refused(case, results, tm
 
 
 def test_name_keys_fold_case_width_and_separators():
+    from vidsme.benchmark.submissions.namespace import name_key
+
     assert name_key("Min-K.Prob") == name_key("min_k_prob") == name_key("\uff4d\uff49\uff4e_k_prob") == "minkprob"
     assert name_key("l\u043ess") != name_key("loss")  # a letter of another script is refused by the spelling rule
 
