@@ -278,6 +278,7 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     from vidsme.paths import using_splits_dir
     from vidsme.benchmark.submissions.attack_code import submit_attack
     from vidsme.benchmark.submissions.common import utc_now
+    from vidsme.benchmark.submissions.sandbox import detect_isolation, no_isolation_message
     from vidsme.benchmark.submissions.submitters import authenticate
 
     path = Path(source)
@@ -298,6 +299,8 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     if len(families) > rules["families_per_file"]:
         raise SubmissionRefused("declaration", f"the file enters {len(families)} attacks here; a file may enter at "
                                                f"most {rules['families_per_file']} per round")
+    if detect_isolation() is None:  # the host's machine, not the submission: refused before anything counts
+        raise SubmissionRefused("sandbox", no_isolation_message())
     attempt = {"submitter": submitter, "file_sha256": sha, "status": "running", "started": utc_now(),
                "evaluation": _evaluation(evaluated)}
     attempt["n"] = _record_attempt(results_dir, attempt)

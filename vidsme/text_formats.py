@@ -1,10 +1,12 @@
-"""Text from submitters, made safe for each format it lands in: terminal, markdown, HTML, CSV.
+"""Text from submitters, made safe for each format it lands in: a terminal line, markdown, HTML.
 
 Names on a board follow a strict pattern (benchmark/submissions/namespace.py), but boards also print
 texts written before that pattern, free text (summaries, reasons) and whatever an older vidsme
 recorded. Each writer passes every such text through the function for its format, so that a
 newline, a `|`, a carriage return or a `<script>` in it stays text: it can neither add a row, a
-heading or a link, nor move the cursor of the terminal that prints it.
+heading or a link, nor move the cursor of the terminal that prints it. (CSV needs nothing here: the
+csv module quotes, and every column a submitter names begins with its slice, `answer/<name>`, so no
+cell a spreadsheet opens starts like a formula.)
 """
 from __future__ import annotations
 
@@ -17,18 +19,12 @@ from vidsme.errors import printable
 _LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 # markdown's structure and emphasis characters; "_" only where it could open or close emphasis
 _MARKDOWN = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
-_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def one_line(text: object) -> str:
-    """`text` on one line: every line break becomes a space, every other control or format character '?'."""
+    """`text` on one line (for a terminal line, or inside another format): every line break becomes a space,
+    every other control or format character (ANSI escapes, bidi overrides) '?'."""
     return printable(_LINE_BREAKS.sub(" ", str(text)), keep_newlines=False)
-
-
-def terminal(text: object) -> str:
-    """`text` for a terminal: control and format characters (ANSI escapes, carriage returns, bidi overrides)
-    become '?', newlines kept."""
-    return printable(text)
 
 
 def markdown_text(text: object) -> str:
@@ -42,11 +38,4 @@ def html_text(text: object) -> str:
     return html.escape(one_line(text), quote=True)
 
 
-def csv_cell(text: object) -> str:
-    """`text` for a CSV cell a spreadsheet may open: one line, and a leading `= + - @` (a formula) quoted
-    with an apostrophe. The csv module does the quoting of commas and quotes."""
-    text = one_line(text)
-    return "'" + text if text.startswith(_CSV_FORMULA) else text
-
-
-__all__ = ["csv_cell", "html_text", "markdown_text", "one_line", "terminal"]
+__all__ = ["html_text", "markdown_text", "one_line"]
