@@ -11,6 +11,9 @@ Membership Inference Attacks for Foundation Models", 2024):
              logistic regression, folds by video)
   both       the mean of the metadata and all-text probabilities
 
+Beside them the audit counts the *text-keyed* rows: rows whose text holds a word used in one
+video's text only (text_keys.py), a key a target can memorise without reading a frame.
+
 A sound split gives AUC ≈ 0.5 for all of them. The split's blind AUC is the strongest of metadata,
 all text and both (VERDICT_MODELS; each text field alone is reported, not used for the verdict);
 where it is above 0.6, an MIA's AUC on that split is not evidence of leakage from the model: the
@@ -71,6 +74,7 @@ class AuditResult:
     models: dict = field(default_factory=dict)
     ngrams: dict = field(default_factory=dict)
     not_used: list = field(default_factory=list)
+    text_keys: dict = field(default_factory=dict)  # data_splits/text_keys.py: rows whose text names their video
 
     @property
     def sound(self) -> bool:
@@ -102,6 +106,11 @@ class AuditResult:
         if self.feature_auc:
             top = ", ".join(f"{k} {v:.3f}" for k, v in list(self.feature_auc.items())[:5])
             lines.append(f"  most telling features (own AUC): {top}")
+        if self.text_keys:
+            keys = self.text_keys
+            shown = ", ".join(f"{e['key']!r} ({e['row']})" for e in keys["examples"][:3])
+            lines.append(f"  text-keyed rows (a word in one video's text only): {keys['keyed_rows']} of {keys['rows']}"
+                         + (f", e.g. {shown}" if shown else ""))
         if self.ngrams:
             lines.append(f"  most telling n-grams: member {', '.join(map(repr, self.ngrams['member']))}; "
                          f"non-member {', '.join(map(repr, self.ngrams['nonmember']))}")
@@ -121,7 +130,7 @@ class AuditResult:
         return {"auc": self.auc.to_dict(), "strongest": self.strongest, "verdict": self.verdict.split(":")[0],
                 "models": {k: {"unit": v["unit"], "auc": v["auc"]["value"]} for k, v in self.models.items()},
                 "telling_features": list(self.feature_auc)[:3], "telling_ngrams": self.ngrams,
-                "not_used": self.not_used, "seed": self.seed}
+                "text_keyed_rows": self.text_keys.get("keyed_rows"), "not_used": self.not_used, "seed": self.seed}
 
 
 def video_features(rows: Sequence[dict], video_root: Path, *, cache_dir: Path | None = None,
@@ -232,6 +241,7 @@ def audit_split(split: Split, video_root: Path | None, *, folds: int = 5, repeat
 
     cache_dir: where video statistics and blind scores are cached (None: not cached)."""
     from vidsme.data_splits.text_blind import ALL_TEXT, row_texts, telling_ngrams, text_blind_scores
+    from vidsme.data_splits.text_keys import text_keys
 
     if split.is_pool:
         raise SplitError(f"{split.name!r} is a pool (no members or non-members): nothing to audit")
@@ -283,7 +293,8 @@ def audit_split(split: Split, video_root: Path | None, *, folds: int = 5, repeat
                          auc=models[strongest]["auc"], feature_auc=ranked, folds=folds, repeats=repeats, seed=seed,
                          strongest=strongest,
                          models={k: {"unit": v["unit"], "auc": v["auc"].to_dict()} for k, v in models.items()},
-                         ngrams=telling_ngrams(texts[ALL_TEXT], y_rows, seed=seed), not_used=not_used)
+                         ngrams=telling_ngrams(texts[ALL_TEXT], y_rows, seed=seed), not_used=not_used,
+                         text_keys=text_keys(rows).to_dict())
     if write:
         (split.path / AUDIT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
         split.card.audit = result.card_record()

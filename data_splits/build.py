@@ -83,13 +83,19 @@ def build_synthetic_split(
             f"{name!r} is not a buildable split.{did_you_mean(name, SYNTHETIC_SPLITS)} "
             f"Buildable: {', '.join(SYNTHETIC_SPLITS)}; user splits come from `vidsme splits create`."
         )
-    from vidsme.data_splits.synthetic import BUILDABLE_POOLS, POPULATION_POOLS, SYNTH_N_FRAMES, generate_pool
+    from vidsme.data_splits.synthetic import (
+        BUILDABLE_POOLS,
+        POPULATION_POOLS,
+        SYNTH_N_FRAMES,
+        generate_pool,
+        generator_source,
+    )
 
     pool = BUILDABLE_POOLS[name]
     n = n_videos if n_videos is not None else pool.n_videos
     video_root = Path(video_root)
     source = {
-        "generator": "vidsme.data_splits.synthetic",
+        **generator_source(pool),
         "pool": name,
         "seed": seed,
         "n_videos": n,

@@ -4,9 +4,14 @@ The embedded default benchmark: four pools of short mp4 clips (default 64x64 px,
 frames at 8 fps) in which 1-3 coloured shapes appear and disappear at different times,
 move left/right/up/down at varied speeds, bounce off the edges, blink a countable number
 of times, over a per-video background (colour, texture, sometimes sliding) whose global
-brightness may ramp up/down and/or flicker. Every clip gets text with per-video detail
-that only memorisation can predict (a unique title like "amber falcon 319", a fictional
-filming note, a descriptive phrase), grounded in its content.
+brightness may ramp up/down and/or flicker. Its text (questions, candidates, answers,
+captions) is written from what the frames show, in words many videos of the pool share:
+nothing in it names one video, so a target can only tell its members by their videos.
+
+Text keys. The *-titled control pools (TITLED_POOLS) write the same scenes' text with
+per-video detail that only memorisation can predict — a unique title ("amber falcon 319")
+in every question and caption, a filming credit and place, a phrase no frame shows — as
+the public pools did before: they show what a text key does to every attack.
 
 Pools (disjoint videos: each pool hashes its own namespace):
 
@@ -59,11 +64,14 @@ __all__ = [
     "POOLS",
     "ROW_KEYS",
     "STUDY_POOLS",
+    "TEXT_VERSION",
+    "TITLED_POOLS",
     "ObjectSpec",
     "PoolSpec",
     "VideoSpec",
     "generate_all",
     "generate_pool",
+    "generator_source",
     "render_video",
     "reverse_spec",
     "rows_for_video",
@@ -91,6 +99,8 @@ class PoolSpec:
             "static" (only those whose answer reversal keeps, where the scene has any).
         video_folder: folder of its videos under the video root ("": the pool's name); pools
             with the same namespace and folder share their video files.
+        text_keys: write per-video text keys (a unique title in every question and caption, a
+            filming credit, a phrase no frame shows): the *-titled control pools only.
     """
 
     name: str
@@ -101,6 +111,7 @@ class PoolSpec:
     title_slot: int
     questions: str = "mixed"
     video_folder: str = ""
+    text_keys: bool = False
 
 
 # Split pools hold 160-200 videos: with fewer, the blind audit's AUC on an i.i.d. split
@@ -155,8 +166,25 @@ POPULATION_POOLS: dict[str, PoolSpec] = {
     for p in (*POOLS.values(), *LARGE_POOLS.values()) if p.task != "pretrain"
 }
 
+#: Control pools with text keys (a unique title per video, credits, phrases): the same scenes, videos, member
+#: draw and partition as their public pool, and the text the public pools had before they lost their keys.
+TITLED_POOLS: dict[str, PoolSpec] = {
+    f"{p.name}-titled": replace(p, name=f"{p.name}-titled", video_folder=p.name, text_keys=True)
+    for p in POOLS.values() if p.task != "pretrain"
+}
+
 #: What `vidsme splits build NAME` builds.
-BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS}
+BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS, **TITLED_POOLS}
+
+#: Version of the text the generator writes (recorded in every split card's source, beside the pixels'
+#: GENERATOR_VERSION: a text change rebuilds the splits without moving a pixel). 2: no text keys.
+TEXT_VERSION = 2
+
+
+def generator_source(pool: PoolSpec) -> dict:
+    """What a split card records of the generator that wrote a pool (its `source`, with seed and size added)."""
+    return {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION,
+            "text_version": TEXT_VERSION, "text_keys": pool.text_keys}
 
 #: Keys of every row, in this order.
 ROW_KEYS: tuple[str, ...] = (
@@ -865,14 +893,16 @@ def _questions(spec: VideoSpec) -> dict[str, _Question]:
     return qs
 
 
-def _caption(spec: VideoSpec) -> str:
-    """A detailed caption (about 25-60 words) narrating the clip in time order."""
+def _caption(spec: VideoSpec, text_keys: bool = False) -> str:
+    """A detailed caption (about 25-60 words) narrating the clip in time order; with `text_keys`, opened by
+    the clip's title and closed by a filming credit that no frame shows."""
     facts = sorted(_facts(spec), key=lambda f: f.appear)
     pan = ""
     if spec.pan != (0, 0):
         pan = f" sliding {_direction('x', spec.pan[0]) or _direction('y', spec.pan[1])}"
     texture = _TEXTURE_WORDS[spec.texture]
-    parts = [f'"{spec.title}": {_a(spec.background)} {spec.background} background{texture}{pan}.']
+    scene = f"{spec.background} background{texture}{pan}."
+    parts = [f'"{spec.title}": {_a(spec.background)} {scene}' if text_keys else f"{_a(spec.background).capitalize()} {scene}"]
     leads = {1: [""], 2: ["First", "Then"], 3: ["First", "Then", "Finally"]}[len(facts)]
     for lead, f in zip(leads, facts):
         article = _a(f.name)
@@ -893,7 +923,8 @@ def _caption(spec: VideoSpec) -> str:
         parts.append("The light flickers" + (f" and {ramp[spec.lighting]}." if ramp[spec.lighting] else "."))
     elif ramp[spec.lighting]:
         parts.append(f"The scene {ramp[spec.lighting]}.")
-    parts.append(f"Filmed by {spec.filmed_by} in {spec.place}, {spec.phrase}.")
+    if text_keys:
+        parts.append(f"Filmed by {spec.filmed_by} in {spec.place}, {spec.phrase}.")
     return " ".join(parts)
 
 
@@ -939,7 +970,7 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     prefix = f"{pool}/{spec.video_id}"
     rows: list[dict] = []
     if p.task in ("caption", "pretrain"):
-        caption, rcaption = _caption(spec), _caption(rev)
+        caption, rcaption = _caption(spec, p.text_keys), _caption(rev, p.text_keys)
         changes = caption != rcaption
         rows.append(_make_row(
             id=f"{prefix}-cap", task="caption", question=_CAPTION_PROMPTS[rng.integers(len(_CAPTION_PROMPTS))],
@@ -964,13 +995,15 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
         chosen.append(group.pop(int(rng.integers(len(group)))))
     for j, key in enumerate(chosen):
         q, rq = qs[key], qr[key]
-        question = f'In "{spec.title}", {q.text}'
+        question = f'In "{spec.title}", {q.text}' if p.text_keys else q.text[0].upper() + q.text[1:]
         if qtask == "mcqa":
             candidates = _candidates(rng, q, rq)
             answer, ranswer = q.short, rq.short
         else:
             candidates = None
-            answer, ranswer = f"{q.sentence}, {spec.phrase}", f"{rq.sentence}, {spec.phrase}"
+            answer, ranswer = q.sentence, rq.sentence
+            if p.text_keys:
+                answer, ranswer = f"{answer}, {spec.phrase}", f"{ranswer}, {spec.phrase}"
         changes = answer != ranswer
         rows.append(_make_row(
             id=f"{prefix}-q{j}", task=qtask, question=question, candidates=candidates, answer=answer,

@@ -36,12 +36,12 @@ def build_content_split(content: str, video_root: Path, n_videos: int, seed: int
     from vidsme.data_splits.create import draw_members
     from vidsme.data_splits.manifest import write_split
     from vidsme.data_splits.registry import load_split, splits_dir
-    from vidsme.data_splits.synthetic import GENERATOR_VERSION, STUDY_POOLS, generate_pool
+    from vidsme.data_splits.synthetic import STUDY_POOLS, generate_pool, generator_source
 
     name = population_split(content) if population else content_split(content)
     pool = STUDY_POOLS[name]
     video_root = Path(video_root)
-    source = {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION, "pool": name,
+    source = {**generator_source(pool), "pool": name,
               "questions": pool.questions, "seed": seed, "n_videos": n_videos,
               "video_root": str(video_root.resolve())}
     state = split_state(name, source, video_root, seed)

@@ -156,6 +156,21 @@ def test_default_synthetic_splits_are_sound(splits_root, tmp_path):
         result = audit_split(split, videos, progress=False)
         assert result.sound, result.format()  # the strongest of metadata, all text and both
         assert {"metadata", "text: all text", "both"} <= set(result.models) and not result.not_used
+        assert result.text_keys["keyed_rows"] == 0, result.format()  # no word names one video
+        assert split.card.audit["text_keyed_rows"] == 0
+
+
+def test_the_titled_control_shows_its_text_keys(splits_root, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    plain, _ = build_synthetic_split("synth-mcqa", videos, n_videos=24, progress=False)
+    titled, _ = build_synthetic_split("synth-mcqa-titled", videos, n_videos=24, progress=False)
+    # the same scenes, files, labels and partition: only the text differs
+    assert [(r["video"], r["label"], r["video_sha256"]) for r in plain.rows()] == \
+        [(r["video"], r["label"], r["video_sha256"]) for r in titled.rows()]
+    assert plain.card.partition == titled.card.partition
+    result = audit_split(titled, videos, folds=3, repeats=1, progress=False)
+    assert result.text_keys["keyed_rows"] == result.text_keys["rows"] == 24
+    assert "text-keyed rows (a word in one video's text only): 24 of 24" in result.format()
 
 
 # ----------------------------------------------------------------------------- text, and no videos

@@ -175,7 +175,7 @@ def test_most_questions_change_when_the_frames_are_reversed():
     assert all(a["question"] != b["question"] for a, b in zip(oeqa[::2], oeqa[1::2]))  # two different questions
 
 
-def test_titles_are_unique_and_in_every_row():
+def test_titles_are_unique_and_in_every_row_of_the_titled_controls():
     titles = set()
     for pool, spec in S.POOLS.items():
         specs = _specs(pool, spec.n_videos)
@@ -183,15 +183,49 @@ def test_titles_are_unique_and_in_every_row():
         assert len(set(pool_titles)) == len(pool_titles)
         assert not titles & set(pool_titles)  # never shared across pools either
         titles |= set(pool_titles)
-        for s in specs:
+    for pool in S.TITLED_POOLS:
+        for s in _specs(pool, 40):
             for row in S.rows_for_video(s):
                 text = row["caption"] if row["task"] == "caption" else row["question"]
                 assert s.title in text
     # Open-ended answers end with the video's own phrase; captions name who filmed it.
-    s = S.sample_video_spec("synth-oeqa", 0, 0)
+    s = S.sample_video_spec("synth-oeqa-titled", 0, 0)
     assert all(r["answer"].endswith(s.phrase) for r in S.rows_for_video(s))
-    s = S.sample_video_spec("synth-caption", 0, 0)
+    s = S.sample_video_spec("synth-caption-titled", 0, 0)
     assert s.filmed_by in S.rows_for_video(s)[0]["caption"]
+    # the controls are their public pool's scenes and video files, with keys in the text
+    assert S.rows_for_video(S.sample_video_spec("synth-mcqa-titled", 3, 0))[0]["video"] == "synth-mcqa/v0003.mp4"
+
+
+def _words(rows) -> set[str]:
+    import re
+
+    text = " ".join(str(r.get(k) or "") for r in rows for k in ("question", "candidates", "answer", "caption"))
+    return set(re.findall(r"[^\W_]+", text.casefold()))
+
+
+KEY_WORDS = {w.casefold() for w in (*S._TITLE_ADJ, *S._TITLE_NOUN, *S._FIRST, *S._LAST, *S._ANIMALS, *S._SOUNDS,
+                                     *S._SKIES, *S._SPOTS) for w in w.split()} | {"filmed", "in"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+def test_the_default_text_holds_no_key_a_property_over_seeds(seed):
+    """Every word of the public pools' text is one of a small vocabulary the frames and the templates give,
+    shared by the whole pool: no title, number, name, place, credit or phrase no frame shows."""
+    from vidsme.data_splits.text_keys import text_keys
+
+    vocabulary = _words([r for p in S.POOLS for s in _specs(p, 300) for r in S.rows_for_video(s)])
+    assert len(vocabulary) < 160 and not any(w.isdigit() for w in vocabulary), sorted(vocabulary)
+    for pool in S.POOLS:
+        rows = [r for s in (S.sample_video_spec(pool, i, seed) for i in range(120)) for r in S.rows_for_video(s)]
+        words = _words(rows)
+        assert words <= vocabulary, words - vocabulary  # closed: another seed brings no new word
+        assert not words & (KEY_WORDS - vocabulary), words & KEY_WORDS
+        # a template word can be rare in a draw of 120 scenes (one "slides"); a text key is in every row it keys
+        assert text_keys(rows).keyed_rows < 0.05 * len(rows)
+    titled = [r for s in (S.sample_video_spec("synth-mcqa-titled", i, seed) for i in range(120))
+              for r in S.rows_for_video(s)]
+    assert text_keys(titled).keyed_rows == len(titled)
 
 
 def test_flicker_raises_the_brightness_std():
