@@ -68,10 +68,12 @@ __all__ = [
     "TITLED_POOLS",
     "ObjectSpec",
     "PoolSpec",
+    "QUESTION_KINDS",
     "VideoSpec",
     "generate_all",
     "generate_pool",
     "generator_source",
+    "question_kind",
     "render_video",
     "reverse_spec",
     "rows_for_video",
@@ -891,6 +893,25 @@ def _questions(spec: VideoSpec) -> dict[str, _Question]:
                                      f"the {obj.colour} object is a {obj.shape}",
                                      ("a circle", "a square", "a triangle"), ("a star", "a hexagon"))
     return qs
+
+
+#: What each kind of question asks the frames for (question_kind): every one is answerable from the frames only.
+QUESTION_KINDS: dict[str, tuple[str, ...]] = {
+    "shape": ("what shape is the",),
+    "direction": ("which way",),
+    "order": ("which shape appears", "which shape disappears", "which shape is the last", "in what order",
+              "what happens right after", "what happens just before"),
+    "count": ("how many shapes",),
+    "repetition": ("how many times",),
+    "lighting": ("does the scene get",),
+}
+
+
+def question_kind(question: str) -> str:
+    """The kind of a generated QA question (QUESTION_KINDS), its title prefix ignored; "other" otherwise."""
+    text = question.split('", ', 1)[1] if question.startswith('In "') and '", ' in question else question
+    text = text.casefold()
+    return next((kind for kind, starts in QUESTION_KINDS.items() if text.startswith(starts)), "other")
 
 
 def _caption(spec: VideoSpec, text_keys: bool = False) -> str:
