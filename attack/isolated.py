@@ -360,11 +360,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int, default=None, help="RLIMIT_CPU, seconds")
     parser.add_argument("--processes", type=int, default=None, help="RLIMIT_NPROC")
     parser.add_argument("--file-size", type=int, default=None, help="RLIMIT_FSIZE, bytes")
+    parser.add_argument("--threads-only", action="store_true",
+                        help="deny new processes (threads stay allowed): the parent cannot count their CPU time")
     args = parser.parse_args(argv)
     from vidsme.attack.syscall_filter import install_filter
 
     apply_limits(args.memory, args.cpu, args.processes, args.file_size)
-    filtered = install_filter()
+    filtered = install_filter(threads_only=args.threads_only)
     # the protocol keeps the original stdin/stdout; the submitted code gets /dev/null and stderr
     control = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     commands = os.fdopen(os.dup(0), "r", encoding="utf-8")

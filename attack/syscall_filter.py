@@ -10,7 +10,10 @@ classic kernel attack surface) and `personality` (it would switch off address ra
 anything the child execs; nothing a scoring run uses asks for it). Sockets: only AF_UNIX (`socket` and `socketpair` of
 any other family answer EPERM) — a scoring run needs no network, and some families ignore the
 network namespace (AF_VSOCK reaches the hypervisor's services). `clone3` answers ENOSYS, so
-that the C library falls back to `clone`, whose flags the filter can read.
+that the C library falls back to `clone`, whose flags the filter can read. With `threads_only`
+(where no cgroup accounts the tree's CPU time) new processes are denied too — `fork`, `vfork` and
+`clone` without CLONE_THREAD — while threads stay allowed: /proc cannot count the CPU time of a
+child its parent reaped with SIGCHLD ignored.
 
 The filter is inherited by every thread and process the child makes and cannot be removed;
 loading it sets no_new_privs. Without libseccomp (the shared library `libseccomp.so.2`) nothing is
@@ -37,6 +40,7 @@ NAMESPACE_FLAGS = {"CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CL
                    "CLONE_NEWIPC": 0x08000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
                    "CLONE_NEWNET": 0x40000000, "CLONE_NEWTIME": 0x00000080}
 
+CLONE_THREAD = 0x00010000
 _ACT_ALLOW = 0x7FFF0000
 _CMP_NE = 1
 _CMP_MASKED_EQ = 7
@@ -71,8 +75,9 @@ def _library():
     return lib
 
 
-def install_filter() -> tuple[list[str], str | None]:
-    """Load the filter on this process: (the system calls it denies, None), or ([], why not)."""
+def install_filter(threads_only: bool = False) -> tuple[list[str], str | None]:
+    """Load the filter on this process: (the system calls it denies, None), or ([], why not). `threads_only`:
+    deny new processes too (see the module docstring)."""
     try:
         lib = _library()
     except OSError as err:
@@ -106,6 +111,15 @@ def install_filter() -> tuple[list[str], str | None]:
             if lib.seccomp_rule_add_array(ctx, _errno_action(errno.EPERM), number, 1, rule) != 0:
                 return [], f"seccomp_rule_add failed for {shown}"
             denied.append(shown)
+        if threads_only:
+            for name in ("fork", "vfork"):
+                number = lib.seccomp_syscall_resolve_name(name.encode())
+                if number >= 0 and lib.seccomp_rule_add_array(ctx, _errno_action(errno.EPERM), number, 0, None) != 0:
+                    return [], f"seccomp_rule_add failed for {name}"
+            arg = (_ArgCmp * 1)(_ArgCmp(0, _CMP_MASKED_EQ, CLONE_THREAD, 0))  # (flags & CLONE_THREAD) == 0
+            if lib.seccomp_rule_add_array(ctx, _errno_action(errno.EPERM), clone, 1, arg) != 0:
+                return [], "seccomp_rule_add failed for clone without CLONE_THREAD"
+            denied.append("new processes (fork, vfork, clone without CLONE_THREAD)")
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 >= 0:
             if lib.seccomp_rule_add_array(ctx, _errno_action(errno.ENOSYS), clone3, 0, None) != 0:

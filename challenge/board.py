@@ -17,6 +17,7 @@ Scores-file submissions and --no-sandbox runs cannot enter a challenge.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from pathlib import Path
@@ -238,9 +239,10 @@ def _attempts(results_dir: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["attempts"] if path.is_file() else []
 
 
-def _record_attempt(results_dir: Path, record: dict) -> int:
-    """Add (or, with its "n", update) one attempt in private/results/attempts.json; its number."""
-    with locked(results_dir):
+def _record_attempt(results_dir: Path, record: dict, *, lock: bool = True) -> int:
+    """Add (or, with its "n", update) one attempt in private/results/attempts.json; its number. `lock=False`:
+    the caller holds the results folder's lock."""
+    with locked(results_dir) if lock else contextlib.nullcontext():
         attempts = _attempts(results_dir)
         if "n" not in record:
             record = {**record, "n": len(attempts)}
@@ -289,21 +291,22 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
     sha = sha256_file(path)
     fixed, results_dir = fixed_configurations(out, sha, submitter)
     rules = _read_rules(paths)
-    evaluated = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-    used = _used(results_dir, evaluated, submitter)
-    limit = rules["submissions_per_submitter"]
-    if used >= limit:
-        raise SubmissionRefused("submitter", f"submitter {submitter!r} has made {used} submission(s) to this "
-                                             f"round, its limit ({limit})")
     families = {key[0] for chosen in fixed.values() for key in chosen}
     if len(families) > rules["families_per_file"]:
         raise SubmissionRefused("declaration", f"the file enters {len(families)} attacks here; a file may enter at "
                                                f"most {rules['families_per_file']} per round")
     if detect_isolation() is None:  # the host's machine, not the submission: refused before anything counts
         raise SubmissionRefused("sandbox", no_isolation_message())
-    attempt = {"submitter": submitter, "file_sha256": sha, "status": "running", "started": utc_now(),
-               "evaluation": _evaluation(evaluated)}
-    attempt["n"] = _record_attempt(results_dir, attempt)
+    limit = rules["submissions_per_submitter"]
+    with locked(results_dir):  # count and record in one step: concurrent submissions cannot all pass the limit
+        evaluated = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+        used = _used(results_dir, evaluated, submitter)
+        if used >= limit:
+            raise SubmissionRefused("submitter", f"submitter {submitter!r} has made {used} submission(s) to this "
+                                                 f"round, its limit ({limit})")
+        attempt = {"submitter": submitter, "file_sha256": sha, "status": "running", "started": utc_now(),
+                   "evaluation": _evaluation(evaluated)}
+        attempt["n"] = _record_attempt(results_dir, attempt, lock=False)
     try:
         with using_splits_dir(paths.splits):
             result = submit_attack(source, results_dir, submitter=submitter, time_budget_s=time_budget_s,
@@ -316,8 +319,14 @@ def submit_to_challenge(source: str, out: Path, *, submitter: str | None, key: s
                                            "not carry the challenge's data out); this submission counts toward your "
                                            f"limit ({used + 1} of {limit} used). Check the file on the public "
                                            "results, which say why") from None
-    except BaseException as err:
-        _record_attempt(results_dir, {**attempt, "status": "error", "why": str(err), "ended": utc_now()})
+    except Exception as err:  # whatever else stopped it may quote the attack's output too: kept private
+        _record_attempt(results_dir, {**attempt, "status": "error", "why": f"{type(err).__name__}: {err}",
+                                      "ended": utc_now()})
+        raise SubmissionRefused("evaluation", "the submission stopped on the challenge's data; the reason stays with "
+                                              "the organiser until the reveal; this submission counts toward your "
+                                              f"limit ({used + 1} of {limit} used)") from None
+    except BaseException:
+        _record_attempt(results_dir, {**attempt, "status": "error", "why": "interrupted", "ended": utc_now()})
         raise
     _record_attempt(results_dir, {**attempt, "status": result.status, "ended": utc_now()})
     results = json.loads((results_dir / RESULTS_FILE).read_text(encoding="utf-8"))

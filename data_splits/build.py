@@ -86,6 +86,7 @@ def build_synthetic_split(
     from vidsme.data_splits.synthetic import (
         BUILDABLE_POOLS,
         POPULATION_POOLS,
+        PROBE_POOLS,
         SYNTH_N_FRAMES,
         generate_pool,
         generator_source,
@@ -111,9 +112,10 @@ def build_synthetic_split(
 
     generated = generate_pool(name, video_root, n_videos=n, seed=seed, progress=progress)
     rows, notes = manifest_rows(generated)
-    is_pool = pool.task == "pretrain" or name in POPULATION_POOLS
+    is_pool = pool.task == "pretrain" or name in POPULATION_POOLS or name in PROBE_POOLS
     if is_pool:
         drawn = {"method": "none (population pool: in no split, never member nor non-member)" if name in POPULATION_POOLS
+                 else "none (probe pool: held-out scenes for a base's video reading)" if name in PROBE_POOLS
                  else "none (pretraining pool: never member nor non-member)"}
     else:
         draw_members(rows, 0.5, seed)

@@ -24,6 +24,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = (
     "synth-mcqa", "synth-oeqa", "synth-caption", "synth-pretrain", "synth-mcqa-large",
     "synth-mcqa-population", "synth-oeqa-population", "synth-caption-population", "synth-mcqa-large-population",
     "synth-mcqa-titled", "synth-oeqa-titled", "synth-caption-titled",  # controls: the same scenes with text keys
+    "synth-probe",  # held-out scenes: a base's video reading
 )
 
 

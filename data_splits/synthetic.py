@@ -62,6 +62,7 @@ __all__ = [
     "LARGE_POOLS",
     "POPULATION_POOLS",
     "POOLS",
+    "PROBE_POOLS",
     "ROW_KEYS",
     "STUDY_POOLS",
     "TEXT_VERSION",
@@ -175,8 +176,12 @@ TITLED_POOLS: dict[str, PoolSpec] = {
     for p in POOLS.values() if p.task != "pretrain"
 }
 
+#: Held-out scenes on which a base's video reading is measured (train/video_reading.py): multiple choice about
+#: what only the frames show; never pretrained on, never member nor non-member.
+PROBE_POOLS: dict[str, PoolSpec] = {"synth-probe": PoolSpec("synth-probe", "mcqa", 150, 1, "probe", 0)}
+
 #: What `vidsme splits build NAME` builds.
-BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS, **TITLED_POOLS}
+BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS, **TITLED_POOLS, **PROBE_POOLS}
 
 #: Version of the text the generator writes (recorded in every split card's source, beside the pixels'
 #: GENERATOR_VERSION: a text change rebuilds the splits without moving a pixel). 2: no text keys.

@@ -19,6 +19,7 @@ from vidsme.benchmark.submissions.sandbox import detect_isolation
 from vidsme.benchmark.suite import metric_row, scores_path, write_scores_csv
 from vidsme.benchmark.verdicts import compute_verdicts
 from vidsme.cli import main
+from vidsme.errors import VidsmeError
 from vidsme.data_splits.partition import FEEDBACK, draw_partition
 from tiny_configs import CHALLENGE_TINY
 
@@ -375,3 +376,28 @@ def test_a_refusal_on_a_challenge_says_only_the_check_and_counts(built, tmp_path
     assert {p: p.read_bytes() for p in (out / "public").rglob("*") if p.is_file()} == before
     attempts = json.loads((out / "private" / "results" / "attempts.json").read_text())["attempts"]
     assert [a["status"] for a in attempts] == ["refused"] * 3 and "LEAK" in attempts[0]["why"]  # the organiser's
+
+
+@pytest.mark.skipif(detect_isolation() is None, reason="no sandbox (bubblewrap or user namespaces) on this machine")
+def test_any_other_error_on_a_challenge_is_told_as_a_bare_refusal_and_counts(built, tmp_path, capsys, monkeypatch):
+    """An error that is not a refusal (e.g. the metrics on scores the attack chose) may quote the challenge's data:
+    the submitter is told only that the submission stopped; a running submission counts for the next one."""
+    import vidsme.benchmark.submissions.attack_code as attack_code
+
+    out = _copy(built, tmp_path)
+    evaluate_challenge(out, _public_results(tmp_path / "public", with_submission=True), progress=False)
+    seen = []
+
+    def stops(*args, **kwargs):
+        attempts = json.loads((out / "private" / "results" / "attempts.json").read_text())["attempts"]
+        seen.append([a["status"] for a in attempts])  # this run is recorded before it runs
+        raise VidsmeError("all 4 scores are infinite: SECRET 0.123456")
+
+    monkeypatch.setattr(attack_code, "submit_attack", stops)
+    assert main(["submit", "--submitter", WHO, str(EXAMPLE), "--challenge", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the 'evaluation' check failed" in err and "(1 of 3 used)" in err, err
+    assert "SECRET" not in err and "infinite" not in err, err
+    assert seen == [["running"]]
+    attempts = json.loads((out / "private" / "results" / "attempts.json").read_text())["attempts"]
+    assert attempts[0]["status"] == "error" and "SECRET" in attempts[0]["why"]

@@ -112,18 +112,21 @@ def test_a_scores_file_cannot_be_named_like_the_board_itself(name, results, tmp_
 
 # ----------------------------------------------------------------------------- look-alikes
 LOOK_ALIKES = {"cyrillic o": "l\u043ess", "zero-width space": "zlib\u200b", "upper case": "Loss", "capital": "Zlib",
-               "host in capitals": "VIDSME", "separators": "min-k-prob", "full-width": "\uff4c\uff4f\uff53\uff53"}
+               "host in capitals": "VIDSME", "separators": "min-k-prob", "full-width": "\uff4c\uff4f\uff53\uff53",
+               "capital i for l": "Ioss", "digit one for l": "z1ib", "rn for m": "vidsrne", "zero for o": "l0ss",
+               "capital i in blind": "bIind", "trailing newline": "loss_v2\n", "a web address": "www.example.org"}
 
 
 @pytest.mark.parametrize("case", sorted(LOOK_ALIKES))
 def test_a_family_that_reads_like_a_taken_name_is_refused(case, results, tmp_path, capsys):
     err = _refused(results, capsys, "--submitter", WHO, str(_code(tmp_path, "lookalike", LOOK_ALIKES[case])), *MODE)
-    assert "reads as" in err or "is vidsme's" in err or "ASCII" in err, err
+    assert "reads as" in err or "is vidsme's" in err or "ASCII" in err or "link" in err, err
     if not LOOK_ALIKES[case].isascii():  # the refusal shows what the character is
         assert "U+" in err and "\u200b" not in err, err
 
 
-@pytest.mark.parametrize("case", ["upper case", "capital", "separators", "host in capitals"])
+@pytest.mark.parametrize("case", ["upper case", "capital", "separators", "host in capitals", "capital i for l",
+                                  "rn for m"])
 def test_a_scores_file_that_reads_like_a_taken_name_is_refused(case, results, tmp_path, capsys):
     err = _refused(results, capsys, "--submitter", WHO, *_scores(results, tmp_path, LOOK_ALIKES[case]))
     assert "reads as" in err, err
@@ -134,14 +137,19 @@ def test_name_keys_fold_case_width_and_separators():
 
     assert name_key("Min-K.Prob") == name_key("min_k_prob") == name_key("\uff4d\uff49\uff4e_k_prob") == "minkprob"
     assert name_key("l\u043ess") != name_key("loss")  # a letter of another script is refused by the spelling rule
+    from vidsme.benchmark.submissions.namespace import name_keys
+
+    assert "blind" in name_keys("bIind") and "vidsme" in name_keys("vidsrne") and "vidsme" in name_keys("VIDSME")
+    assert "loss" in name_keys("I0ss") & name_keys("1oss") and name_keys("vvave") & name_keys("wave")
 
 
 # ----------------------------------------------------------------------------- the host is not a submitter
-@pytest.mark.parametrize("name", ["vidsme", "VIDSME", "vid-sme", "host", "blind_baseline"])
+@pytest.mark.parametrize("name", ["vidsme", "VIDSME", "vid-sme", "host", "blind_baseline", "vidsrne", "ada\n"])
 def test_no_submitter_is_named_like_the_host(name, results, capsys):
     before = base._tree(results)
     assert main(["submitters", "add", name, "--results", str(results)]) == 2
-    assert "choose another" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "choose another" in err or "must be 1-100 ASCII" in err, err
     assert base._tree(results) == before
 
 

@@ -426,3 +426,38 @@ def test_a_no_sandbox_child_does_not_get_the_submitters_key(results, tmp_path):
         """)
     submit_attack(str(spy), results, submitter=WHO, sandbox=False)
     assert seen.read_text() == "None"
+
+
+def test_scores_so_large_that_a_video_mean_overflows_are_refused(results, tmp_path):
+    huge = _attack(tmp_path, "return 1.6e308 * (1 + 0.01 * torch.tanh(masked_mean(inputs.tokens('natural.entropy'), "
+                             "inputs.mask)))")
+    err = _refusal(results, huge, sandbox=ISOLATION is not None)
+    assert err.check == "scores" and "larger than 1e+300 in magnitude" in err.why, err.why
+
+
+SIG_IGN_SPINNER = """
+import signal
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited children are reaped at once: their CPU time is nobody's
+try:
+    if os.fork() == 0:
+        start = time.process_time()
+        while time.process_time() - start < 4:
+            pass
+        os._exit(0)
+    FORKED = "forked"
+except OSError as err:
+    FORKED = f"no fork: {err}"
+"""
+
+
+@needs_sandbox
+@needs_seccomp
+def test_without_a_cgroup_the_sandbox_starts_no_process(results, tmp_path, monkeypatch):
+    """/proc cannot count a child reaped with SIGCHLD ignored; where no cgroup counts the tree, no child is made."""
+    monkeypatch.setattr(sandbox.Cgroup, "create", classmethod(lambda cls, *a, **k: "no cgroup (this test)"))
+    probe = _attack(tmp_path, 'raise RuntimeError("FORK " + FORKED)', extra=SIG_IGN_SPINNER)
+    err = _refusal(results, probe)
+    assert "FORK no fork: [Errno 1] Operation not permitted" in err.why, err.why
+    source = _attack(tmp_path, "return masked_mean(inputs.tokens('natural.entropy'), inputs.mask)", name="plain")
+    result = submit_attack(str(source), results, submitter=WHO)  # threads (torch's) still work
+    assert "threads only" in result.isolation["cpu_accounting"], result.isolation

@@ -473,6 +473,8 @@ def test_scores_file_names_and_targets_are_checked(results, tmp_path, capsys):
 SIZES = {  # (file contents, what the one-line refusal says); each once ended in a traceback or a huge allocation
     "a field over 128 KiB": (lambda ids: "sample_id,score\n" + "x" * 200_000 + ",1\n", r"line 2: longer than 4,096 characters"),
     "a quoted field over many lines": (lambda ids: 'sample_id,score\n"' + "y\n" * 80_000 + '",1\n', r"not CSV"),
+    "a quoted field of 5,000 characters": (lambda ids: 'sample_id,score\n"' + "y\n" * 2_500 + '",1\n',
+                                           r"a field of over 1,024 characters"),
     "more rows than samples": (lambda ids: "sample_id,score\n" + "".join(f"{i},0.5\n" for i in ids * 3) + "z,1\n" * 1000,
                                r"more than 1,0\d\d rows"),
 }

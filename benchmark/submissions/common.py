@@ -36,6 +36,7 @@ HISTORY_DIR = "history"  # scores/<target>/submissions/history/<entry>/: files o
 BUILTIN_MODULES = "vidsme.attack.attacks."  # where vidsme's own attack families live
 LEADERBOARD_FILES: tuple[str, ...] = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
 _IDS_SHOWN = 5
+MAX_ABS_SCORE = 1e300  # larger finite scores overflow a video's mean (of its rows) to inf: refused
 
 
 class SubmissionRefused(VidsmeError):
@@ -62,8 +63,8 @@ class SubmissionResult:
 
 
 def ids_preview(ids: Sequence[str]) -> str:
-    """The first few ids and how many there are, for an error message."""
-    shown = ", ".join(str(i) for i in list(ids)[:_IDS_SHOWN])
+    """The first few ids (each cut to 64 characters) and how many there are, for an error message."""
+    shown = ", ".join(str(i) if len(str(i)) <= 64 else str(i)[:61] + "..." for i in list(ids)[:_IDS_SHOWN])
     return shown + (f", ... ({len(ids)} in all)" if len(ids) > _IDS_SHOWN else "")
 
 
@@ -285,7 +286,8 @@ def format_result(result: SubmissionResult) -> str:
 
 
 
-__all__ = ["BUILTIN_MODULES", "CALIBRATED_DIR", "HISTORY_DIR", "LEADERBOARD_FILES", "SUBMISSIONS_DIR", "SubmissionRefused",
+__all__ = ["BUILTIN_MODULES", "CALIBRATED_DIR", "HISTORY_DIR", "LEADERBOARD_FILES", "MAX_ABS_SCORE", "SUBMISSIONS_DIR",
+           "SubmissionRefused",
            "SubmissionResult", "archive", "commit_results",
            "locked", "owner_of", "evaluated_samples", "open_feature_cache", "format_result", "ids_preview",
            "is_submission_file", "read_results_bytes", "utc_now", "verdicts_of"]

@@ -31,12 +31,16 @@ from vidsme.benchmark.submissions.common import SubmissionRefused, owner_of
 from vidsme.benchmark.verdicts import BLIND_METHOD, method_of
 
 HOST_NAME = "vidsme"  # how the board names its host (the built-in entries): never a submitter
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # used with fullmatch: no trailing newline
 NAME_RULE = "1-100 ASCII letters, digits, _ . or - (starting with a letter or digit)"
 # words the board prints of its own accord; a submitted name that reads like one is refused
 RESERVED: tuple[str, ...] = (HOST_NAME, "host", "organiser", "organizer", "blind", BLIND_METHOD, "blind_metadata",
                              "blind_text", "blind_both", "ceiling", "submitted", "scores_file", "reference_free")
 _SEPARATORS = re.compile(r"[\s_.\-]+")
+# ASCII letters and digits that pass for others in a sans-serif face: capital I, digit 1 and | for l, 0 for o;
+# and the pairs "rn" for m, "vv" for w (applied after case folding)
+_CONFUSABLE_CHARS = str.maketrans({"I": "l", "1": "l", "|": "l", "0": "o"})
+_CONFUSABLE_PAIRS = (("rn", "m"), ("vv", "w"))
 
 
 def name_key(name: str) -> str:
@@ -44,9 +48,21 @@ def name_key(name: str) -> str:
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", str(name)).casefold())
 
 
+def name_keys(name: str) -> set[str]:
+    """Every way a name may read: its key, and its key with ASCII look-alikes mapped to one letter (`I 1` -> l,
+    `0` -> o, `rn` -> m, `vv` -> w). Two names read alike when their sets meet: `bIind`, `Ioss` and `vidsrne`
+    read as `blind`, `loss` and `vidsme`, while `VIDSME` (whose capital I is an i) still reads as `vidsme`."""
+    skeleton = _SEPARATORS.sub("", unicodedata.normalize("NFKC", str(name)).translate(_CONFUSABLE_CHARS).casefold())
+    for pair, letter in _CONFUSABLE_PAIRS:
+        skeleton = skeleton.replace(pair, letter)
+    return {name_key(name), skeleton}
+
+
 def _first_bad_character(name: str) -> str | None:
     """Words for the first character of `name` that NAME_PATTERN does not allow, or None."""
     for position, char in enumerate(name):
+        if char == "\n":
+            return f"a line break at position {position + 1}"
         if char.isascii() and (char.isalnum() or (position and char in "_.-")):
             continue
         code = f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
@@ -60,9 +76,17 @@ def _first_bad_character(name: str) -> str | None:
     return None
 
 
+def reserved_keys() -> set[str]:
+    """Every key of the board's own words (RESERVED)."""
+    return {key for word in RESERVED for key in name_keys(word)}
+
+
 def check_spelling(name: object, what: str) -> str:
     """`name` if it follows NAME_PATTERN; a 'name' refusal saying which character does not, otherwise."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name) and name.casefold().startswith("www."):
+        raise SubmissionRefused("name", f"{what} {printable_name(name)} starts with 'www.': a markdown page would "
+                                        "show it as a link; choose another")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         bad = _first_bad_character(name) if isinstance(name, str) and name else None
         why = f" ({bad})" if bad else (" (too long)" if isinstance(name, str) and len(name) > 100 else "")
         raise SubmissionRefused("name", f"{what} {printable_name(name)} must be {NAME_RULE}{why}: names appear on "
@@ -116,7 +140,8 @@ def board_claims(results: dict) -> dict[str, Claim]:
 
     def add(name: object, owner: str | None, what: str) -> None:
         if isinstance(name, str) and name:
-            claims.setdefault(name_key(name), Claim(name, owner, what))
+            for key in name_keys(name):
+                claims.setdefault(key, Claim(name, owner, what))
 
     for claim in _builtin_claims():
         add(claim.name, claim.owner, claim.what)
@@ -149,15 +174,16 @@ def check_claims(names: Iterable[tuple[str, str]], results: dict, submitter: str
     name on the board of `results` that is not `submitter`'s. `derived` names (calibrated methods:
     `lira+<family>`, `<calibration>(<signal>)`) are built by vidsme from checked parts: their spelling is
     not checked, their ownership is."""
-    if name_key(submitter) in {name_key(w) for w in RESERVED}:
+    if name_keys(submitter) & reserved_keys():
         raise SubmissionRefused("submitter", f"submitter name {printable_name(submitter)} reads like a name the board "
                                              "uses for itself; the host must issue another")
     claims = board_claims(results)
     for name, what in [*names, *((d, "calibrated method") for d in derived)]:
         if what != "calibrated method":
             check_spelling(name, what)
-        existing = claims.get(name_key(name))
-        if existing is None or existing.owner == submitter:
+        found = [claims[k] for k in sorted(name_keys(name)) if k in claims]
+        existing = next((c for c in found if c.owner != submitter), None)
+        if existing is None:
             continue
         same = existing.name == name
         if existing.owner is None:
@@ -202,11 +228,11 @@ def check_submitter_name(name: object, known: Iterable[str]) -> str:
         check_spelling(name, "submitter name")
     except SubmissionRefused as err:
         raise VidsmeError(err.why) from None
-    key = name_key(name)
-    if key in {name_key(w) for w in RESERVED}:
+    keys = name_keys(name)
+    if keys & reserved_keys():
         raise VidsmeError(f"submitter name {printable_name(name)} reads like {HOST_NAME!r} or another word the board "
                           "prints for itself (its host's entries, the blind baseline): choose another")
-    clash = next((k for k in known if name_key(k) == key), None)
+    clash = next((k for k in known if name_keys(k) & keys), None)
     if clash is not None:
         raise VidsmeError(f"submitter name {printable_name(name)} reads like the existing submitter {clash!r}; "
                           "choose another")
@@ -214,4 +240,5 @@ def check_submitter_name(name: object, known: Iterable[str]) -> str:
 
 
 __all__ = ["HOST_NAME", "NAME_PATTERN", "NAME_RULE", "RESERVED", "Claim", "board_claims", "check_claims",
-           "check_spelling", "check_submitter_name", "name_key", "previous_record", "printable_name"]
+           "check_spelling", "check_submitter_name", "name_key", "name_keys", "previous_record", "printable_name",
+           "reserved_keys"]

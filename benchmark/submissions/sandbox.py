@@ -537,6 +537,11 @@ class Cgroup:
         return ["/bin/sh", "-c", f'{joins} && shift {len(self.folders)} && exec "$@"', "vidsme-cgroup",
                 *map(str, self.folders)]
 
+    @property
+    def counts_cpu(self) -> bool:
+        """Whether the cgroup accounts the CPU time of its processes (v2 always; v1 with a cpuacct folder)."""
+        return self.version == 2 or any((f / "cpuacct.usage").is_file() for f in self.folders)
+
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) every process that was ever in the cgroup has used, or None where the
         cgroup does not account it."""
@@ -727,6 +732,7 @@ class SandboxProcess:
         self.cgroup: Cgroup | None = None
         self.cgroup_problem: str | None = None
         self.seccomp: list[str] = []  # the system calls the child's filter denies (its "ready" message)
+        self.threads_only = False  # no new processes in the child (no cgroup counts their CPU time)
         self.seccomp_problem: str | None = None
 
     def write_inputs(self, inputs, needs: Sequence[str], order: Sequence[int], ids: Sequence[str], name: str) -> None:
@@ -763,13 +769,18 @@ class SandboxProcess:
                 "--file-size", str(self.limits.file_bytes)]
         if self._cpu is not None:
             argv += ["--cpu", str(self._cpu)]
-        plan = _Plan(trees, _covers(trees, self._hide), self.inputs, self.work / "root", _environment(self.limits),
-                     self.limits.tmp_bytes, argv, self.uid or SANDBOX_UIDS[0])
         group = Cgroup.create(self.limits.memory_bytes, self.limits.processes() + CGROUP_EXTRA_PIDS)
         if isinstance(group, str):
             self.cgroup_problem = group
         else:
             self.cgroup = group
+        # /proc loses the CPU time of a child reaped with SIGCHLD ignored: without a cgroup that counts the whole
+        # tree's, a sandboxed submission may start threads but no processes (its seccomp filter says EPERM)
+        self.threads_only = self.isolation.isolated and (self.cgroup is None or not self.cgroup.counts_cpu)
+        if self.threads_only:
+            argv.append("--threads-only")
+        plan = _Plan(trees, _covers(trees, self._hide), self.inputs, self.work / "root", _environment(self.limits),
+                     self.limits.tmp_bytes, argv, self.uid or SANDBOX_UIDS[0])
         command, args_file = _out_of_sight(self.isolation, build_command(self.isolation, plan), self.work)
         if self.cgroup is not None:
             command = [*self.cgroup.join_prefix(), *command]
@@ -826,7 +837,10 @@ class SandboxProcess:
             uid = (f"fresh per run (of {SANDBOX_UIDS.start}-{SANDBOX_UIDS.stop - 1})" if iso.as_sandbox_uid
                    else "the caller's, in a user namespace of its own")
             spaces = ["mount", "pid", "net", "ipc", "uts", *(["user"] if iso.mode != "root" else [])]
-        return {"tool": iso.tool, "mode": iso.mode, "uid": uid, "namespaces": spaces,
+        cpu = ("the cgroup's account of the whole tree" if self.cgroup is not None and self.cgroup.counts_cpu
+               else "/proc, threads only (no new processes: nothing could count their CPU time)" if self.threads_only
+               else "/proc (a child reaped with SIGCHLD ignored is not counted: --no-sandbox)")
+        return {"tool": iso.tool, "mode": iso.mode, "uid": uid, "namespaces": spaces, "cpu_accounting": cpu,
                 "seccomp": {"denied": self.seccomp} if self.seccomp else {"unavailable": self.seccomp_problem},
                 "cgroup": self.cgroup.record() if self.cgroup else {"unavailable": self.cgroup_problem},
                 "rlimits": {"address_space_bytes": self.limits.memory_bytes, "processes": self.limits.processes(),

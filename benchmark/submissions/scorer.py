@@ -21,7 +21,7 @@ from vidsme.attack.isolated import COPIES, decode_scores, opaque_ids
 from vidsme.attack.registry import AttackSpec
 from vidsme.benchmark.evaluate import slice_inputs
 from vidsme.benchmark.submissions import sandbox as sandboxing
-from vidsme.benchmark.submissions.common import SubmissionRefused, ids_preview
+from vidsme.benchmark.submissions.common import MAX_ABS_SCORE, SubmissionRefused, ids_preview
 from vidsme.errors import printable
 
 WHY_CHARS = 2000  # a reason quoted from the sandbox, on one line
@@ -86,6 +86,12 @@ def _order_hint(spec: AttackSpec | CalibrationSpec) -> str:
 
 def _non_finite(first: np.ndarray, ids: Sequence[str], unit: str, spec: AttackSpec | CalibrationSpec) -> None:
     bad = ~np.isfinite(first)
+    huge = np.isfinite(first) & (np.abs(first) > MAX_ABS_SCORE)
+    if huge.any() and not bad.any():
+        raise SubmissionRefused("scores", f"{unit}: {int(huge.sum())} of {len(first)} scores of {_noun(spec)} "
+                                          f"{spec.name!r} are larger than {MAX_ABS_SCORE:g} in magnitude "
+                                          f"({ids_preview([ids[i] for i in np.flatnonzero(huge)])}): a video's mean of "
+                                          "such scores overflows; rescale them")
     if bad.any():
         nan = [ids[i] for i in np.flatnonzero(np.isnan(first))]
         inf = [ids[i] for i in np.flatnonzero(np.isinf(first))]

@@ -17,6 +17,7 @@ from vidsme.attack.registry import list_attacks
 from vidsme.benchmark.evaluate import LEVELS, ROW_IS_VIDEO, evaluate_level_scores
 from vidsme.benchmark.results_schema import load_results
 from vidsme.benchmark.submissions.common import (
+    MAX_ABS_SCORE,
     SUBMISSIONS_DIR,
     SubmissionRefused,
     SubmissionResult,
@@ -75,6 +76,9 @@ def _read_scores_csv(path: Path, max_rows: int) -> tuple[list[str], list[str]]:
                     raise SubmissionRefused("format", f"{path}, line {reader.line_num}: more than {max_rows:,} rows, "
                                                       "the most a scores file of this target may have (twice its "
                                                       "evaluated samples, and 1,000); give each sample once")
+                if max(len(row[i_id]), len(row[i_score])) > MAX_FIELD_CHARS:  # a quoted field over many lines
+                    raise SubmissionRefused("format", f"{path}, line {reader.line_num}: a field of over "
+                                                      f"{MAX_FIELD_CHARS:,} characters; an id or a score is shorter")
                 ids.append(row[i_id].strip())
                 scores.append(row[i_score].strip())
         except csv.Error as err:
@@ -174,6 +178,10 @@ def submit_scores_file(scores_file: Path, results_dir: Path, *, submitter: str, 
     if bad:
         raise SubmissionRefused("finite", f"{scores_file}: {len(bad)} of {len(scores)} scores are not finite: "
                                           f"{ids_preview(bad)}")
+    huge = [expected[i] for i in np.flatnonzero(np.abs(scores) > MAX_ABS_SCORE)]
+    if huge:
+        raise SubmissionRefused("finite", f"{scores_file}: {len(huge)} scores are larger than {MAX_ABS_SCORE:g} in "
+                                          f"magnitude ({ids_preview(huge)}): a video's mean of them overflows; rescale")
     if np.ptp(scores) == 0:
         raise SubmissionRefused("finite", f"{scores_file}: every score is {scores[0]:g}: a constant carries no "
                                           "membership information, so it is not ranked")

@@ -22,7 +22,7 @@ from pathlib import Path
 from vidsme.atomic import write_json_atomic
 from vidsme.benchmark.submissions.common import SubmissionRefused, utc_now
 from vidsme.benchmark.submissions.sandbox import SUBMITTER_KEY_ENV
-from vidsme.benchmark.submissions.namespace import RESERVED, check_submitter_name, name_key, printable_name
+from vidsme.benchmark.submissions.namespace import check_submitter_name, name_keys, printable_name, reserved_keys
 from vidsme.errors import VidsmeError
 
 SUBMITTERS_FILE = "submitters.json"
@@ -102,7 +102,7 @@ def authenticate(folder: Path, name: str | None, key: str) -> str:
     if not name:
         raise SubmissionRefused("submitter", "every submission names its submitter: --submitter NAME (the host "
                                              "issues names and keys with `vidsme submitters add NAME`)")
-    if name_key(name) in {name_key(w) for w in RESERVED}:  # issued before such names were reserved
+    if name_keys(name) & reserved_keys():  # issued before such names were reserved
         raise SubmissionRefused("submitter", f"submitter name {printable_name(name)} reads like the board's host or "
                                              "another word the board prints for itself; the host must issue another")
     known = read_submitters(folder)
