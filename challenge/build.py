@@ -586,7 +586,8 @@ def _train(paths: ChallengePaths, settings: ChallengeSettings, seeds: dict[str, 
     base_dir = paths.models / BASE_NAME
     forced = [f"name={BASE_NAME}", f"output_dir={base_dir}", f"data.split={PRETRAIN_POOL}",
               f"data.video_root={paths.videos}", f"seed={seeds[f'train:{BASE_NAME}']}",
-              f"model.seed={seeds[f'init:{BASE_NAME}']}"]
+              f"model.seed={seeds[f'init:{BASE_NAME}']}",
+              "probe.split=null"]  # its probe pool is public (the demo's base card has the measurement)
     cfg = load_config(BaseConfig, settings.configs / BASE_CONFIG, [*routed["base"], *forced])
     done[BASE_NAME] = "trained" if train_or_reuse(cfg, progress=progress) else "reused"
     log(f"  {BASE_NAME}: {done[BASE_NAME]}")

@@ -1004,7 +1004,7 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
             **common))
     if p.task == "caption":
         return rows
-    n_questions = 2 if p.task == "oeqa" else 1
+    n_questions = p.rows_per_video - (p.task == "pretrain")  # a pretraining video's first row is its caption
     qtask = p.task if p.task != "pretrain" else ("mcqa" if rng.random() < 0.5 else "oeqa")
     qs, qr = _questions(spec), _questions(rev)
     keys = [key for key in qs if key in qr]
@@ -1012,6 +1012,8 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     invariant = [key for key in keys if qs[key].short == qr[key].short]
     chosen = []
     for _ in range(n_questions):
+        if not (sensitive or invariant):  # every question of the scene asked already
+            break
         if p.questions != "mixed":  # a study pool: one kind only (the other where the scene has none)
             group = (sensitive or invariant) if p.questions == "temporal" else (invariant or sensitive)
         elif sensitive and invariant:

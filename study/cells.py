@@ -21,7 +21,7 @@ from vidsme import __version__
 from vidsme.config import config_hash, config_to_dict
 from vidsme.errors import VidsmeError
 from vidsme.study.config import CellSettings, CellSpec, StudyBase, StudyConfig
-from vidsme.study.splits import PRETRAIN_POOL, content_split, population_split
+from vidsme.study.splits import PRETRAIN_POOL, PROBE_POOL, content_split, population_split
 from vidsme.provenance import sha256_file
 
 STUDY_VERSION = 1  # bump when a change alters any cell's numbers (invalidates every cell file)
@@ -117,7 +117,7 @@ def _card(path: Path) -> dict:
 def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
                progress: bool = True) -> tuple[Path, bool, float]:
     """Pretrain (or reuse) the cell's base; returns (folder, trained now, seconds)."""
-    from vidsme.train.config import BaseConfig, DataConfig, EngineConfig, OptimConfig
+    from vidsme.train.config import BaseConfig, DataConfig, EngineConfig, OptimConfig, ProbeConfig
     from vidsme.train.recipes import train_or_reuse
 
     out = models / plan.base_id
@@ -128,7 +128,8 @@ def train_base(cfg: StudyConfig, plan: CellPlan, video_root: Path, models: Path,
                       model=base.model,
                       optim=OptimConfig(lr=base.lr, epochs=base.epochs, micro_batch_size=base.micro_batch_size,
                                         warmup_steps=base.warmup_steps),
-                      engine=EngineConfig(deepspeed=cfg.deepspeed), seed=cfg.data_seed)
+                      engine=EngineConfig(deepspeed=cfg.deepspeed),
+                      probe=ProbeConfig(split=PROBE_POOL, video_root=video_root), seed=cfg.data_seed)
     start = time.perf_counter()
     trained = train_or_reuse(bcfg, progress=progress)
     return out, trained, time.perf_counter() - start

@@ -14,6 +14,7 @@ from pathlib import Path
 from vidsme.data_splits.registry import Split
 
 PRETRAIN_POOL = "synth-pretrain"
+PROBE_POOL = "synth-probe"  # held-out scenes: each base's video reading (train/video_reading.py)
 
 
 def content_split(content: str) -> str:
@@ -81,6 +82,8 @@ def build_study_data(contents: list[str], video_root: Path, *, split_videos: int
     pool, rebuilt = build_synthetic_split(PRETRAIN_POOL, video_root, seed=seed, n_videos=pretrain_videos,
                                           progress=progress)
     built["pretrain"] = _record(pool, rebuilt)
+    probe, rebuilt = build_synthetic_split(PROBE_POOL, video_root, seed=seed, progress=progress)
+    built["probe"] = _record(probe, rebuilt)
     return built
 
 
@@ -89,4 +92,4 @@ def _record(split: Split, rebuilt: bool) -> dict:
             "notes": list(split.card.notes), "rebuilt": rebuilt}
 
 
-__all__ = ["PRETRAIN_POOL", "build_content_split", "build_study_data", "content_split", "population_split"]
+__all__ = ["PRETRAIN_POOL", "PROBE_POOL", "build_content_split", "build_study_data", "content_split", "population_split"]

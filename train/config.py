@@ -80,6 +80,18 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """Where the base's video reading is measured after pretraining (train/video_reading.py): held-out
+    multiple-choice rows with their own, a swapped and a blank video."""
+
+    split: str | None = "synth-probe"  # a pool of held-out scenes (never pretrained on); None: not measured
+    video_root: Path | None = None  # folder of its videos (None: data.video_root)
+    max_rows: int = 150  # the first rows of the pool (each scored once per candidate and condition)
+    n_bootstrap: int = 1000  # replicates (over videos) of the swapped-minus-own loss CI
+    seed: int = 0  # of the swap and the bootstrap
+
+
+@dataclass(frozen=True)
 class BaseConfig:
     """The tiny base model: built from a config, pretrained on a pool with everything trainable."""
 
@@ -89,4 +101,5 @@ class BaseConfig:
     model: TinyVullmConfig = field(default_factory=TinyVullmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     seed: int = 0

@@ -142,6 +142,7 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
                                    progress_bar=progress)
     trained = _unpartitioned(trained, rank, lambda: load_base(init_dir)[0])
     if rank == 0:
+        reading = measure_base_reading(cfg, trained, processor, progress=progress)
         _save(trained, processor, out)
         shutil.rmtree(init_dir, ignore_errors=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the model replaces them
@@ -151,10 +152,35 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
                      "manifest_sha256": split.card.manifest_sha256},
             "steps": result.steps, "epochs": result.epochs, "trained_ids_sha256": ids_sha256(result.trained_ids),
             "final_train_loss": result.losses[-1], "train_seconds": round(result.seconds, 2),
+            "video_reading": reading,
             "vidsme": __version__, "git_commit": git_commit(), "libraries": library_versions(),
         })
     torch.distributed.barrier()
     return out
+
+
+def measure_base_reading(cfg: BaseConfig, model, processor, *, progress: bool = True) -> dict | None:
+    """The base's video reading on its probe pool (cfg.probe), printed and returned for the base card; None when
+    the config measures none (probe.split: null)."""
+    from vidsme.train.video_reading import ReadingSettings, format_video_reading, measure_video_reading
+
+    probe = cfg.probe
+    if probe.split is None:
+        return None
+    split = load_split(probe.split)
+    video_root = Path(probe.video_root or cfg.data.video_root)
+    rows = [r for r in split.rows() if r.get("candidates")][: probe.max_rows]
+    missing = [r["id"] for r in rows if not (video_root / r["video"]).is_file()]
+    if missing:
+        raise VidsmeError(f"probe pool {probe.split}: {len(missing)} video(s) missing under {video_root} (e.g. "
+                          f"{missing[0]}); build it with `vidsme splits build {probe.split} --video-root {video_root}`, "
+                          "or set probe.split=null to skip the measurement")
+    settings = ReadingSettings(n_frames=cfg.data.n_frames, template=cfg.data.template,
+                               max_text_tokens=cfg.data.max_text_tokens, seed=probe.seed, n_bootstrap=probe.n_bootstrap)
+    result = measure_video_reading(model, processor, rows, video_root, settings, progress=progress)
+    result["probe"] = {"split": split.name, "manifest_sha256": split.card.manifest_sha256}
+    print(format_video_reading(result))
+    return result
 
 
 def train_or_reuse(cfg: BaseConfig | TargetConfig, *, progress: bool = True) -> bool:
