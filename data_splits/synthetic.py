@@ -191,7 +191,7 @@ TEXT_VERSION = 2
 def generator_source(pool: PoolSpec) -> dict:
     """What a split card records of the generator that wrote a pool (its `source`, with seed and size added)."""
     return {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION,
-            "text_version": TEXT_VERSION, "text_keys": pool.text_keys}
+            "text_version": TEXT_VERSION, "text_keys": pool.text_keys, "rows_per_video": pool.rows_per_video}
 
 #: Keys of every row, in this order.
 ROW_KEYS: tuple[str, ...] = (

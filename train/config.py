@@ -102,4 +102,5 @@ class BaseConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    train_vision_tower: bool = True  # False: the tower keeps its initialisation (a fixed encoder); projector and LM learn
     seed: int = 0

@@ -92,19 +92,27 @@ def _unpartitioned(trained, rank: int, rebuild):
     return plain
 
 
-def _up_to_date(out: Path, card_name: str, cfg) -> bool:
-    """A finished run of exactly this config is already there (rerunning reuses it)."""
+def _up_to_date(out: Path, card_name: str, cfg, inputs: dict[str, object] | None = None) -> bool:
+    """A finished run of exactly this config, on the same inputs, is already there (rerunning reuses it).
+    `inputs`: card key -> the value the card must record (the pool's or split's manifest sha256, the base's card
+    sha256): a pool rebuilt with other rows, or a base retrained, trains again."""
     from vidsme.model_files import check_model_dir
 
     card = Path(out) / card_name
     if not card.is_file() or not (Path(out) / "config.json").is_file():
         return False
     try:
-        recorded = json.loads(card.read_text(encoding="utf-8")).get("config_hash")
+        data = json.loads(card.read_text(encoding="utf-8"))
+        recorded = data.get("config_hash")
+        seen = {key: _dotted(data, key) for key in inputs or {}}
     except (OSError, ValueError, AttributeError):  # a damaged card: this run rewrites it
         print(f"{card}: unreadable, training again")
         return False
     if recorded != config_hash(cfg):
+        return False
+    changed = [key for key, value in (inputs or {}).items() if seen[key] != value]
+    if changed:
+        print(f"{out}: same config, but its {', '.join(changed)} changed; training again")
         return False
     try:  # same config, but a damaged model file must be rebuilt, not reused (cheap: headers only)
         check_model_dir(Path(out), "")
@@ -114,11 +122,28 @@ def _up_to_date(out: Path, card_name: str, cfg) -> bool:
     return True
 
 
+def _dotted(data: dict, key: str) -> object:
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _card_sha256(folder: Path) -> str | None:
+    """sha256 of a model folder's vidsme card (base.json or target.json), None for a checkpoint without one."""
+    from vidsme.provenance import sha256_file
+
+    for name in (BASE_CARD_FILE, CARD_FILE):
+        if (Path(folder) / name).is_file():
+            return sha256_file(Path(folder) / name)
+    return None
+
+
 def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
     """Build the tiny VULLM from its config and pretrain it on a pool, everything trainable (`progress`: a step bar)."""
     from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
 
-    if _up_to_date(cfg.output_dir, BASE_CARD_FILE, cfg):
+    pool_sha = load_split(cfg.data.split).card.manifest_sha256
+    if _up_to_date(cfg.output_dir, BASE_CARD_FILE, cfg, {"pool.manifest_sha256": pool_sha}):
         print(f"{cfg.output_dir}: up to date (same config), not retrained")
         return Path(cfg.output_dir)
     _seed_everything(cfg.seed)
@@ -134,7 +159,8 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
         build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir, overwrite=True)  # deterministic: a resume rebuilds it identically
     torch.distributed.barrier()
     model, processor = load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
-    set_trainable(model, ("vision_tower", "projector", "language_model"))
+    set_trainable(model, ("vision_tower", "projector", "language_model") if cfg.train_vision_tower
+                  else ("projector", "language_model"))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
@@ -266,8 +292,10 @@ def finetune_model(cfg: TargetConfig, train_set, probe_trained, probe_heldout, o
 
 def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
     """Fine-tune `cfg.base` on the split's members with `cfg.strategy`; write model + card (`progress`: a step bar)."""
-    if _up_to_date(cfg.output_dir, CARD_FILE, cfg):
-        print(f"{cfg.output_dir}: up to date (same config), not retrained")
+    inputs = {"split.manifest_sha256": load_split(cfg.data.split).card.manifest_sha256,
+              "base.card_sha256": _card_sha256(cfg.base)}
+    if _up_to_date(cfg.output_dir, CARD_FILE, cfg, inputs):
+        print(f"{cfg.output_dir}: up to date (same config, split and base), not retrained")
         return Path(cfg.output_dir)
     rank, world = init_distributed()
     split, members, nonmembers = _split_rows(cfg.data.split)
@@ -290,7 +318,8 @@ def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
         write_json_atomic(out / CARD_FILE, {
             "name": cfg.name,
             "kind": "target",
-            "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base))},
+            "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base)),
+                     "card_sha256": _card_sha256(cfg.base)},
             "strategy": cfg.strategy,
             "trainable_parameters": done.counts,
             "split": {"name": split.name, "version": split.card.version,
