@@ -56,4 +56,8 @@ class SuiteConfig:
     # signals (attack names) the shadow calibrations go through, on every slice they apply to
     calibration_signals: list[str] = field(default_factory=lambda: list(DEFAULT_SIGNALS))
     calibrations: list[str] = field(default_factory=list)  # calibration names (vidsme attacks --calibrations); empty: all
+    # the video-tied check (benchmark/video_tied.py): answer-loss AUC with own vs deranged videos, one more forward
+    # per row at one frame count (None: the sweep's largest)
+    video_tied: bool = True
+    video_tied_frames: int | None = None
     shadow_models_per_pass: int = 0  # shadow models held in memory at once during extraction (0: all of a set)

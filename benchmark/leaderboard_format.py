@@ -121,6 +121,27 @@ def shadows_note(t: dict) -> str | None:
     return "shadow models: " + "; ".join(sets) + f"; {pop}"
 
 
+def video_tied_note(t: dict) -> str | None:
+    """The target's video-tied check in one sentence (None: results.json has none for it)."""
+    record = t["target"].get("video_tied")
+    if not record:
+        return None
+
+    def ci(x: dict, sign: str = "") -> str:
+        return f"{x['value']:{sign}.3f} [{x['ci_low']:{sign}.3f}, {x['ci_high']:{sign}.3f}]"
+
+    gap = record["nonmember_swapped_minus_own_loss"]
+    text = (f"video-tied: {'yes' if record['video_tied'] else 'no'} — answer-loss AUC with own videos "
+            f"{ci(record['auc_own'])}, with videos swapped within label {ci(record['auc_swapped'])}, difference "
+            f"{ci(record['difference'], '+')} (paired, CI over videos, {record['n_frames']} frames, all rows); "
+            f"non-members' swapped-minus-own loss {gap['value']:+.4f} [{gap['ci_low']:+.4f}, {gap['ci_high']:+.4f}]")
+    stripped = record.get("title_stripped")
+    if stripped:
+        text += (f"; title-stripped text: own {ci(stripped['auc_own'])}, swapped {ci(stripped['auc_swapped'])}, "
+                 f"difference {ci(stripped['difference'], '+')}")
+    return text
+
+
 def entry_of(t: dict, method: str) -> dict | None:
     """The verdict entry of `method` on target `t` (None when it has none there)."""
     return next((e for e in t["entries"] if e["method"] == method), None)

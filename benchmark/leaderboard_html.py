@@ -27,6 +27,7 @@ from vidsme.benchmark.leaderboard_format import (
     selection_note,
     shadows_note,
     target_title,
+    video_tied_note,
 )
 from vidsme.benchmark.results_schema import METRICS
 from vidsme.benchmark.verdicts import BLIND_METHOD, NOT_ABOVE_BLIND
@@ -227,7 +228,7 @@ def _html_target(i: int, t: dict, conf: str, scores: _ScoresFiles) -> list[str]:
     if not t["has_blind_baseline"]:
         out.append('<p class="note">no blind baseline in results.json for this target: no entry can be compared '
                    "with it</p>")
-    out += [f"<p>{_h(note)}.</p>" for note in (ceiling_note(t), shadows_note(t)) if note]
+    out += [f"<p>{_h(note)}.</p>" for note in (video_tied_note(t), ceiling_note(t), shadows_note(t)) if note]
     heads = [("rank", True), ("method", False), ("attack", False), ("slice", False), ("frames", True),
              ("level", False), ("cand.", True), (f"dev {metric_label(selection)}", True),
              *((f"test {metric_label(m)}".replace("%FPR", "% FPR"), True) for m in METRICS), ("vs blind", True),

@@ -20,6 +20,7 @@ from vidsme.benchmark.leaderboard_format import (
     selection_note,
     shadows_note,
     target_title,
+    video_tied_note,
 )
 from vidsme.benchmark.results_schema import METRICS
 from vidsme.benchmark.verdicts import BLIND_METHOD, NOT_ABOVE_BLIND
@@ -119,7 +120,7 @@ def _md_target(t: dict, conf: str) -> list[str]:
              f"- {_md_text(levels_note(t))}"]
     if not t["has_blind_baseline"]:
         lines.append("- no blind baseline in results.json for this target: no entry can be compared with it")
-    lines += [f"- {_md_text(note)}" for note in (ceiling_note(t), shadows_note(t)) if note]
+    lines += [f"- {_md_text(note)}" for note in (video_tied_note(t), ceiling_note(t), shadows_note(t)) if note]
     lines.append("")
     header = ["rank", "method", "attack", "slice", "frames", "level", "candidates", f"dev {metric_label(selection)}",
               *(f"test {metric_label(m)}" for m in METRICS), "vs blind"]

@@ -56,9 +56,11 @@ from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
 from vidsme.benchmark.verdicts import METRIC_LABELS, PRIMARY_METRICS, compute_verdicts
+from vidsme.benchmark.video_tied import VideoTiedSettings, cached_answer_losses, format_video_tied, video_tied_check
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.partition import PARTITIONS, Partition
 from vidsme.data_splits.registry import load_split
+from vidsme.data_splits.synthetic import strip_title
 from vidsme.errors import SplitError, VideoError, VidsmeError
 from vidsme.names import did_you_mean
 from vidsme.prompts import TEMPLATES
@@ -82,6 +84,11 @@ def check_suite(cfg: SuiteConfig) -> list[AttackSpec]:
     if not cfg.frame_counts or any(n < 1 for n in cfg.frame_counts) or len(set(cfg.frame_counts)) != len(
             cfg.frame_counts):
         raise VidsmeError(f"frame_counts must be distinct positive integers, got {cfg.frame_counts}")
+    if cfg.video_tied and "answer" not in cfg.slices:
+        raise VidsmeError("video_tied needs the answer slice in `slices` (its own-video losses come from the feature "
+                          "cache); add \"answer\" or set video_tied=false")
+    if cfg.video_tied and cfg.video_tied_frames is not None and cfg.video_tied_frames not in cfg.frame_counts:
+        raise VidsmeError(f"video_tied_frames {cfg.video_tied_frames} is not one of frame_counts {cfg.frame_counts}")
     for template in {cfg.template, *(t.template for t in cfg.targets if t.template)}:
         if template not in TEMPLATES:
             raise VidsmeError(f"unknown prompt template {template!r}.{did_you_mean(template, TEMPLATES)}")
@@ -511,11 +518,33 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
             calibrated = calibrate_frame_count(setup, calibration_caches, cfg, samples, cached, target_name=t.name)
             run.rows += calibrated_rows(t.name, calibrated, samples, n_frames, out, commit)
             run.skipped += [{**item, "n_frames": n_frames} for item in calibrated.skipped]
+        if cfg.video_tied and n_frames == video_tied_frames(cfg):
+            run.entry["video_tied"] = target_video_tied(t, cfg, models, split, rows, samples, cached, video_root,
+                                                        n_frames, progress=progress)
+            print(f"{t.name}: {format_video_tied(run.entry['video_tied'])}")
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
             _plots(out, t.name, n_frames, results, samples, orders, by_name, calibrated)
     if world.is_main and cfg.blind_baseline:
         run.rows += blind_rows(t.name, rows, samples, video_root, cfg, out, commit)
     return run
+
+
+def video_tied_frames(cfg: SuiteConfig) -> int:
+    """The frame count of the video-tied check: the suite's `video_tied_frames`, else the sweep's largest."""
+    return cfg.video_tied_frames if cfg.video_tied_frames is not None else max(cfg.frame_counts)
+
+
+def target_video_tied(t: SuiteTarget, cfg: SuiteConfig, models: TargetModels, split, rows: list[dict],
+                      samples: EvalSet, cached: list, video_root: Path, n_frames: int, *, progress: bool) -> dict:
+    """The target's video-tied record (benchmark/video_tied.py) from its cached own-video answer losses."""
+    settings = VideoTiedSettings(n_frames=n_frames, template=t.template or cfg.template, batch_size=cfg.batch_size,
+                                 max_text_tokens=cfg.max_text_tokens, seed=cfg.seed, n_bootstrap=cfg.n_bootstrap,
+                                 dtype=models.dtype, device_type=models.device.type)
+    titled = bool((split.card.source or {}).get("text_keys"))
+    return video_tied_check(models.target, rows, samples.labels, cached_answer_losses(cached), video_root, settings,
+                            model_sha256=models.card_sha256, manifest_sha256=split.card.manifest_sha256,
+                            strip_title=strip_title if titled else None, cache_dir=Path(cfg.cache_dir),
+                            progress=progress)
 
 
 def _check_sides(samples: EvalSet, target: str) -> None:

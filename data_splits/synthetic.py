@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -952,6 +953,22 @@ def _caption(spec: VideoSpec, text_keys: bool = False) -> str:
     if text_keys:
         parts.append(f"Filmed by {spec.filmed_by} in {spec.place}, {spec.phrase}.")
     return " ".join(parts)
+
+
+_TITLED_QUESTION = re.compile(r'In "[^"]+", (.)')
+_TITLED_CAPTION = re.compile(r'"[^"]+": (.)')
+
+
+def strip_title(row: dict) -> dict:
+    """A titled control split's row (text version 1, `text_keys`) with its video's title taken out of the
+    question and the caption, as the untitled text opens them (the video-tied check's title-stripped text).
+    Other text keys (a caption's credit, an answer's closing phrase) stay: only the title is stripped."""
+    out = dict(row)
+    for key, pattern in (("question", _TITLED_QUESTION), ("caption", _TITLED_CAPTION)):
+        text = out.get(key)
+        if text:
+            out[key] = pattern.sub(lambda m: m.group(1).upper(), text, count=1) if pattern.match(text) else text
+    return out
 
 
 def _make_row(**fields: object) -> dict:

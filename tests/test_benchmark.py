@@ -208,6 +208,15 @@ def test_end_to_end_through_the_cli(uninterrupted, world):
     assert (plots / "f4-row=video-hist.png").is_file()
     for name in ("leaderboard.json", "leaderboard.md", "leaderboard.html"):
         assert (uninterrupted / "results" / name).is_file()
+    # the video-tied check, at the sweep's frame count, on the target's record and its leaderboard section
+    tied = target["video_tied"]
+    assert tied["n_frames"] == 4 and tied["slice"] == "answer" and tied["attack"] == "loss"
+    assert tied["derangement"] == {"within": "label", "seed": 0} and isinstance(tied["video_tied"], bool)
+    every = [line.split(",") for line in lines[1:]]  # own videos: the loss attack's answer scores, dev and test
+    own = evaluate_scores(np.array([float(t[col]) for t in every]), np.array([int(t[2]) for t in every]),
+                          direction="lower", attack="loss", sample_ids=[t[0] for t in every], n_bootstrap=50)
+    assert tied["auc_own"]["value"] == pytest.approx(own.auc.value, abs=1e-12)
+    assert "video-tied: " in (uninterrupted / "results" / "leaderboard.md").read_text()
 
 
 def test_a_rerun_reuses_the_cache_and_gives_identical_results(uninterrupted, world, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vidsme.errors import VidsmeError
+from vidsme.metrics import cluster_mean
 from vidsme.swaps import derangement
 from vidsme.train.data import VideoTextDataset, collate
 from vidsme.train.families import VideoInputs, video_inputs
@@ -73,20 +74,6 @@ def _candidate_rows(rows: Sequence[dict]) -> tuple[list[dict], list[int], list[i
             source.append(i)
             which.append(j)
     return out, source, which
-
-
-def _gap_ci(gap: np.ndarray, videos: Sequence[str], n_bootstrap: int, seed: int) -> dict:
-    """Mean of `gap` (one value per row) with a 95% CI from a bootstrap over videos."""
-    names = sorted(set(videos))
-    index = {v: k for k, v in enumerate(names)}
-    sums, counts = np.zeros(len(names)), np.zeros(len(names))
-    np.add.at(sums, [index[v] for v in videos], gap)
-    np.add.at(counts, [index[v] for v in videos], 1)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(len(names), size=(n_bootstrap, len(names)))
-    means = sums[draws].sum(1) / counts[draws].sum(1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"value": float(gap.mean()), "ci_low": float(low), "ci_high": float(high)}
 
 
 def measure_video_reading(model, processor, rows: Sequence[dict], video_root: Path, settings: ReadingSettings,
@@ -139,8 +126,9 @@ def measure_video_reading(model, processor, rows: Sequence[dict], video_root: Pa
                                            "accuracy_mean_over_kinds": float(np.mean(list(per_kind.values())))}
         true_loss[condition] = np.array([loss[k] for k, (i, j) in enumerate(zip(source, which)) if j == truth[i]])
     result["rows_per_kind"] = {kind: int(sum(x == kind for x in kinds)) for kind in sorted(set(kinds))}
-    result["swapped_minus_own_loss"] = _gap_ci(true_loss["swapped"] - true_loss["own"],
-                                               [r["video"] for r in rows], settings.n_bootstrap, settings.seed)
+    result["swapped_minus_own_loss"] = cluster_mean(
+        true_loss["swapped"] - true_loss["own"], [r["video"] for r in rows], n_bootstrap=settings.n_bootstrap,
+        seed=settings.seed).to_dict()
     own = result["conditions"]["own"]["accuracy_mean_over_kinds"]
     other = max(result["conditions"][c]["accuracy_mean_over_kinds"] for c in ("swapped", "blank"))
     result["own_over_best_other"] = own / other if other > 0 else None

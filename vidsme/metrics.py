@@ -407,6 +407,27 @@ def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tup
     return float(lo), float(hi)
 
 
+def cluster_mean(values: np.ndarray, clusters: Sequence, *, n_bootstrap: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> MetricValue:
+    """Mean of `values` (one per sample) with the percentile interval of a bootstrap that resamples whole
+    clusters (`clusters[i]`: sample i's unit, e.g. its video; the mean of a replicate weighs every drawn
+    sample). Same inputs and seed give the same interval."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) != len(clusters) or not len(values):
+        raise InvalidScoresError(f"cluster_mean: {len(values)} values for {len(clusters)} clusters")
+    if not np.isfinite(values).all():
+        raise InvalidScoresError("cluster_mean: the values hold NaN or infinity")
+    names = sorted(set(clusters))
+    index = {c: k for k, c in enumerate(names)}
+    where = [index[c] for c in clusters]
+    sums, counts = np.zeros(len(names)), np.zeros(len(names))
+    np.add.at(sums, where, values)
+    np.add.at(counts, where, 1)
+    draws = np.random.default_rng(seed).integers(len(names), size=(n_bootstrap, len(names)))
+    means = sums[draws].sum(1) / counts[draws].sum(1)
+    return MetricValue(float(values.mean()), *percentile_interval(means, confidence))
+
+
 def evaluate_scores(
     scores: np.ndarray,
     labels: np.ndarray,
