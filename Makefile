@@ -31,8 +31,8 @@ V := $(VENV)/bin/vidsme
 
 # The demo's data and models (make demo and make shadows both start here; finished stages are reused).
 demo-models: $(STAMP)
-	$(V) splits build $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
-	$(V) splits verify $(SYNTH_SPLITS) synth-pretrain --video-root $(DEMO_VIDEOS)
+	$(V) splits build $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
+	$(V) splits verify $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
 	$(V) splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS) --cache-dir runs/demo/cache
 	$(V) train base configs/base/tiny.yaml data.video_root=$(DEMO_VIDEOS) output_dir=$(DEMO_MODELS)/tiny-base
 	for t in $(DEMO_TARGETS); do \

@@ -83,6 +83,9 @@ __all__ = [
     "select_videos",
 ]
 
+#: Kinds of the frame-perception questions (PERCEPTION_QUESTIONS), in the order each video asks them.
+PERCEPTION_KINDS: tuple[str, ...] = ("background", "colour", "shape", "count", "direction", "order")
+
 #: Bumped whenever a change alters any generated video or text (it is part of every hash).
 GENERATOR_VERSION = 1
 
@@ -95,7 +98,7 @@ class PoolSpec:
         name: pool name, also the folder under the video root and the rows' `source`.
         task: "mcqa" | "oeqa" | "caption" | "pretrain" (caption row + one QA row).
         n_videos: default number of videos.
-        rows_per_video: rows generated per video.
+        rows_per_video: rows generated per video (a pool's perception rows besides).
         namespace: hashed with (seed, index) to seed each video: pools never share a video.
         title_slot: residue of every title number modulo 4, so titles never repeat across pools.
         questions: which QA questions are drawn: "mixed" (about 80% whose answer reversal
@@ -105,6 +108,10 @@ class PoolSpec:
             with the same namespace and folder share their video files.
         text_keys: write per-video text keys (a unique title in every question and caption, a
             filming credit, a phrase no frame shows): the *-titled control pools only.
+        perception: also ask each video's frame-perception questions (`perception_rows`: background,
+            colour, shape, count, direction, order; multiple choice over the kind's whole answer set),
+            after its caption (synth-pretrain: what teaches a base to look). A pool whose `questions` is
+            "perception" asks only those (synth-probe: what measures it).
     """
 
     name: str
@@ -116,6 +123,7 @@ class PoolSpec:
     questions: str = "mixed"
     video_folder: str = ""
     text_keys: bool = False
+    perception: bool = False
 
 
 # Split pools hold 160-200 videos: with fewer, the blind audit's AUC on an i.i.d. split
@@ -127,7 +135,7 @@ POOLS: dict[str, PoolSpec] = {
         PoolSpec("synth-mcqa", "mcqa", 200, 1, "mcqa", 0),
         PoolSpec("synth-oeqa", "oeqa", 160, 2, "oeqa", 1),
         PoolSpec("synth-caption", "caption", 200, 1, "caption", 2),
-        PoolSpec("synth-pretrain", "pretrain", 240, 2, "pretrain", 3),
+        PoolSpec("synth-pretrain", "pretrain", 240, 2, "pretrain", 3, perception=True),
     )
 }
 
@@ -179,7 +187,9 @@ TITLED_POOLS: dict[str, PoolSpec] = {
 
 #: Held-out scenes on which a base's video reading is measured (train/video_reading.py): multiple choice about
 #: what only the frames show; never pretrained on, never member nor non-member.
-PROBE_POOLS: dict[str, PoolSpec] = {"synth-probe": PoolSpec("synth-probe", "mcqa", 150, 1, "probe", 0)}
+PROBE_POOLS: dict[str, PoolSpec] = {
+    "synth-probe": PoolSpec("synth-probe", "mcqa", 150, len(PERCEPTION_KINDS), "probe", 0, questions="perception"),
+}
 
 #: What `vidsme splits build NAME` builds.
 BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS, **TITLED_POOLS, **PROBE_POOLS}
@@ -192,7 +202,8 @@ TEXT_VERSION = 2
 def generator_source(pool: PoolSpec) -> dict:
     """What a split card records of the generator that wrote a pool (its `source`, with seed and size added)."""
     return {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION,
-            "text_version": TEXT_VERSION, "text_keys": pool.text_keys, "rows_per_video": pool.rows_per_video}
+            "text_version": TEXT_VERSION, "text_keys": pool.text_keys, "rows_per_video": pool.rows_per_video,
+            "questions": pool.questions, "perception": pool.perception}
 
 #: Keys of every row, in this order.
 ROW_KEYS: tuple[str, ...] = (
@@ -903,6 +914,8 @@ def _questions(spec: VideoSpec) -> dict[str, _Question]:
 
 #: What each kind of question asks the frames for (question_kind): every one is answerable from the frames only.
 QUESTION_KINDS: dict[str, tuple[str, ...]] = {
+    "background": ("what colour is the background",),
+    "colour": ("which of these colours",),
     "shape": ("what shape is the",),
     "direction": ("which way",),
     "order": ("which shape appears", "which shape disappears", "which shape is the last", "in what order",
@@ -911,6 +924,75 @@ QUESTION_KINDS: dict[str, tuple[str, ...]] = {
     "repetition": ("how many times",),
     "lighting": ("does the scene get",),
 }
+
+
+#: The frame-perception questions (perception_rows), by kind: each answers from the frames alone, over candidates
+#: no text can rank (the kind's whole answer set, or a random draw from it holding the answer).
+PERCEPTION_QUESTIONS: dict[str, str] = {
+    "background": "What colour is the background?",
+    "colour": "Which of these colours appears in the clip?",
+    "shape": "What shape is the {colour} object?",
+    "count": "How many shapes appear in the clip?",
+    "direction": "Which way is the {name} moving when it first appears?",
+    "order": "Which shape appears first?",
+}
+
+
+def _perception(spec: VideoSpec, kind: str, pick: int) -> tuple[str, str, tuple[str, ...]] | None:
+    """(question, answer, the kind's answer set) of one perception question about `spec`, asked about object
+    number `pick` (modulo the eligible ones) where the kind names one; None where the scene has no answer."""
+    facts = _facts(spec)
+    objects = spec.objects
+    if kind == "background":
+        return PERCEPTION_QUESTIONS[kind], spec.background, tuple(BACKGROUNDS)
+    if kind == "colour":
+        return PERCEPTION_QUESTIONS[kind], objects[pick % len(objects)].colour, tuple(PALETTE)
+    if kind == "shape":
+        obj = objects[pick % len(objects)]
+        return PERCEPTION_QUESTIONS[kind].format(colour=obj.colour), f"a {obj.shape}", tuple(f"a {x}" for x in SHAPES)
+    if kind == "count":
+        return PERCEPTION_QUESTIONS[kind], _NUMBER_WORDS[len(objects)], _NUMBER_WORDS[1:4]
+    if kind == "direction":
+        moving = [f for f in facts if f.first_dir is not None]
+        if not moving:
+            return None
+        f = moving[pick % len(moving)]
+        return PERCEPTION_QUESTIONS[kind].format(name=f.name), f.first_dir, ("left", "right", "up", "down")
+    if kind == "order":
+        if len(facts) < 2:
+            return None
+        first = min(facts, key=lambda f: f.appear)
+        return PERCEPTION_QUESTIONS[kind], f"the {first.name}", tuple(f"the {f.name}" for f in facts)
+    raise VidsmeError(f"unknown perception kind {kind!r}; kinds: {', '.join(PERCEPTION_QUESTIONS)}")
+
+
+def perception_rows(spec: VideoSpec, prefix: str, common: dict) -> list[dict]:
+    """The frame-perception rows of one video (PERCEPTION_QUESTIONS, one per kind the scene answers), multiple
+    choice: 4 candidates drawn from the kind's answer set (all of it where it is smaller) with the answer among
+    them, in random order. Their own random stream (seed, pool, index), so adding them moves no other row."""
+    p = _pool(spec.pool)
+    rng = _rng(spec.seed, p.namespace, spec.index, "perception")
+    rev = reverse_spec(spec)
+    rows = []
+    for kind in PERCEPTION_KINDS:
+        pick = int(rng.integers(3))
+        asked, reversed_ = _perception(spec, kind, pick), _perception(rev, kind, pick)
+        if asked is None:
+            continue
+        question, answer, answers = asked
+        # the whole answer set where it is small (then reversal, which may change the answer, keeps the
+        # candidates), else the answer and 3 others (background, colour: answers reversal keeps)
+        others = [a for a in answers if a != answer]
+        candidates = list(answers) if len(answers) <= 4 else [answer] + [
+            others[i] for i in sorted(rng.choice(len(others), size=3, replace=False))]
+        rng.shuffle(candidates)
+        ranswer = reversed_[1]
+        if ranswer not in candidates:  # the reversed answer is another object's: it is among the answer set
+            raise VidsmeError(f"{prefix}: perception {kind!r} reversed answer {ranswer!r} not among the candidates")
+        rows.append(_make_row(id=f"{prefix}-{kind}", task="mcqa", question=question, candidates=candidates,
+                              answer=answer, reversal_changes_answer=answer != ranswer,
+                              reversed_answer=ranswer if answer != ranswer else None, **common))
+    return rows
 
 
 def question_kind(question: str) -> str:
@@ -1011,6 +1093,8 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     rng = _rng(spec.seed, p.namespace, spec.index, "rows")
     common = {"video": f"{p.video_folder or pool}/{spec.video_id}.mp4", "source": pool, "video_sha256": None}
     prefix = f"{pool}/{spec.video_id}"
+    if p.questions == "perception":  # the probe: what only the frames answer, nothing else
+        return perception_rows(spec, prefix, common)
     rows: list[dict] = []
     if p.task in ("caption", "pretrain"):
         caption, rcaption = _caption(spec, p.text_keys), _caption(rev, p.text_keys)
@@ -1019,6 +1103,8 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
             id=f"{prefix}-cap", task="caption", question=_CAPTION_PROMPTS[rng.integers(len(_CAPTION_PROMPTS))],
             caption=caption, reversal_changes_answer=changes, reversed_answer=rcaption if changes else None,
             **common))
+    if p.perception:
+        rows += perception_rows(spec, prefix, common)
     if p.task == "caption":
         return rows
     n_questions = p.rows_per_video - (p.task == "pretrain")  # a pretraining video's first row is its caption

@@ -146,8 +146,8 @@ def test_overrides_are_routed():
 # ----------------------------------------------------------------------------- the generator
 # sha256 of the rows (JSON, sorted keys) and of the rendered frames of videos 0-2 of each public pool, seed 0.
 # Frames: recorded with the generator before the challenge pools existed (pixels never moved). Rows: text
-# version 2 (no text keys); TITLED_GOLDEN, the text before it (version 1, with titles), which the *-titled
-# controls write unchanged (with their own pool name).
+# version 2 (no text keys; synth-pretrain with its perception rows since issue 27); TITLED_GOLDEN, the text
+# before it (version 1, with titles), which the *-titled controls write unchanged (with their own pool name).
 PUBLIC_GOLDEN = {
     "synth-mcqa": ("7bb7f0e1d8ed4806e83702d6a07b6163a1e0b463b64ea814ef7055f54bea5d50",
                    "5a30153ff3cc5cf59eba34ae72e8d263f6bde29f17168af07814d6fe73a2ba2f"),
@@ -155,7 +155,7 @@ PUBLIC_GOLDEN = {
                    "4dfe0088d225df3519f1897c332af8ae135e9e3cf5d41748241add102f3bef00"),
     "synth-caption": ("13b934224b10c152a97c175bb1356dec5647ea3c4da4fc6bd510b347a7b856c3",
                       "1b5c01a9a726c4872c57e2ed503213e6d5f3db75d6705e024a1a1888bebc6262"),
-    "synth-pretrain": ("d3dc37ec8c62cbfdf761b60a33b5970fb7a6f42ae5a2c455fc8b456afa6d61d6",
+    "synth-pretrain": ("3c82bda575bffb4d2b0b5e56d34836f73d53059a05a5026ea5bb117f39ce57ff",
                        "c11161637cf31ae0496b8f0e1e2d4b992451cae5d8bf2e327d52152c95ce21f6"),
 }
 TITLED_GOLDEN = {

@@ -211,3 +211,21 @@ def test_gpu_check_refuses_without_a_gpu(tmp_path: Path):
     proc = subprocess.run([str(ROOT / "perf" / "gpu_check.sh"), "--dry"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1 and "unknown argument '--dry'" in proc.stderr
+
+
+@pytest.mark.integration
+def test_bench_video_tied_runs(tmp_path: Path, monkeypatch):
+    from vidsme.data_splits.build import build_synthetic_split
+    from vidsme.paths import SPLITS_DIR_ENV
+    from vidsme.train.tiny_model import build_tiny_vullm, tokenizer_corpus
+    from tiny_configs import TINY
+
+    monkeypatch.setenv(SPLITS_DIR_ENV, str(tmp_path / "splits"))
+    split, _ = build_synthetic_split("synth-mcqa", tmp_path / "videos", n_videos=8, progress=False)
+    model = build_tiny_vullm(TINY, tokenizer_corpus(split.rows()), tmp_path / "model")
+    bench = _load("bench_video_tied")
+    out = tmp_path / "tied.json"
+    assert bench.main([str(model), "--split", "synth-mcqa", "--video-root", str(tmp_path / "videos"), "--frames", "4",
+                       "--batch-size", "4", "--repeats", "1", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["rows"] == 8 and record["check_over_extract"] > 0 and isinstance(record["within_target"], bool)

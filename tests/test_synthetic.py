@@ -109,7 +109,9 @@ def test_rows_follow_the_schema(written):
     _, rows = written
     for pool, pool_rows in rows.items():
         spec = S.POOLS[pool]
-        assert len(pool_rows) == SMALL * spec.rows_per_video
+        perception = [r for r in pool_rows if r["id"].rsplit("-", 1)[1] in S.PERCEPTION_KINDS]
+        assert bool(perception) == spec.perception
+        assert len(pool_rows) - len(perception) == SMALL * spec.rows_per_video
         for row in pool_rows:
             assert tuple(row) == S.ROW_KEYS
             assert row["source"] == pool and row["video"].startswith(f"{pool}/")
@@ -127,13 +129,16 @@ def test_rows_follow_the_schema(written):
                 assert isinstance(row["answer"], str)
             if row["task"] == "oeqa":
                 assert row["candidates"] is None and 3 <= len(row["answer"].split()) <= 15
-        if spec.task == "pretrain":
-            assert [r["task"] == "caption" for r in pool_rows] == [True, False] * SMALL
+        if spec.task == "pretrain":  # each video: its caption, its perception rows, one QA row
+            videos = [r["video"] for r in pool_rows if r["task"] == "caption"]
+            assert len(videos) == SMALL and all(
+                [r["task"] for r in pool_rows if r["video"] == v][0] == "caption" for v in videos)
 
 
 @pytest.mark.parametrize("pool", ["synth-mcqa", "synth-pretrain"])
 def test_multiple_choice_answers_are_among_4_to_5_unique_candidates(pool):
-    rows = [r for s in _specs(pool, 60) for r in S.rows_for_video(s) if r["task"] == "mcqa"]
+    rows = [r for s in _specs(pool, 60) for r in S.rows_for_video(s) if r["task"] == "mcqa"
+            and r["id"].rsplit("-", 1)[1] not in S.PERCEPTION_KINDS]
     assert rows
     for row in rows:
         cands = row["candidates"]
@@ -164,6 +169,33 @@ def test_reversal_metadata_matches_the_reversed_scene(pool):
                 assert rrow["reversed_answer"] == target
             else:
                 assert row["reversed_answer"] is None
+
+
+@pytest.mark.parametrize("pool", ["synth-probe", "synth-pretrain"])
+def test_perception_rows_answer_from_the_scene_over_the_kinds_answer_set(pool):
+    """One row per kind the scene answers; the answer is the scene's (count, background, first to appear),
+    among at most 4 distinct candidates of the kind's answer set; the other rows are those without them."""
+    for spec in _specs(pool, 40):
+        rows = {r["id"].rsplit("-", 1)[1]: r for r in S.rows_for_video(spec) if r["id"].rsplit("-", 1)[1]
+                in S.PERCEPTION_KINDS}
+        assert set(rows) >= {"background", "colour", "shape", "count"}
+        assert ("order" in rows) == (len(spec.objects) >= 2)
+        for kind, row in rows.items():
+            assert S.question_kind(row["question"]) == kind and row["task"] == "mcqa"
+            cands = row["candidates"]
+            assert row["answer"] in cands and len(set(cands)) == len(cands) <= 4
+        assert rows["background"]["answer"] == spec.background
+        assert rows["count"]["answer"] == ("one", "two", "three")[len(spec.objects) - 1]
+        assert rows["colour"]["answer"] in {o.colour for o in spec.objects}
+        if "order" in rows:
+            assert rows["order"]["answer"] == f"the {min(spec.objects, key=lambda o: o.appear).name}"
+    if pool == "synth-pretrain":  # adding them moved no other row
+        plain = dataclasses.replace(S.POOLS[pool], perception=False)
+        for spec in _specs(pool, 20):
+            others = [r for r in S.rows_for_video(spec) if r["id"].rsplit("-", 1)[1] not in S.PERCEPTION_KINDS]
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setitem(S.BUILDABLE_POOLS, pool, plain)
+                assert S.rows_for_video(spec) == others
 
 
 def test_most_questions_change_when_the_frames_are_reversed():

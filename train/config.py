@@ -86,7 +86,7 @@ class ProbeConfig:
 
     split: str | None = "synth-probe"  # a pool of held-out scenes (never pretrained on); None: not measured
     video_root: Path | None = None  # folder of its videos (None: data.video_root)
-    max_rows: int = 150  # the first rows of the pool (each scored once per candidate and condition)
+    max_videos: int = 100  # every row of the pool's first videos (each scored once per candidate and condition)
     n_bootstrap: int = 1000  # replicates (over videos) of the swapped-minus-own loss CI
     seed: int = 0  # of the swap and the bootstrap
 

@@ -42,7 +42,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
         self.rows = list(rows)
         # Processed videos kept after first use: every epoch re-reads the same videos, and
         # on the tiny models decoding would otherwise cost a quarter of each step.
-        self._videos: dict[int, VideoInputs] | None = {} if cache_frames else None
+        self._videos: dict[str, VideoInputs] | None = {} if cache_frames else None
         self.video_root = Path(video_root)
         self.processor = processor
         self.model_config = model_config
@@ -72,11 +72,12 @@ class VideoTextDataset(torch.utils.data.Dataset):
 
     def video(self, index: int) -> VideoInputs:
         """The processed video of sample `index` (cached when enabled)."""
-        if self._videos is not None and index in self._videos:
-            return self._videos[index]
+        key = self.rows[index]["video"]  # rows of one video share its processed frames
+        if self._videos is not None and key in self._videos:
+            return self._videos[key]
         out = video_inputs(self.model_config, self.processor, self.frames(index))
         if self._videos is not None:
-            self._videos[index] = out
+            self._videos[key] = out
         return out
 
     def prompt(self, index: int, video: VideoInputs) -> EncodedPrompt:

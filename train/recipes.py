@@ -195,7 +195,10 @@ def measure_base_reading(cfg: BaseConfig, model, processor, *, progress: bool = 
         return None
     split = load_split(probe.split)
     video_root = Path(probe.video_root or cfg.data.video_root)
-    rows = [r for r in split.rows() if r.get("candidates")][: probe.max_rows]
+    rows = [r for r in split.rows() if r.get("candidates")]
+    first = list(dict.fromkeys(r["video"] for r in rows))[: probe.max_videos]
+    keep = set(first)
+    rows = [r for r in rows if r["video"] in keep]
     missing = [r["id"] for r in rows if not (video_root / r["video"]).is_file()]
     if missing:
         raise VidsmeError(f"probe pool {probe.split}: {len(missing)} video(s) missing under {video_root} (e.g. "
