@@ -124,6 +124,20 @@ def test_target_cli_writes_a_card(world, tmp_path, capsys):
     mtime = (tmp_path / "out" / "target.json").stat().st_mtime_ns
     assert main(["train", "target", str(cfg), "optim.lr=5e-3"]) == 0  # same config: reused, not retrained
     assert (tmp_path / "out" / "target.json").stat().st_mtime_ns == mtime
+    # same config, but its base's card changed (the base retrained): trained again, the card records the new one
+    import shutil
+
+    base = shutil.copytree(world["base"], tmp_path / "base-copy")
+    moved = cfg.with_name("t2.yaml")
+    moved.write_text(cfg.read_text().replace(str(world["base"]), str(base)))
+    assert main(["train", "target", str(moved), "optim.lr=5e-3", "--quiet"]) == 0
+    first = json.loads((tmp_path / "out" / "target.json").read_text())["base"]["card_sha256"]
+    (base / "base.json").write_text(json.dumps({"kind": "base", "retrained": True}))
+    capsys.readouterr()
+    assert main(["train", "target", str(moved), "optim.lr=5e-3", "--quiet"]) == 0
+    assert "changed; training again" in capsys.readouterr().out
+    again = json.loads((tmp_path / "out" / "target.json").read_text())["base"]["card_sha256"]
+    assert again != first and again is not None
 
 
 def _spawn(world_size: int, program: list[str], splits_dir: Path, *, quiet: bool = False) -> list:
