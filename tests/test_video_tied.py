@@ -113,3 +113,20 @@ def test_a_titled_split_gets_the_title_stripped_variant(world, tmp_path):
     stripped = record["title_stripped"]
     assert set(stripped) == {"auc_own", "auc_swapped", "difference", "video_tied"}
     assert 0 <= stripped["auc_own"]["ci_low"] <= stripped["auc_own"]["value"] <= stripped["auc_own"]["ci_high"] <= 1
+
+
+def test_the_suite_refuses_a_video_tied_check_it_cannot_run(tmp_path):
+    from vidsme.benchmark.config import SuiteConfig, SuiteTarget
+    from vidsme.benchmark.suite import check_suite
+    from vidsme.errors import VidsmeError
+
+    def suite(**overrides) -> SuiteConfig:
+        return SuiteConfig(name="s", output_dir=tmp_path, targets=[SuiteTarget(name="t", path=tmp_path, split="x")],
+                           frame_counts=[4, 8], **overrides)
+
+    with pytest.raises(VidsmeError, match="answer slice"):
+        check_suite(suite(slices=["video"]))
+    with pytest.raises(VidsmeError, match="video_tied_frames 16 is not one of frame_counts"):
+        check_suite(suite(video_tied_frames=16))
+    check_suite(suite(slices=["video"], video_tied=False))  # switched off: nothing to refuse
+    check_suite(suite(video_tied_frames=4))
