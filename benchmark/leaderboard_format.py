@@ -124,9 +124,11 @@ def shadows_note(t: dict) -> str | None:
 def video_tied_note(t: dict) -> str | None:
     """The target's video-tied check in one sentence (None: results.json has none for it)."""
     record = t["target"].get("video_tied")
-    if not record:
-        return None
+    return video_tied_text(record) if record else None
 
+
+def video_tied_text(record: dict) -> str:
+    """A video-tied record (benchmark/video_tied.py) in one sentence: the board's note and the terminal's line."""
     def ci(x: dict, sign: str = "") -> str:
         return f"{x['value']:{sign}.3f} [{x['ci_low']:{sign}.3f}, {x['ci_high']:{sign}.3f}]"
 

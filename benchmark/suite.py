@@ -52,11 +52,12 @@ from vidsme.benchmark.evaluate import (
 )
 from vidsme.benchmark.extract import ExtractionJob, World, extract_to_cache, join_world
 from vidsme.benchmark.frame_checks import check_frame_counts
+from vidsme.benchmark.leaderboard_format import video_tied_text
 from vidsme.benchmark.orders import SplitOrders, split_orders
 from vidsme.benchmark.query import LoadedModel, QuerySettings, load_model
 from vidsme.benchmark.results_schema import RESULTS_FILE, SCHEMA_VERSION
 from vidsme.benchmark.verdicts import METRIC_LABELS, PRIMARY_METRICS, compute_verdicts
-from vidsme.benchmark.video_tied import VideoTiedSettings, cached_answer_losses, format_video_tied, video_tied_check
+from vidsme.benchmark.video_tied import VideoTiedSettings, cached_answer_losses, video_tied_check
 from vidsme.config import config_hash, config_to_dict
 from vidsme.data_splits.partition import PARTITIONS, Partition
 from vidsme.data_splits.registry import load_split
@@ -521,7 +522,7 @@ def run_target(t: SuiteTarget, cfg: SuiteConfig, specs: list[AttackSpec], world:
         if cfg.video_tied and n_frames == video_tied_frames(cfg):
             run.entry["video_tied"] = target_video_tied(t, cfg, models, split, rows, samples, cached, video_root,
                                                         n_frames, progress=progress)
-            print(f"{t.name}: {format_video_tied(run.entry['video_tied'])}")
+            print(f"{t.name}: {video_tied_text(run.entry['video_tied'])}")
         if cfg.plots and (cfg.plot_every_frame_count or n_frames == max(cfg.frame_counts)):
             _plots(out, t.name, n_frames, results, samples, orders, by_name, calibrated)
     if world.is_main and cfg.blind_baseline:

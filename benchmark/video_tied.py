@@ -171,22 +171,4 @@ def video_tied_check(target: LoadedModel, rows: Sequence[dict], labels: np.ndarr
     return out
 
 
-def format_video_tied(record: dict) -> str:
-    """One line: AUC own vs swapped videos, the paired difference, the verdict."""
-    def m(x: dict) -> str:
-        return f"{x['value']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]"
-
-    gap = record["nonmember_swapped_minus_own_loss"]
-    text = (f"answer-loss AUC own videos {m(record['auc_own'])}, swapped {m(record['auc_swapped'])}, "
-            f"difference {record['difference']['value']:+.3f} [{record['difference']['ci_low']:+.3f}, "
-            f"{record['difference']['ci_high']:+.3f}] -> {'video-tied' if record['video_tied'] else 'not video-tied'}; "
-            f"non-member swapped-minus-own loss {gap['value']:+.4f} [{gap['ci_low']:+.4f}, {gap['ci_high']:+.4f}]")
-    if record.get("title_stripped"):
-        ts = record["title_stripped"]
-        text += (f"; title-stripped: own {m(ts['auc_own'])}, swapped {m(ts['auc_swapped'])}, "
-                 f"difference {ts['difference']['value']:+.3f}")
-    return text
-
-
-__all__ = ["VIDEO_TIED_VERSION", "VideoTiedSettings", "answer_losses", "cached_answer_losses", "format_video_tied",
-           "video_tied_check"]
+__all__ = ["VIDEO_TIED_VERSION", "VideoTiedSettings", "answer_losses", "cached_answer_losses", "video_tied_check"]

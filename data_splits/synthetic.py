@@ -98,7 +98,8 @@ class PoolSpec:
         name: pool name, also the folder under the video root and the rows' `source`.
         task: "mcqa" | "oeqa" | "caption" | "pretrain" (caption row + one QA row).
         n_videos: default number of videos.
-        rows_per_video: rows generated per video (a pool's perception rows besides).
+        rows_per_video: rows generated per video, besides a pool's perception rows (a perception-only
+            pool: at most one per kind).
         namespace: hashed with (seed, index) to seed each video: pools never share a video.
         title_slot: residue of every title number modulo 4, so titles never repeat across pools.
         questions: which QA questions are drawn: "mixed" (about 80% whose answer reversal
@@ -1037,8 +1038,8 @@ def _caption(spec: VideoSpec, text_keys: bool = False) -> str:
     return " ".join(parts)
 
 
-_TITLED_QUESTION = re.compile(r'In "[^"]+", (.)')
-_TITLED_CAPTION = re.compile(r'"[^"]+": (.)')
+_TITLED_QUESTION = re.compile(r'^In "[^"]+", (.)')
+_TITLED_CAPTION = re.compile(r'^"[^"]+": (.)')
 
 
 def strip_title(row: dict) -> dict:
@@ -1049,7 +1050,7 @@ def strip_title(row: dict) -> dict:
     for key, pattern in (("question", _TITLED_QUESTION), ("caption", _TITLED_CAPTION)):
         text = out.get(key)
         if text:
-            out[key] = pattern.sub(lambda m: m.group(1).upper(), text, count=1) if pattern.match(text) else text
+            out[key] = pattern.sub(lambda m: m.group(1).upper(), text, count=1)
     return out
 
 

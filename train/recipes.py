@@ -322,7 +322,7 @@ def finetune_target(cfg: TargetConfig, *, progress: bool = True) -> Path:
             "name": cfg.name,
             "kind": "target",
             "base": {"path": str(cfg.base), "sha256": tree_sha256(Path(cfg.base)),
-                     "card_sha256": _card_sha256(cfg.base)},
+                     "card_sha256": inputs["base.card_sha256"]},
             "strategy": cfg.strategy,
             "trainable_parameters": done.counts,
             "split": {"name": split.name, "version": split.card.version,
