@@ -372,3 +372,18 @@ def test_paired_difference_of_identical_attacks_is_exactly_zero_and_checks_pairi
                                       n_bootstrap=100, seed=1)
     with pytest.raises(InvalidScoresError, match="different resamples"):
         paired_difference(a, other_seed, "auc")
+
+
+def test_cluster_mean_resamples_whole_clusters_and_refuses_bad_values():
+    from vidsme.metrics import cluster_mean
+
+    values = np.array([1.0, 1.0, 3.0, 3.0])
+    m = cluster_mean(values, ["a", "a", "b", "b"], n_bootstrap=200, seed=0)
+    assert m.value == 2.0 and 1.0 <= m.ci_low <= m.ci_high <= 3.0
+    assert cluster_mean(values, ["a", "a", "b", "b"], n_bootstrap=200, seed=0) == m  # same seed, same interval
+    same = cluster_mean(np.ones(4), ["a", "b", "c", "d"], n_bootstrap=50)
+    assert (same.value, same.ci_low, same.ci_high) == (1.0, 1.0, 1.0)
+    with pytest.raises(InvalidScoresError, match="NaN or infinity"):
+        cluster_mean(np.array([1.0, np.nan]), ["a", "b"])
+    with pytest.raises(InvalidScoresError, match="2 values for 3 clusters"):
+        cluster_mean(np.array([1.0, 2.0]), ["a", "b", "c"])

@@ -108,6 +108,10 @@ def test_tokenizer_rejects_tiny_vocab_and_empty_corpus():
         train_tokenizer([], 300)
     with pytest.raises(VidsmeError, match="vocab_size"):
         TinyVullmConfig(vocab_size=10)
+    with pytest.raises(VidsmeError, match="positive std"):
+        TinyVullmConfig(image_std=(0.1, 0.0, 0.1))
+    with pytest.raises(VidsmeError, match="3 channels"):
+        TinyVullmConfig(image_mean=(0.2, 0.2))
 
 
 def test_chat_template_renders_video_placeholder():

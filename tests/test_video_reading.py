@@ -80,3 +80,14 @@ def test_pretraining_a_base_records_its_video_reading(probe, tmp_path):
     assert np.isfinite([gap["value"], gap["ci_low"], gap["ci_high"]]).all() and gap["ci_low"] <= gap["ci_high"]
     assert reading["probe"]["split"] == "synth-probe" and reading["settings"]["n_frames"] == 4
     assert isinstance(reading["reads_its_video"], bool)
+
+
+def test_a_probe_pool_without_its_videos_is_named_with_the_fix(probe, tmp_path):
+    from vidsme.train.config import BaseConfig, DataConfig
+    from vidsme.train.recipes import measure_base_reading
+
+    cfg = BaseConfig(name="b", output_dir=tmp_path / "base", data=DataConfig(split="synth-pretrain",
+                                                                              video_root=tmp_path / "no-videos"))
+    with pytest.raises(VidsmeError, match=r"probe pool synth-probe: \d+ video\(s\) missing under .*"
+                                          r"vidsme splits build synth-probe.*probe.split=null"):
+        measure_base_reading(cfg, None, None, progress=False)
