@@ -196,8 +196,9 @@ PROBE_POOLS: dict[str, PoolSpec] = {
 BUILDABLE_POOLS: dict[str, PoolSpec] = {**POOLS, **LARGE_POOLS, **POPULATION_POOLS, **TITLED_POOLS, **PROBE_POOLS}
 
 #: Version of the text the generator writes (recorded in every split card's source, beside the pixels'
-#: GENERATOR_VERSION: a text change rebuilds the splits without moving a pixel). 2: no text keys.
-TEXT_VERSION = 2
+#: GENERATOR_VERSION: a text change rebuilds the splits without moving a pixel). 2: no text keys. 3: a colour
+#: perception question's distractors are colours absent from the clip (before, half of them had two right options).
+TEXT_VERSION = 3
 
 
 def generator_source(pool: PoolSpec) -> dict:
@@ -984,6 +985,9 @@ def perception_rows(spec: VideoSpec, prefix: str, common: dict) -> list[dict]:
         # the whole answer set where it is small (then reversal, which may change the answer, keeps the
         # candidates), else the answer and 3 others (background, colour: answers reversal keeps)
         others = [a for a in answers if a != answer]
+        if kind == "colour":  # another colour of the clip among the distractors would make two options right
+            present = {o.colour for o in spec.objects}
+            others = [a for a in others if a not in present]
         candidates = list(answers) if len(answers) <= 4 else [answer] + [
             others[i] for i in sorted(rng.choice(len(others), size=3, replace=False))]
         rng.shuffle(candidates)

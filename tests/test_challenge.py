@@ -146,7 +146,8 @@ def test_overrides_are_routed():
 # ----------------------------------------------------------------------------- the generator
 # sha256 of the rows (JSON, sorted keys) and of the rendered frames of videos 0-2 of each public pool, seed 0.
 # Frames: recorded with the generator before the challenge pools existed (pixels never moved). Rows: text
-# version 2 (no text keys; synth-pretrain with its perception rows since issue 27); TITLED_GOLDEN, the text
+# version 2 (no text keys; synth-pretrain with its perception rows since issue 27), synth-pretrain's at text version
+# 3 (colour distractors absent from the clip); TITLED_GOLDEN, the text
 # before it (version 1, with titles), which the *-titled controls write unchanged (with their own pool name).
 PUBLIC_GOLDEN = {
     "synth-mcqa": ("7bb7f0e1d8ed4806e83702d6a07b6163a1e0b463b64ea814ef7055f54bea5d50",
@@ -155,7 +156,7 @@ PUBLIC_GOLDEN = {
                    "4dfe0088d225df3519f1897c332af8ae135e9e3cf5d41748241add102f3bef00"),
     "synth-caption": ("13b934224b10c152a97c175bb1356dec5647ea3c4da4fc6bd510b347a7b856c3",
                       "1b5c01a9a726c4872c57e2ed503213e6d5f3db75d6705e024a1a1888bebc6262"),
-    "synth-pretrain": ("3c82bda575bffb4d2b0b5e56d34836f73d53059a05a5026ea5bb117f39ce57ff",
+    "synth-pretrain": ("dc5658c0c088e577834a668fe0cbbe2c82c8511a6e6f9eedcaf389f0eb5f4592",
                        "c11161637cf31ae0496b8f0e1e2d4b992451cae5d8bf2e327d52152c95ce21f6"),
 }
 TITLED_GOLDEN = {

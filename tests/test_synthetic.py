@@ -186,7 +186,9 @@ def test_perception_rows_answer_from_the_scene_over_the_kinds_answer_set(pool):
             assert row["answer"] in cands and len(set(cands)) == len(cands) <= 4
         assert rows["background"]["answer"] == spec.background
         assert rows["count"]["answer"] == ("one", "two", "three")[len(spec.objects) - 1]
-        assert rows["colour"]["answer"] in {o.colour for o in spec.objects}
+        present = {o.colour for o in spec.objects}
+        assert rows["colour"]["answer"] in present  # exactly one right option: no distractor is in the clip
+        assert [c for c in rows["colour"]["candidates"] if c in present] == [rows["colour"]["answer"]]
         if "order" in rows:
             assert rows["order"]["answer"] == f"the {min(spec.objects, key=lambda o: o.appear).name}"
     if pool == "synth-pretrain":  # adding them moved no other row
