@@ -401,3 +401,21 @@ def test_missing_base_is_a_clear_error(world, tmp_path):
     cfg.write_text(f"name: t\nbase: {tmp_path / 'nope'}\noutput_dir: {tmp_path / 'o'}\nstrategy: full\n"
                    f"data:\n  split: synth-oeqa\n  video_root: {world['videos']}\n")
     assert main(["train", "target", str(cfg)]) == 2
+
+
+def test_cpu_distributed_start_compiles_no_deepspeed_op(tmp_path):
+    """On CPU, starting torch.distributed through DeepSpeed must not JIT-build its shared-memory all-reduce
+    (~35 s of C++ on a fresh machine, for a speed-up gloo does not need)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"), CUDA_VISIBLE_DEVICES="")
+    code = "from vidsme.train.loop import init_distributed; print(init_distributed())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(0, 1)" in out.stdout
+    built = list((tmp_path / "ext").rglob("*.so")) if (tmp_path / "ext").exists() else []
+    assert built == [], f"DeepSpeed compiled {built}"
+    assert "shm_comm_op built" not in out.stdout + out.stderr

@@ -45,6 +45,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _skip_cpu_shared_memory_op() -> None:
+    """Keep DeepSpeed's CPU backend from JIT-compiling its shared-memory all-reduce (deepspeed_shm_comm).
+
+    It only speeds up all-reduce between CPU processes of one machine, which gloo does too, and its first
+    build compiles C++ for ~35 s (measured on this 2-core machine, a fresh TORCH_EXTENSIONS_DIR): a tenth of
+    `make demo` on a fresh machine. DeepSpeed asks `deepspeed.ops.__compatible_ops__` before building it
+    (deepspeed/comm/torch.py, build_shm_op), and that dict is probed once and kept, so marking the op
+    incompatible there is enough.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def init_distributed() -> tuple[int, int]:
     """Start torch.distributed through DeepSpeed (gloo on CPU); returns (rank, world size)."""
     import deepspeed
@@ -55,6 +69,8 @@ def init_distributed() -> tuple[int, int]:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
     if not torch.distributed.is_initialized():
+        if not torch.cuda.is_available():
+            _skip_cpu_shared_memory_op()
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
