@@ -28,23 +28,24 @@ DEMO_MODELS := runs/demo/models
 SYNTH_SPLITS := synth-mcqa synth-oeqa synth-caption
 DEMO_TARGETS := mcqa-full oeqa-lora caption-projector
 V := $(VENV)/bin/vidsme
+T := scripts/timed.sh  # T LABEL CMD: runs CMD and prints its wall time ([time] lines in the demo's log)
 
 # The demo's data and models (make demo and make shadows both start here; finished stages are reused).
 demo-models: $(STAMP)
-	$(V) splits build $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
-	$(V) splits verify $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
-	$(V) splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS) --cache-dir runs/demo/cache
-	$(V) train base configs/base/tiny.yaml data.video_root=$(DEMO_VIDEOS) output_dir=$(DEMO_MODELS)/tiny-base
+	$(T) splits $(V) splits build $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
+	$(T) verify $(V) splits verify $(SYNTH_SPLITS) synth-pretrain synth-probe --video-root $(DEMO_VIDEOS)
+	$(T) audit $(V) splits audit $(SYNTH_SPLITS) --video-root $(DEMO_VIDEOS) --cache-dir runs/demo/cache
+	$(T) base $(V) train base configs/base/tiny.yaml data.video_root=$(DEMO_VIDEOS) output_dir=$(DEMO_MODELS)/tiny-base
 	for t in $(DEMO_TARGETS); do \
-	  $(V) train target configs/targets/$$t.yaml base=$(DEMO_MODELS)/tiny-base \
+	  $(T) target-$$t $(V) train target configs/targets/$$t.yaml base=$(DEMO_MODELS)/tiny-base \
 	    data.video_root=$(DEMO_VIDEOS) output_dir=$(DEMO_MODELS)/$$t || exit 1; done
 
 demo: demo-models
 	@echo "== vidsme demo: synthetic data -> splits -> verify -> audit -> base -> 3 targets -> 4 shadows -> benchmark -> leaderboard =="
-	$(V) splits build synth-mcqa-population --video-root $(DEMO_VIDEOS)
-	$(V) train shadows configs/targets/mcqa-full.yaml --count 4 --offline base=$(DEMO_MODELS)/tiny-base \
+	$(T) population $(V) splits build synth-mcqa-population --video-root $(DEMO_VIDEOS)
+	$(T) shadows $(V) train shadows configs/targets/mcqa-full.yaml --count 4 --offline base=$(DEMO_MODELS)/tiny-base \
 	  data.video_root=$(DEMO_VIDEOS) output_dir=$(DEMO_MODELS)/mcqa-full
-	$(V) benchmark configs/suites/demo.yaml
+	$(T) benchmark $(V) benchmark configs/suites/demo.yaml
 	@echo "== done: results, per-sample scores, plots and the leaderboard under runs/demo/benchmark =="
 	@echo "   open runs/demo/benchmark/leaderboard.html; rerunning make demo reuses every finished stage"
 	@echo "   the strongest attacks with 16 shadow models per target: make shadows (about 40 min)"
