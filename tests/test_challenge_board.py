@@ -42,8 +42,11 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("challenge_board")
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)
+    # a fixed secret: the same tiny world on every run (a fresh one drew, now and then, a final part on which
+    # the blind baseline tied a perfect attack, and a test that reads the ranks flipped with it)
+    (root / "round.secret").write_bytes(hashlib.sha256(b"tests/test_challenge_board.py").digest())
     C.build_challenge(root / "round.secret", root / "dir", C.ChallengeSettings(
-        size=6, pretrain_videos=16, overrides=TINY, configs=ROOT / "configs"), create_secret=True, progress=False,
+        size=6, pretrain_videos=16, overrides=TINY, configs=ROOT / "configs"), progress=False,
         log=lambda _line: None)
     mp.setenv(KEY_ENV, add_submitter(C.ChallengePaths(root / "dir").private, WHO))  # copied with every _copy
     yield root
@@ -306,7 +309,8 @@ def test_no_public_byte_depends_on_the_final_part_not_even_the_order(built, tmp_
         shutil.copytree(out / "private" / "results", results_dir)
         results = _rescore(results_dir, scores, submitter=submitter)
         (verdict,) = [v for v in results["verdicts"]["targets"] if v["target"] == "mcqa-full"]
-        firsts[world] = verdict["entries"][0]["method"]
+        # the first of the two re-scored methods (the blind baseline may tie a perfect score on 6 videos)
+        firsts[world] = next(e["method"] for e in verdict["entries"] if e["method"] in scores)
         pages[world] = _public_bytes(results_dir, results, tmp_path / f"public-{world}")
     assert firsts == {"loss wins": "loss", "vid_sme wins": "vid_sme"}  # the private, final-part ranks did move
     assert pages["loss wins"] == pages["vid_sme wins"]
