@@ -75,6 +75,7 @@ __all__ = [
     "generate_all",
     "generate_pool",
     "generator_source",
+    "object_coverage",
     "question_kind",
     "render_video",
     "reverse_spec",
@@ -730,6 +731,22 @@ def _alpha(shape: str, dx: np.ndarray, dy: np.ndarray, radius: int) -> np.ndarra
     return np.clip(0.5 - dist, 0.0, 1.0)
 
 
+def object_coverage(spec: VideoSpec, t: int, xs: np.ndarray | None = None,
+                    ys: np.ndarray | None = None) -> list[tuple[ObjectSpec, np.ndarray]]:
+    """The objects visible in frame `t`, in drawing order, each with its anti-aliased coverage (float64
+    [height, width], 0..1): exactly what the renderer blends in, so labels computed from it (the base's tower
+    stage, train/perception_tower.py) say what the pixels show. `xs`/`ys`: pixel centres, if already built."""
+    w, h = spec.width, spec.height
+    xs = np.arange(w, dtype=np.float64)[None, :] + 0.5 if xs is None else xs
+    ys = np.arange(h, dtype=np.float64)[:, None] + 0.5 if ys is None else ys
+    out = []
+    for obj in spec.objects:
+        if _visible(obj, t):
+            cx, cy = _position(obj, t, w, h)
+            out.append((obj, _alpha(obj.shape, xs - cx / 4, ys - cy / 4, obj.radius)))
+    return out
+
+
 def _render(spec: VideoSpec) -> np.ndarray:
     n, h, w = spec.n_frames, spec.height, spec.width
     canvas = _canvas(spec)
@@ -741,12 +758,8 @@ def _render(spec: VideoSpec) -> np.ndarray:
         ox = px * (n - 1 - t) if px > 0 else -px * t
         oy = py * (n - 1 - t) if py > 0 else -py * t
         img = canvas[oy:oy + h, ox:ox + w].copy()
-        for obj in spec.objects:
-            if not _visible(obj, t):
-                continue
-            cx, cy = _position(obj, t, w, h)
-            alpha = _alpha(obj.shape, xs - cx / 4, ys - cy / 4, obj.radius)[..., None]
-            img += alpha * (np.asarray(PALETTE[obj.colour], dtype=np.float64) - img)
+        for obj, alpha in object_coverage(spec, t, xs, ys):
+            img += alpha[..., None] * (np.asarray(PALETTE[obj.colour], dtype=np.float64) - img)
         img *= spec.gains[t] / 256
         out[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out

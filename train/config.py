@@ -92,6 +92,20 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class TowerStageConfig:
+    """An optional first stage of `vidsme train base`: the vision tower pretrained alone, per patch, on what the
+    synthetic scenes show (train/perception_tower.py), before the language model learns to read it."""
+
+    steps: int = 0  # optimizer steps (0: no tower stage; the tower trains end to end with the LM, or stays fixed)
+    videos: int = 600  # the pool's first videos, every frame of each
+    batch_frames: int = 64  # frames per step
+    lr: float = 2.0e-3
+    heldout_videos: int = 50  # of the probe pool, where the card's readout accuracy is measured (0: none)
+    freeze: bool = True  # the tower keeps the stage's weights while projector and LM learn
+    init_projector: bool = True  # the projector's first layer starts as the stage's readout head
+
+
+@dataclass(frozen=True)
 class BaseConfig:
     """The tiny base model: built from a config, pretrained on a pool with everything trainable."""
 
@@ -102,5 +116,6 @@ class BaseConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    tower: TowerStageConfig = field(default_factory=TowerStageConfig)
     train_vision_tower: bool = True  # False: the tower keeps its initialisation (a fixed encoder); projector and LM learn
     seed: int = 0

@@ -9,6 +9,7 @@ import copy
 import json
 import shutil
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,11 +156,15 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
     rows = split.rows()
     out = Path(cfg.output_dir)
     init_dir = out / "init"
+    tower_stage = None
     if rank == 0:
         build_tiny_vullm(cfg.model, tokenizer_corpus(rows), init_dir, overwrite=True)  # deterministic: a resume rebuilds it identically
+        if cfg.tower.steps > 0:
+            tower_stage = pretrain_tower(cfg, init_dir)
     torch.distributed.barrier()
     model, processor = load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
-    set_trainable(model, ("vision_tower", "projector", "language_model") if cfg.train_vision_tower
+    train_tower_too = cfg.train_vision_tower and not (cfg.tower.steps > 0 and cfg.tower.freeze)
+    set_trainable(model, ("vision_tower", "projector", "language_model") if train_tower_too
                   else ("projector", "language_model"))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
@@ -178,11 +183,34 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
                      "manifest_sha256": split.card.manifest_sha256},
             "steps": result.steps, "epochs": result.epochs, "trained_ids_sha256": ids_sha256(result.trained_ids),
             "final_train_loss": result.losses[-1], "train_seconds": round(result.seconds, 2),
-            "video_reading": reading,
+            "video_reading": reading, "tower_stage": tower_stage,
             "vidsme": __version__, "git_commit": git_commit(), "libraries": library_versions(),
         })
     torch.distributed.barrier()
     return out
+
+
+def pretrain_tower(cfg: BaseConfig, init_dir: Path) -> dict:
+    """The tower stage (cfg.tower, train/perception_tower.py) on the freshly built model in `init_dir`, saved back
+    there; returns its record for the base card (steps, losses, seconds, held-out readout accuracy)."""
+    from vidsme.train import perception_tower as pt
+
+    model, processor = load_base(init_dir)
+    start = time.perf_counter()
+    size, patch = model.config.vision_config.image_size, model.config.vision_config.patch_size
+    frames = pt.pool_frames(cfg.data.split, cfg.tower.videos, cfg.data.video_root, processor, size, patch)
+    head, losses = pt.train_tower(model, frames, cfg.tower, cfg.seed)
+    record = {"steps": cfg.tower.steps, "frames": len(frames.pixels), "first_loss": losses[0],
+              "final_loss": losses[-1], "seconds": round(time.perf_counter() - start, 2), "heldout": None}
+    if cfg.tower.heldout_videos > 0 and cfg.probe.split is not None:
+        heldout = pt.pool_frames(cfg.probe.split, cfg.tower.heldout_videos, Path(cfg.probe.video_root or
+                                 cfg.data.video_root), processor, size, patch)
+        record["heldout"] = {"pool": cfg.probe.split, **pt.readout_accuracy(model.model.vision_tower, head, heldout)}
+        print(f"tower stage: held-out readout {record['heldout']}")
+    if cfg.tower.init_projector:
+        pt.init_projector_from_head(model, head)
+    model.save_pretrained(init_dir)
+    return record
 
 
 def measure_base_reading(cfg: BaseConfig, model, processor, *, progress: bool = True) -> dict | None:
