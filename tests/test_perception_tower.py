@@ -94,3 +94,21 @@ def test_a_base_with_a_tower_stage_records_it_in_its_card(pools, tmp_path):
     assert stage["steps"] == 5 and stage["frames"] == 3 * 24 and np.isfinite([stage["first_loss"], stage["final_loss"]]).all()
     assert stage["heldout"]["pool"] == "synth-probe" and stage["heldout"]["frames"] == 2 * 24
     assert 0.0 <= stage["heldout"]["colour_bits"] <= 1.0
+
+
+def test_a_pool_whose_files_or_card_are_not_the_generators_is_refused(pools, monkeypatch):
+    import types
+
+    import vidsme.video
+
+    root, rows = pools
+    _, processor = make_tiny_vullm(TINY, tokenizer_corpus(rows))
+    real = pt.load_split("synth-pretrain")
+    user = types.SimpleNamespace(card=types.SimpleNamespace(source={"generator": "user"}), rows=real.rows)
+    monkeypatch.setattr(pt, "load_split", lambda name: user)
+    with pytest.raises(VidsmeError, match="not made by the synthetic generator.*tower.steps=0"):
+        pt.pool_frames("synth-pretrain", 2, root / "videos", processor, TINY.image_size, TINY.patch_size)
+    monkeypatch.setattr(pt, "load_split", lambda name: real)
+    monkeypatch.setattr(pt, "read_frames", lambda path, n: vidsme.video.read_frames(path, n)[:, :32])  # half height
+    with pytest.raises(VidsmeError, match=r"v0000.mp4 has 24 frames of 64x32, its scene 24 of 64x64; rebuild"):
+        pt.pool_frames("synth-pretrain", 2, root / "videos", processor, TINY.image_size, TINY.patch_size)

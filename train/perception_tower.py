@@ -97,6 +97,10 @@ def pool_frames(pool: str, n_videos: int, video_root: Path, processor, image_siz
             raise VidsmeError(f"tower stage: scene {spec.video_id} of pool {pool!r} is {video}, which is not among "
                               f"the pool's first {n_videos} videos; rebuild it with `vidsme splits build {pool}`")
         frames = read_frames(Path(video_root) / video, spec.n_frames)
+        if frames.shape[:3] != (spec.n_frames, spec.height, spec.width):  # a pool built at another format
+            raise VidsmeError(f"tower stage: {video} has {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}, "
+                              f"its scene {spec.n_frames} of {spec.width}x{spec.height}; rebuild it with "
+                              f"`vidsme splits build {pool}`")
         pixels.append(processor.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"][0])
         target, background = frame_targets(spec, image_size, patch_size)
         targets.append(target)
