@@ -25,6 +25,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = (
     "synth-mcqa-population", "synth-oeqa-population", "synth-caption-population", "synth-mcqa-large-population",
     "synth-mcqa-titled", "synth-oeqa-titled", "synth-caption-titled",  # controls: the same scenes with text keys
     "synth-probe",  # held-out scenes: a base's video reading
+    "synth-pretrain-large",  # synth-pretrain's scenes and 1,760 more, perception rows only (a base that reads)
 )
 
 

@@ -114,6 +114,9 @@ class PoolSpec:
             colour, shape, count, direction, order; multiple choice over the kind's whole answer set),
             after its caption (synth-pretrain: what teaches a base to look). A pool whose `questions` is
             "perception" asks only those (synth-probe: what measures it).
+        qa_videos: only the first `qa_videos` scenes also get their caption and QA rows, the rest their perception
+            rows alone (None: every scene). synth-pretrain: many scenes to learn to look from, without
+            multiplying the caption and QA text the targets' tasks are about.
     """
 
     name: str
@@ -126,6 +129,7 @@ class PoolSpec:
     video_folder: str = ""
     text_keys: bool = False
     perception: bool = False
+    qa_videos: int | None = None
 
 
 # Split pools hold 160-200 videos: with fewer, the blind audit's AUC on an i.i.d. split
@@ -168,8 +172,12 @@ STUDY_POOLS.update({
 
 #: A larger public split for the shadows suite (400 + 400 videos, so that its 200 test non-members
 #: resolve TPR at 5% FPR): synth-mcqa's task, rows and title slot on new scenes (its own namespace).
+#: synth-pretrain-large: synth-pretrain's 240 scenes (the same files and rows) and 1,760 more asked only their
+#: perception questions, for a base that learns to read its frames (configs/base/tiny-reading.yaml, issue 27).
 LARGE_POOLS: dict[str, PoolSpec] = {
     "synth-mcqa-large": replace(POOLS["synth-mcqa"], name="synth-mcqa-large", n_videos=800, namespace="mcqa-large"),
+    "synth-pretrain-large": replace(POOLS["synth-pretrain"], name="synth-pretrain-large", n_videos=2000,
+                                    video_folder="synth-pretrain", qa_videos=240),
 }
 
 #: Population pools (unlabelled): new scenes from each public split's distribution — same task, rows per
@@ -204,9 +212,10 @@ TEXT_VERSION = 3
 
 def generator_source(pool: PoolSpec) -> dict:
     """What a split card records of the generator that wrote a pool (its `source`, with seed and size added)."""
-    return {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION,
-            "text_version": TEXT_VERSION, "text_keys": pool.text_keys, "rows_per_video": pool.rows_per_video,
-            "questions": pool.questions, "perception": pool.perception}
+    source = {"generator": "vidsme.data_splits.synthetic", "generator_version": GENERATOR_VERSION,
+              "text_version": TEXT_VERSION, "text_keys": pool.text_keys, "rows_per_video": pool.rows_per_video,
+              "questions": pool.questions, "perception": pool.perception}
+    return source if pool.qa_videos is None else {**source, "qa_videos": pool.qa_videos}
 
 #: Keys of every row, in this order.
 ROW_KEYS: tuple[str, ...] = (
@@ -1111,8 +1120,8 @@ def rows_for_video(spec: VideoSpec, pool: str | None = None) -> list[dict]:
     rng = _rng(spec.seed, p.namespace, spec.index, "rows")
     common = {"video": f"{p.video_folder or pool}/{spec.video_id}.mp4", "source": pool, "video_sha256": None}
     prefix = f"{pool}/{spec.video_id}"
-    if p.questions == "perception":  # the probe: what only the frames answer, nothing else
-        return perception_rows(spec, prefix, common)
+    if p.questions == "perception" or (p.qa_videos is not None and spec.index >= p.qa_videos):
+        return perception_rows(spec, prefix, common)  # what only the frames answer, nothing else
     rows: list[dict] = []
     if p.task in ("caption", "pretrain"):
         caption, rcaption = _caption(spec, p.text_keys), _caption(rev, p.text_keys)

@@ -80,16 +80,19 @@ def test_a_pool_that_is_not_synthetic_or_too_small_is_refused(pools):
 
 
 def test_a_base_with_a_tower_stage_records_it_in_its_card(pools, tmp_path):
-    from vidsme.train.config import BaseConfig, DataConfig, OptimConfig, ProbeConfig
+    from vidsme.train.config import BaseConfig, DataConfig, OpeningConfig, OptimConfig, ProbeConfig
     from vidsme.train.recipes import pretrain_base
 
     root, _ = pools
     cfg = BaseConfig(name="b", output_dir=tmp_path / "base", model=WIDE,
                      data=DataConfig(split="synth-pretrain", video_root=root / "videos", n_frames=4, max_text_tokens=400),
-                     optim=OptimConfig(epochs=1, micro_batch_size=4), probe=ProbeConfig(n_bootstrap=20, max_videos=2),
-                     tower=TowerStageConfig(steps=5, videos=3, batch_frames=16, heldout_videos=2))
+                     optim=OptimConfig(max_steps=4, schedule="cosine", micro_batch_size=4),
+                     probe=ProbeConfig(n_bootstrap=20, max_videos=2),
+                     tower=TowerStageConfig(steps=5, videos=3, batch_frames=16, heldout_videos=2),
+                     opening=OpeningConfig(steps=2, kinds=("colour", "background")))
     pretrain_base(cfg, progress=False)
     card = json.loads((tmp_path / "base" / "base.json").read_text())
+    assert card["steps"] == 4 and card["config"]["opening"] == {"steps": 2, "kinds": ["colour", "background"]}
     stage = card["tower_stage"]
     assert stage["steps"] == 5 and stage["frames"] == 3 * 24 and np.isfinite([stage["first_loss"], stage["final_loss"]]).all()
     assert stage["heldout"]["pool"] == "synth-probe" and stage["heldout"]["frames"] == 2 * 24

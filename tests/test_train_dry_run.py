@@ -150,6 +150,24 @@ def test_base_dry_run_counts_the_model_pretraining_builds(world, tmp_path):
     assert not (tmp_path / "base").exists()
 
 
+def test_base_dry_run_counts_the_tower_stage_and_the_opening(world, tmp_path):
+    from vidsme.train.config import OpeningConfig, TowerStageConfig
+
+    data = DataConfig(split="synth-pretrain", video_root=world["videos"], n_frames=4)
+    cfg = BaseConfig(name="b", output_dir=tmp_path / "base", data=data, model=TINY,
+                     optim=OptimConfig(micro_batch_size=2, max_steps=9, schedule="cosine"),
+                     tower=TowerStageConfig(steps=5, videos=4), opening=OpeningConfig(steps=3, kinds=("colour",)))
+    report = dr.dry_run_base(cfg)
+    text = report.format()
+    assert report.ok, text
+    assert report.figures["counts"]["vision_tower"]["trainable"] == 0  # the tower stage froze it
+    assert "tower stage first: 5 steps" in text and "an opening of 3 steps over 4 rows" in text  # 1 colour row a video
+    assert "optim.max_steps: 9 steps in all" in text and "lr schedule cosine" in text
+    bad = BaseConfig(name="b", output_dir=tmp_path / "base", data=data, model=TINY, optim=OptimConfig(micro_batch_size=2),
+                     opening=OpeningConfig(steps=3, kinds=("colours",)))
+    assert any("unknown perception kind" in problem for problem in dr.dry_run_base(bad).problems)
+
+
 def test_the_paper_target_configs(world, tmp_path, monkeypatch):
     monkeypatch.delenv(SPLITS_DIR_ENV)  # the committed paper splits
     arch = world["base"] / "config.json"  # a small architecture: this test is about the configs and splits

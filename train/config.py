@@ -27,12 +27,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup then constant learning rate."""
+    """AdamW with linear warmup, then a constant or cosine-decaying learning rate."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"  # after warmup: lr kept, or decayed to 0 at the last step
     epochs: int = 3
+    max_steps: int = 0  # > 0: exactly this many optimizer steps (epochs is then ignored; seeded epochs keep cycling)
     micro_batch_size: int = 4  # per process
     grad_accum: int = 1
     grad_clip: float = 1.0
@@ -106,6 +108,19 @@ class TowerStageConfig:
 
 
 @dataclass(frozen=True)
+class OpeningConfig:
+    """An optional opening of base pretraining: its first `steps` optimizer steps draw only the pool's rows of some
+    perception kinds (ids ending in -<kind>: background, colour, shape, count, direction, order), then every row.
+
+    Why: a language model that must learn all kinds at once answers from the text; one that first learns an
+    easy kind (colour) learns to read the video tokens, and the later kinds use that (docs/TARGETS.md, issue 27).
+    """
+
+    steps: int = 0  # 0: no opening
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BaseConfig:
     """The tiny base model: built from a config, pretrained on a pool with everything trainable."""
 
@@ -117,5 +132,6 @@ class BaseConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     tower: TowerStageConfig = field(default_factory=TowerStageConfig)
+    opening: OpeningConfig = field(default_factory=OpeningConfig)
     train_vision_tower: bool = True  # False: the tower keeps its initialisation (a fixed encoder); projector and LM learn
     seed: int = 0

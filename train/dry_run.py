@@ -378,19 +378,36 @@ def _prompt_checks(rows: list[dict], data: DataConfig, tokenizer, static, report
                                "raise data.max_text_tokens")
 
 
-def _steps_line(n: int, optim: OptimConfig, world: int, report: DryRunReport) -> None:
+def _steps_line(n: int, optim: OptimConfig, world: int, report: DryRunReport, *, opening: int = 0,
+                opening_steps: int = 0) -> None:
+    """The run's step count as run_training computes it (train/loop.py's data_order); `opening`: rows the opening's
+    `opening_steps` steps draw from."""
+    from vidsme.train.loop import data_order
+
     per_step = optim.micro_batch_size * optim.grad_accum * world
     steps = n // per_step  # as run_training: the tail of each epoch's order is left out
-    report.lines.append(f"steps: {n} samples / (micro batch {optim.micro_batch_size} x grad accum {optim.grad_accum} x "
-                        f"world {world} = {per_step} per step) = {steps} steps per epoch"
-                        + (f" ({n - steps * per_step} samples of each epoch's order left out)" if steps and n % per_step
-                           else "") + f", {optim.epochs} epoch(s) = {steps * optim.epochs} steps")
-    if steps and optim.warmup_steps > steps * optim.epochs:
-        report.lines.append(f"note: optim.warmup_steps {optim.warmup_steps} > the run's {steps * optim.epochs} steps: "
+    line = (f"steps: {n} samples / (micro batch {optim.micro_batch_size} x grad accum {optim.grad_accum} x "
+            f"world {world} = {per_step} per step) = {steps} steps per epoch"
+            + (f" ({n - steps * per_step} samples of each epoch's order left out)" if steps and n % per_step else ""))
+    if not n:
+        report.lines.append(line)
+        return
+    try:
+        total = data_order(n, optim, world, 0, range(opening), opening_steps).total_steps
+    except VidsmeError as err:
+        report.lines.append(line)
+        report.problems.append(f"{err}: lower optim.micro_batch_size or optim.grad_accum, or use fewer processes")
+        return
+    if opening_steps > 0:
+        line += f"; an opening of {opening_steps} steps over {opening} rows"
+    if optim.max_steps > 0:
+        line += f"; optim.max_steps: {total} steps in all ({(total - opening_steps) / steps:.2f} epochs after the opening)"
+    else:
+        line += f", {optim.epochs} epoch(s) = {total} steps"
+    report.lines.append(line + (f", lr schedule {optim.schedule}" if optim.schedule != "constant" else ""))
+    if optim.warmup_steps > total:
+        report.lines.append(f"note: optim.warmup_steps {optim.warmup_steps} > the run's {total} steps: "
                             "the learning rate never reaches optim.lr")
-    if n and not steps:
-        report.problems.append(f"{n} samples is fewer than one optimizer step ({per_step} samples): lower "
-                               "optim.micro_batch_size or optim.grad_accum, or use fewer processes")
 
 
 def _video_checks(rows: list[dict], video_root: Path, *, quick: bool, seed: int, progress: bool,
@@ -493,6 +510,7 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     """Everything `vidsme train base` would need and hold for `cfg` (the tiny base, built on the meta
     device with its tokenizer trained on the pool as pretraining does), without writing anything."""
     from vidsme.train.loop import set_trainable
+    from vidsme.train.recipes import base_trainable_groups, opening_rows
 
     layout = world_layout(world_size, gpus_per_node)
     report = DryRunReport(f"base {cfg.name}: tiny LLaVA-OneVision built from the config, pretrained on "
@@ -506,17 +524,30 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     if split is None:
         report.lines.append("(the pool is missing: the vocabulary is the template words' only, smaller than "
                             "pretraining's)")
-    counts = {g: {**c} for g, c in set_trainable(model, ("vision_tower", "projector", "language_model")).items()}
+    groups = base_trainable_groups(cfg)
+    counts = {g: {**c} for g, c in set_trainable(model, groups).items()}
     counts["lora"] = {"total": 0, "trainable": 0}
     report.figures["counts"] = counts
-    report.lines += _table(counts, "every group (pretrain_base's set_trainable), on the meta-device model")
+    report.lines += _table(counts, f"{', '.join(groups)} (pretrain_base's set_trainable), on the meta-device model")
+    if cfg.tower.steps > 0:
+        report.lines.append(
+            f"tower stage first: {cfg.tower.steps} steps of {cfg.tower.batch_frames} frames (every frame of the pool's "
+            f"first {cfg.tower.videos} videos), lr {cfg.tower.lr}; then the tower is "
+            + ("frozen" if cfg.tower.freeze else "trained on with the LM")
+            + (", the projector's first layer starts as its readout head" if cfg.tower.init_projector else ""))
     if zero is not None:
         _memory_lines(model, counts, cfg.engine, layout, zero, report)
     static = _token_lines(model.config, cfg.data, report)
     if split is not None:
         report.lines.append(f"pool {split.name} v{split.card.version}: {len(rows)} rows over "
                             f"{len({r['video'] for r in rows})} videos")
-    _steps_line(len(rows), cfg.optim, layout[0], report)
+    opening = 0
+    if cfg.opening.steps > 0 or cfg.opening.kinds:
+        try:
+            opening = len(opening_rows(rows, cfg.opening.kinds, cfg.data.split)) if rows else 0
+        except VidsmeError as err:
+            report.problems.append(str(err))
+    _steps_line(len(rows), cfg.optim, layout[0], report, opening=opening, opening_steps=cfg.opening.steps)
     if rows:
         _prompt_checks(rows, cfg.data, tokenizer, static, report)
         _video_checks(rows, cfg.data.video_root, quick=quick, seed=cfg.seed, progress=progress, report=report)

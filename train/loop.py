@@ -11,6 +11,7 @@ order of samples trained on is a function of (seed, samples), recorded in the ca
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -142,6 +143,73 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+_OPENING_STREAM = 10**6  # the opening's epochs are seeded apart from the main epochs' (epoch numbers never get there)
+
+
+@dataclass(frozen=True)
+class DataOrder:
+    """Which samples each optimizer step consumes: a pure function of (seed, step), so a resumed run continues the
+    same order. An optional opening (its first `opening_steps` steps) draws from `opening` only, its own seeded
+    epochs; then seeded epochs over every sample. A partial last window of an epoch is dropped."""
+
+    n: int
+    per_step: int
+    seed: int
+    total_steps: int
+    opening: tuple[int, ...] = ()
+    opening_steps: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.per_step
+
+    def epoch(self, global_step: int) -> int:
+        """The main epoch a step belongs to (-1 during the opening)."""
+        return -1 if global_step < self.opening_steps else (global_step - self.opening_steps) // self.steps_per_epoch
+
+    def window(self, global_step: int) -> list[int]:
+        """Sample indices of optimizer step `global_step` (all ranks, all micro batches)."""
+        if global_step < self.opening_steps:
+            epoch, step = divmod(global_step, len(self.opening) // self.per_step)
+            order = _order(len(self.opening), self.seed, _OPENING_STREAM + epoch)
+            return [self.opening[i] for i in order[step * self.per_step : (step + 1) * self.per_step]]
+        epoch, step = divmod(global_step - self.opening_steps, self.steps_per_epoch)
+        return list(_order(self.n, self.seed, epoch)[step * self.per_step : (step + 1) * self.per_step])
+
+
+@functools.lru_cache(maxsize=4)
+def _order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    return tuple(epoch_order(n, seed, epoch))
+
+
+def data_order(n: int, optim, world: int, seed: int, opening: Sequence[int] = (), opening_steps: int = 0) -> DataOrder:
+    """The run's DataOrder: `optim.max_steps` steps in all when set (the opening included), else the opening then
+    `optim.epochs` epochs. Errors name what to change when there is not one step of data."""
+    per_step = optim.micro_batch_size * world * optim.grad_accum
+    if n // per_step == 0:
+        raise VidsmeError(f"{n} samples is fewer than one optimizer step ({per_step} samples)")
+    if opening_steps > 0 and len(opening) // per_step == 0:
+        raise VidsmeError(f"the opening's {len(opening)} samples are fewer than one optimizer step ({per_step} "
+                          "samples): check opening.kinds against the pool's rows")
+    opening_steps = max(opening_steps, 0)
+    if optim.max_steps > 0 and optim.max_steps < opening_steps:
+        raise VidsmeError(f"optim.max_steps {optim.max_steps} is less than the opening's {opening_steps} steps")
+    total = optim.max_steps if optim.max_steps > 0 else opening_steps + n // per_step * optim.epochs
+    return DataOrder(n=n, per_step=per_step, seed=seed, total_steps=total, opening=tuple(opening),
+                     opening_steps=opening_steps)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """The learning rate of optimizer step `step` relative to optim.lr: linear warmup over `warmup_steps`, then
+    constant, or a cosine from 1 at step 0 to 0 at `total_steps`."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    if schedule != "constant":
+        raise VidsmeError(f"unknown optim.schedule {schedule!r}; known: constant, cosine")
+    return warm
+
+
 def ds_config(engine_cfg, optim, world: int) -> dict:
     """DeepSpeed config: the JSON file's ZeRO settings + batch sizes and precision from ours."""
     import json
@@ -163,8 +231,12 @@ def ds_config(engine_cfg, optim, world: int) -> dict:
 
 def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: int, pad_token_id: int,
                  desc: str, checkpoint_dir: Path | None = None, config_hash: str = "",
-                 progress_bar: bool = True) -> tuple[torch.nn.Module, LoopResult]:
+                 progress_bar: bool = True, opening: Sequence[int] = (), opening_steps: int = 0
+                 ) -> tuple[torch.nn.Module, LoopResult]:
     """Train `model` (trainable flags already set) on `dataset`; returns (trained module, result).
+
+    `opening` / `opening_steps`: the first steps draw only those sample indices (see DataOrder), under the same
+    optimizer and learning-rate schedule as the rest.
 
     With `checkpoint_dir`, a checkpoint is written every `engine_cfg.save_every_steps` optimizer
     steps (0: at the end of each epoch; -1: never) and the newest complete one is resumed
@@ -180,16 +252,13 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     if not params:
         raise VidsmeError("no trainable parameters: check the strategy and module groups")
     optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    per_step = optim.micro_batch_size * world * optim.grad_accum
-    steps_per_epoch = len(dataset) // per_step
-    if steps_per_epoch == 0:
-        raise VidsmeError(f"{len(dataset)} samples is fewer than one optimizer step ({per_step} samples)")
-    warmup = max(optim.warmup_steps, 0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    plan = data_order(len(dataset), optim, world, seed, opening, opening_steps)
+    total_steps = plan.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, optim.warmup_steps, optim.schedule))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config(engine_cfg, optim, world))
     device = engine.device
-    total_steps = steps_per_epoch * optim.epochs
     progress = {"steps_done": 0, "trained_ids": [], "losses": [], "config_hash": config_hash}
     if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0:
         found = latest_checkpoint(checkpoint_dir)
@@ -198,16 +267,12 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
             progress = {k: saved[k] for k in progress}
             if rank == 0:
                 print(f"resuming from {found} (step {progress['steps_done']} of {total_steps})")
-    every = engine_cfg.save_every_steps or steps_per_epoch
+    every = engine_cfg.save_every_steps or plan.steps_per_epoch
     start = time.perf_counter()
     bar = tqdm(total=total_steps, initial=progress["steps_done"], desc=desc, unit="step",
                disable=rank != 0 or not progress_bar)
-    order: list[int] = []
     for global_step in range(progress["steps_done"], total_steps):
-        epoch, step = divmod(global_step, steps_per_epoch)
-        if not order or step == 0 or global_step == progress["steps_done"]:
-            order = epoch_order(len(dataset), seed, epoch)
-        window = order[step * per_step : (step + 1) * per_step]
+        window = plan.window(global_step)
         progress["trained_ids"] += [dataset.rows[i]["id"] for i in window]
         step_loss = 0.0
         for micro in range(optim.grad_accum):
@@ -225,7 +290,7 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
         progress["losses"].append(float(mean) / world)
         progress["steps_done"] = global_step + 1
         bar.update(1)
-        bar.set_postfix(epoch=epoch, loss=f"{progress['losses'][-1]:.4f}")
+        bar.set_postfix(epoch=plan.epoch(global_step), loss=f"{progress['losses'][-1]:.4f}")
         done = progress["steps_done"]
         if checkpoint_dir is not None and engine_cfg.save_every_steps >= 0 and (done % every == 0) and done < total_steps:
             save_checkpoint(checkpoint_dir, engine, progress, rank, world)
@@ -233,7 +298,8 @@ def run_training(model, dataset: VideoTextDataset, optim, engine_cfg, *, seed: i
     losses = progress["losses"]
     if not all(math.isfinite(x) for x in losses):
         raise VidsmeError(f"training diverged (non-finite loss at step {next(i for i, x in enumerate(losses) if not math.isfinite(x))})")
-    result = LoopResult(steps=total_steps, epochs=optim.epochs, trained_ids=progress["trained_ids"], losses=losses,
+    epochs = plan.epoch(total_steps - 1) + 1 if total_steps > plan.opening_steps else 0
+    result = LoopResult(steps=total_steps, epochs=epochs, trained_ids=progress["trained_ids"], losses=losses,
                         seconds=time.perf_counter() - start)
     return engine.module, result
 

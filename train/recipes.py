@@ -163,14 +163,13 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
             tower_stage = pretrain_tower(cfg, init_dir)
     torch.distributed.barrier()
     model, processor = load_base(init_dir, fix="rerun `vidsme train base CONFIG`, which rebuilds it")
-    train_tower_too = cfg.train_vision_tower and not (cfg.tower.steps > 0 and cfg.tower.freeze)
-    set_trainable(model, ("vision_tower", "projector", "language_model") if train_tower_too
-                  else ("projector", "language_model"))
+    set_trainable(model, base_trainable_groups(cfg))
     dataset = make_dataset(rows, processor, model.config, cfg.data)
     trained, result = run_training(model, dataset, cfg.optim, cfg.engine, seed=cfg.seed,
                                    pad_token_id=processor.tokenizer.pad_token_id, desc=f"pretrain {cfg.name}",
                                    checkpoint_dir=out / "checkpoints", config_hash=config_hash(cfg),
-                                   progress_bar=progress)
+                                   progress_bar=progress, opening=opening_rows(rows, cfg.opening.kinds, split.name),
+                                   opening_steps=cfg.opening.steps)
     trained = _unpartitioned(trained, rank, lambda: load_base(init_dir)[0])
     if rank == 0:
         reading = measure_base_reading(cfg, trained, processor, progress=progress)
@@ -188,6 +187,28 @@ def pretrain_base(cfg: BaseConfig, *, progress: bool = True) -> Path:
         })
     torch.distributed.barrier()
     return out
+
+
+def base_trainable_groups(cfg: BaseConfig) -> tuple[str, ...]:
+    """What the LM stage of base pretraining trains: projector and LM, and the tower unless it is a fixed encoder
+    (train_vision_tower: false) or the tower stage froze it."""
+    tower_too = cfg.train_vision_tower and not (cfg.tower.steps > 0 and cfg.tower.freeze)
+    return ("vision_tower", "projector", "language_model") if tower_too else ("projector", "language_model")
+
+
+def opening_rows(rows: list[dict], kinds: tuple[str, ...], pool: str) -> list[int]:
+    """Indices of the pool rows the opening draws from: perception rows of `kinds` (ids ending in -<kind>)."""
+    from vidsme.data_splits.synthetic import PERCEPTION_KINDS
+
+    unknown = [k for k in kinds if k not in PERCEPTION_KINDS]
+    if unknown:
+        raise VidsmeError(f"opening.kinds: unknown perception kind(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(PERCEPTION_KINDS)}")
+    chosen = [i for i, r in enumerate(rows) if r["id"].rsplit("-", 1)[-1] in kinds]
+    if kinds and not chosen:
+        raise VidsmeError(f"opening.kinds {', '.join(kinds)}: pool {pool} has no such perception rows (a pool built "
+                          "with perception questions, e.g. synth-pretrain, has them)")
+    return chosen
 
 
 def pretrain_tower(cfg: BaseConfig, init_dir: Path) -> dict:
