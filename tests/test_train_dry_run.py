@@ -165,7 +165,8 @@ def test_base_dry_run_counts_the_tower_stage_and_the_opening(world, tmp_path):
     assert "optim.max_steps: 9 steps in all" in text and "lr schedule cosine" in text
     bad = BaseConfig(name="b", output_dir=tmp_path / "base", data=data, model=TINY, optim=OptimConfig(micro_batch_size=2),
                      opening=OpeningConfig(steps=3, kinds=("colours",)))
-    assert any("unknown perception kind" in problem for problem in dr.dry_run_base(bad).problems)
+    problems = dr.dry_run_base(bad).problems
+    assert [p for p in problems if "opening" in p] == [next(p for p in problems if "unknown perception kind" in p)]
 
 
 def test_the_paper_target_configs(world, tmp_path, monkeypatch):

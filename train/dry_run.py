@@ -396,7 +396,7 @@ def _steps_line(n: int, optim: OptimConfig, world: int, report: DryRunReport, *,
         total = data_order(n, optim, world, 0, range(opening), opening_steps).total_steps
     except VidsmeError as err:
         report.lines.append(line)
-        report.problems.append(f"{err}: lower optim.micro_batch_size or optim.grad_accum, or use fewer processes")
+        report.problems.append(str(err))  # data_order's message says what to change
         return
     if opening_steps > 0:
         line += f"; an opening of {opening_steps} steps over {opening} rows"
@@ -541,13 +541,14 @@ def dry_run_base(cfg: BaseConfig, *, world_size: int | None = None, gpus_per_nod
     if split is not None:
         report.lines.append(f"pool {split.name} v{split.card.version}: {len(rows)} rows over "
                             f"{len({r['video'] for r in rows})} videos")
-    opening = 0
-    if cfg.opening.steps > 0 or cfg.opening.kinds:
+    opening, opening_steps = 0, cfg.opening.steps
+    if rows and (opening_steps > 0 or cfg.opening.kinds):
         try:
-            opening = len(opening_rows(rows, cfg.opening.kinds, cfg.data.split)) if rows else 0
-        except VidsmeError as err:
+            opening = len(opening_rows(rows, cfg.opening.kinds, cfg.data.split))
+        except VidsmeError as err:  # listed once: the step count is then given without the opening
             report.problems.append(str(err))
-    _steps_line(len(rows), cfg.optim, layout[0], report, opening=opening, opening_steps=cfg.opening.steps)
+            opening_steps = 0
+    _steps_line(len(rows), cfg.optim, layout[0], report, opening=opening, opening_steps=opening_steps)
     if rows:
         _prompt_checks(rows, cfg.data, tokenizer, static, report)
         _video_checks(rows, cfg.data.video_root, quick=quick, seed=cfg.seed, progress=progress, report=report)

@@ -187,11 +187,12 @@ def data_order(n: int, optim, world: int, seed: int, opening: Sequence[int] = ()
     `optim.epochs` epochs. Errors name what to change when there is not one step of data."""
     per_step = optim.micro_batch_size * world * optim.grad_accum
     if n // per_step == 0:
-        raise VidsmeError(f"{n} samples is fewer than one optimizer step ({per_step} samples)")
+        raise VidsmeError(f"{n} samples is fewer than one optimizer step ({per_step} samples): lower "
+                          "optim.micro_batch_size or optim.grad_accum, or use fewer processes")
+    opening_steps = max(opening_steps, 0)
     if opening_steps > 0 and len(opening) // per_step == 0:
         raise VidsmeError(f"the opening's {len(opening)} samples are fewer than one optimizer step ({per_step} "
                           "samples): check opening.kinds against the pool's rows")
-    opening_steps = max(opening_steps, 0)
     if optim.max_steps > 0 and optim.max_steps < opening_steps:
         raise VidsmeError(f"optim.max_steps {optim.max_steps} is less than the opening's {opening_steps} steps")
     total = optim.max_steps if optim.max_steps > 0 else opening_steps + n // per_step * optim.epochs
